@@ -1,0 +1,214 @@
+"""Batch decoding: raw Kafka values to a typed polars frame plus dead letters with reasons.
+
+The columnar parser (Arrow's JSON reader with the schema's explicit Arrow types)
+is strict: a wrong JSON type, invalid JSON, a non-object or a duplicate key makes
+it fail and name the row. We then parse the rows before it columnar, hand that one
+record to the per-record path (`json` + the schema's `jsonschema` validator, the
+authority on the rare records that are valid JSON Schema but not plain Arrow, such
+as `12.0` for an integer), and continue after it. Valid rows from both paths then
+go through the schema's vectorized checks (enums, ranges, RFC 3339 time, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.json as pa_json
+
+from streamlane.schemas import EventSchema, parse_rfc3339
+
+# Parse calls are kept inside one Arrow block so a reported row number is absolute.
+_BLOCK_BYTES = 1 << 21
+_CHUNK_BYTES = 1 << 20
+_ROW_IN_ERROR = re.compile(r"in row (\d+)")
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded batch: `valid` rows (schema columns + `event_time` + `row`), `rejects` (`row`, `reason`)."""
+
+    valid: pl.DataFrame
+    rejects: pl.DataFrame
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _conform(node: dict[str, Any], value: Any) -> Any:
+    """Keep only declared fields and turn integral floats into ints where the schema says integer."""
+    kind = node.get("type")
+    if kind == "object" and isinstance(value, dict):
+        props = node.get("properties", {})
+        return {k: _conform(props[k], v) for k, v in value.items() if k in props}
+    if kind == "array" and isinstance(value, list):
+        return [_conform(node.get("items", {}), v) for v in value]
+    if kind == "integer" and isinstance(value, float):
+        return int(value)
+    return value
+
+
+def decode_record(raw: bytes, schema: EventSchema) -> tuple[dict[str, Any] | None, str | None]:
+    """Decode and validate one record the slow, exact way: (conformed event, None) or (None, reason)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 (byte {exc.start})"
+    try:
+        event = json.loads(
+            text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant
+        )
+    except _DuplicateKey as exc:
+        return None, f"not valid JSON: {exc}"
+    except (ValueError, RecursionError) as exc:
+        return None, f"not valid JSON: {str(exc)[:120]}"
+    if not isinstance(event, dict):
+        return None, f"not a JSON object (got {type(event).__name__})"
+    if event.get("specversion") != "1.0":
+        return None, "not a CloudEvent: specversion must be '1.0'"
+    for attr in ("id", "source", "type", "time"):
+        if attr not in event:
+            return None, f"not a CloudEvent: {attr} is required"
+    if event["type"] != schema.event_type:
+        return None, f"unknown event type {str(event['type'])[:80]!r}"
+    error = next(iter(sorted(schema.validator.iter_errors(event), key=lambda e: e.path)), None)
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "event"
+        return None, f"{where}: {error.message[:160]}"
+    return _conform(schema.document, event), None
+
+
+def _line_starts(values: list[bytes]) -> np.ndarray:
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values)) + 1
+    return np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(lengths)])
+
+
+def _parse_columnar(
+    values: list[bytes], schema: EventSchema
+) -> tuple[list[pa.Table], list[np.ndarray], list[int]]:
+    """Parse what Arrow accepts; return the tables, their row numbers, and the rows it refused."""
+    parse = pa_json.ParseOptions(
+        explicit_schema=schema.arrow_schema, unexpected_field_behavior="ignore"
+    )
+    read = pa_json.ReadOptions(use_threads=False, block_size=_BLOCK_BYTES)
+    # A raw newline can only be insignificant whitespace in valid JSON.
+    lines = [v.replace(b"\n", b" ").replace(b"\r", b" ") if b"\n" in v or b"\r" in v else v for v in values]
+    buf = memoryview(b"\n".join(lines))
+    starts = _line_starts(lines)
+    n = len(lines)
+    tables: list[pa.Table] = []
+    rows: list[np.ndarray] = []
+    refused: list[int] = []
+
+    def parse_range(lo: int, hi: int) -> pa.Table:
+        chunk = buf[starts[lo] : starts[hi] - 1]
+        return pa_json.read_json(pa.py_buffer(chunk), read_options=read, parse_options=parse)
+
+    def first_refused(lo: int, hi: int) -> int:
+        # The error names no row (a number Arrow cannot convert): bisect for it.
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            try:
+                parse_range(lo, mid)
+                lo = mid
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                hi = mid
+        return lo
+
+    def take(lo: int, hi: int) -> None:
+        while lo < hi:
+            try:
+                tables.append(parse_range(lo, hi))
+                rows.append(np.arange(lo, hi))
+                return
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                found = _ROW_IN_ERROR.search(str(exc))
+                bad = lo + int(found.group(1)) if found else first_refused(lo, hi)
+                # Rows before `bad` may still hold a conversion error Arrow reports later.
+                take(lo, bad)
+                refused.append(bad)
+                lo = bad + 1
+
+    lo = 0
+    while lo < n:
+        hi = lo + 1
+        while hi < n and starts[hi + 1] - starts[lo] <= _CHUNK_BYTES:
+            hi += 1
+        if starts[hi] - starts[lo] > _CHUNK_BYTES:  # a single record larger than a chunk
+            refused.append(lo)
+        else:
+            take(lo, hi)
+        lo = hi
+    return tables, rows, refused
+
+
+def decode_batch(values: list[bytes], schema: EventSchema) -> Decoded:
+    """Decode a batch of raw records against one event schema, loss-free.
+
+    Every input row ends up in exactly one of `valid` or `rejects`, identified by
+    its position `row` in `values`; `valid` is in input order. Unknown extra
+    attributes and data fields are ignored (tolerant reader); a wrong type is a
+    reject, never coerced. `event_time` is the event's `time` in UTC microseconds.
+    """
+    tables, row_ids, refused = _parse_columnar(values, schema)
+    reject_rows: list[int] = []
+    reject_reasons: list[str] = []
+    slow_events: list[dict[str, Any]] = []
+    slow_rows: list[int] = []
+    for row in refused:
+        event, reason = decode_record(values[row], schema)
+        if event is None:
+            reject_rows.append(row)
+            reject_reasons.append(reason or "invalid")
+        else:
+            slow_events.append(event)
+            slow_rows.append(row)
+    if slow_events:
+        tables.append(pa.Table.from_pylist(slow_events, schema=schema.arrow_schema))
+        row_ids.append(np.asarray(slow_rows, dtype=np.int64))
+    if tables:
+        table = pa.concat_tables(tables)
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        frame = frame.with_columns(row=pl.Series(np.concatenate(row_ids), dtype=pl.Int64))
+    else:
+        frame = pl.from_arrow(schema.arrow_schema.empty_table())  # type: ignore[assignment]
+        assert isinstance(frame, pl.DataFrame)
+        frame = frame.with_columns(row=pl.Series([], dtype=pl.Int64))
+    checked = frame.with_columns(schema.reason_expr())
+    bad = checked.filter(pl.col("reason").is_not_null()).select("row", "reason")
+    valid = (
+        checked.filter(pl.col("reason").is_null())
+        .drop("reason")
+        .with_columns(event_time=parse_rfc3339(pl.col("time")))
+        .sort("row")
+    )
+    rejects = pl.concat(
+        [
+            bad,
+            pl.DataFrame(
+                {"row": reject_rows, "reason": reject_reasons},
+                schema={"row": pl.Int64, "reason": pl.String},
+            ),
+        ]
+    ).sort("row")
+    return Decoded(valid=valid, rejects=rejects)

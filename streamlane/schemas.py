@@ -1,0 +1,199 @@
+"""Event schemas: the JSON Schema files in `schemas/` compiled for the columnar hot path.
+
+A schema file is the contract for one event type and version. From it we derive
+the Arrow schema the batch decoder parses with, and polars expressions that
+name the first rule a decoded row breaks. The same file drives the per-record
+`jsonschema` validator used for the rare records the columnar parser rejects,
+so both paths take the same valid-or-not decision.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import polars as pl
+import pyarrow as pa
+
+from streamlane.paths import SCHEMAS_DIR
+
+RFC3339_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%:z"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One schema rule as a polars expression: `violated` is true on rows that break it."""
+
+    violated: pl.Expr
+    reason: pl.Expr
+
+
+@dataclass(frozen=True)
+class EventSchema:
+    """A compiled event schema: its type name, Arrow parse schema and row checks."""
+
+    event_type: str
+    document: dict[str, Any]
+    arrow_schema: pa.Schema
+    checks: tuple[Check, ...]
+    validator: jsonschema.protocols.Validator
+
+    def reason_expr(self) -> pl.Expr:
+        """Expression giving the first broken rule's reason per row, null when the row is valid."""
+        return pl.coalesce(
+            [pl.when(c.violated.fill_null(False)).then(c.reason) for c in self.checks]
+        ).alias("reason")
+
+
+def parse_rfc3339(expr: pl.Expr) -> pl.Expr:
+    """RFC 3339 timestamps (any UTC offset, `Z`, optional fraction) to UTC microseconds.
+
+    Anything else, including a missing offset, becomes null.
+    """
+    normalized = expr.str.to_uppercase().str.replace(r"Z$", "+00:00")
+    return normalized.str.to_datetime(
+        RFC3339_FORMAT, time_zone="UTC", time_unit="us", strict=False
+    )
+
+
+def _arrow_type(node: dict[str, Any], where: str) -> pa.DataType:
+    if "const" in node:
+        return _literal_type(node["const"], where)
+    if "enum" in node:
+        kinds = {type(v) for v in node["enum"]}
+        if len(kinds) != 1:
+            raise ValueError(f"{where}: enum values must share one JSON type")
+        return _literal_type(node["enum"][0], where)
+    kind = node.get("type")
+    if kind == "string":
+        return pa.string()
+    if kind == "integer":
+        return pa.int64()
+    if kind == "number":
+        return pa.float64()
+    if kind == "boolean":
+        return pa.bool_()
+    if kind == "object":
+        props = node.get("properties", {})
+        return pa.struct([(k, _arrow_type(v, f"{where}.{k}")) for k, v in props.items()])
+    if kind == "array":
+        return pa.list_(_arrow_type(node.get("items", {}), f"{where}[]"))
+    raise ValueError(f"{where}: unsupported schema node {node!r}")
+
+
+def _literal_type(value: Any, where: str) -> pa.DataType:
+    if isinstance(value, bool):
+        return pa.bool_()
+    if isinstance(value, int):
+        return pa.int64()
+    if isinstance(value, float):
+        return pa.float64()
+    if isinstance(value, str):
+        return pa.string()
+    raise ValueError(f"{where}: unsupported literal {value!r}")
+
+
+_IGNORED_KEYWORDS = {
+    "$schema",
+    "$id",
+    "title",
+    "description",
+    "examples",
+    "type",
+    "properties",
+    "required",
+    "items",
+    "additionalProperties",
+    "default",
+    "deprecated",
+}
+
+
+def _checks(node: dict[str, Any], expr: pl.Expr, path: str) -> list[Check]:
+    """Checks for one node; `expr` evaluates to the node's value (null when absent)."""
+    out: list[Check] = []
+    lit = pl.lit
+    for keyword, arg in node.items():
+        if keyword == "const":
+            reason = (
+                pl.format("unknown event type '{}'", expr)
+                if path == "type"
+                else lit(f"{path} must be {arg!r}")
+            )
+            out.append(Check(expr != arg, reason))
+        elif keyword == "enum":
+            out.append(Check(~expr.is_in(arg), lit(f"{path} must be one of {arg}")))
+        elif keyword == "minLength":
+            out.append(Check(expr.str.len_chars() < arg, lit(f"{path} is shorter than {arg}")))
+        elif keyword == "minimum":
+            out.append(Check(expr < arg, lit(f"{path} must be >= {arg}")))
+        elif keyword == "maximum":
+            out.append(Check(expr > arg, lit(f"{path} must be <= {arg}")))
+        elif keyword == "minItems":
+            out.append(Check(expr.list.len() < arg, lit(f"{path} needs at least {arg} items")))
+        elif keyword == "format":
+            if arg != "date-time":
+                raise ValueError(f"{path}: unsupported format {arg!r}")
+            out.append(
+                Check(
+                    expr.is_not_null() & parse_rfc3339(expr).is_null(),
+                    lit(f"{path} is not an RFC 3339 date-time"),
+                )
+            )
+        elif keyword not in _IGNORED_KEYWORDS:
+            raise ValueError(f"{path}: unsupported schema keyword {keyword!r}")
+    if node.get("type") == "number":
+        out.append(Check(~expr.is_finite(), lit(f"{path} must be a finite number")))
+    for name in node.get("required", []):
+        out.append(Check(expr.struct.field(name).is_null(), lit(f"{path}.{name} is required")))
+    for name, child in node.get("properties", {}).items():
+        out.extend(_checks(child, expr.struct.field(name), f"{path}.{name}"))
+    if node.get("type") == "array" and "items" in node:
+        for item_check in _checks(node["items"], pl.element(), f"{path}[]"):
+            violated = expr.list.eval(item_check.violated.fill_null(False)).list.any()
+            out.append(Check(violated, item_check.reason))
+    return out
+
+
+def compile_schema(document: dict[str, Any]) -> EventSchema:
+    """Compile a CloudEvent JSON Schema (a supported keyword subset) for columnar decoding.
+
+    Raises ValueError naming the keyword when the schema uses one the columnar path
+    cannot check, so a schema is never silently checked less strictly than it reads.
+    """
+    event_type = document["properties"]["type"]["const"]
+    jsonschema.Draft202012Validator.check_schema(document)
+    props = document["properties"]
+    arrow_schema = pa.schema([(k, _arrow_type(v, k)) for k, v in props.items()])
+    checks: list[Check] = []
+    for name in document.get("required", []):
+        checks.append(Check(pl.col(name).is_null(), pl.lit(f"{name} is required")))
+    for name, child in props.items():
+        checks.extend(_checks(child, pl.col(name), name))
+    return EventSchema(
+        event_type=event_type,
+        document=document,
+        arrow_schema=arrow_schema,
+        checks=tuple(checks),
+        validator=jsonschema.Draft202012Validator(document),
+    )
+
+
+@cache
+def load_schema(event_type: str, schemas_dir: Path = SCHEMAS_DIR) -> EventSchema:
+    """Load and compile `schemas/<event_type>.json`; raises FileNotFoundError if absent."""
+    path = schemas_dir / f"{event_type}.json"
+    return compile_schema(json.loads(path.read_text()))
+
+
+def schema_document(event_type: str) -> dict[str, Any]:
+    """The raw JSON Schema document for an event type (for output envelopes and docs)."""
+    return load_schema(event_type).document
+
+
+SchemaLoader = Callable[[str], EventSchema]
