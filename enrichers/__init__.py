@@ -1,0 +1,1 @@
+"""Content enrichers: lookups that add reference data to events."""

@@ -1,0 +1,1 @@
+"""Outputs: Kafka topics, the DuckDB landing and the warehouse server."""

@@ -1,0 +1,215 @@
+"""Realistic `pizza.order.confirmed.v1` events for demos, tests and the benchmark.
+
+Seeded and reproducible. Store popularity is skewed (a few busy stores, a long
+tail). In `count` mode event time runs on a simulated clock whose order rate
+follows a day with lunch and dinner peaks; in `rate` mode event time is the
+wall clock. Knobs set the share of re-sent duplicates, malformed records,
+events out of order within the allowed lateness, and events far beyond it.
+Every record says what kind it is, so tests can compute the expected answer.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+from streamlane.paths import REFERENCE_DIR
+
+MENU = [
+    ("margherita-m", 9.5),
+    ("margherita-l", 12.0),
+    ("pepperoni-m", 10.5),
+    ("pepperoni-l", 13.5),
+    ("quattro-formaggi-l", 14.0),
+    ("diavola-m", 11.0),
+    ("veggie-l", 13.0),
+    ("calzone", 11.5),
+    ("garlic-bread", 4.5),
+    ("tiramisu", 5.5),
+    ("cola", 2.5),
+]
+CHANNELS = (("web", 0.45), ("app", 0.40), ("phone", 0.15))
+OFFSETS = (timezone.utc, timezone(timedelta(hours=1)), timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=30)))
+KINDS = ("valid", "duplicate", "malformed", "out_of_order", "too_late")
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """What to generate. Shares are fractions of all records."""
+
+    seed: int = 42
+    count: int | None = 10_000
+    start: datetime | None = None
+    orders_per_second: float = 40.0
+    duplicates: float = 0.01
+    malformed: float = 0.01
+    out_of_order: float = 0.03
+    too_late: float = 0.002
+    lateness_s: float = 30.0
+    too_late_by_s: float = 600.0
+    stores_csv: Path = REFERENCE_DIR / "stores.csv"
+
+
+@dataclass(frozen=True)
+class GeneratedRecord:
+    """One Kafka record and what the generator meant it to be."""
+
+    key: bytes
+    value: bytes
+    kind: str
+    event_time: datetime | None
+
+
+def _daily_intensity(t: datetime) -> float:
+    hour = t.hour + t.minute / 60
+    lunch = math.exp(-(((hour - 12.5) / 1.0) ** 2))
+    dinner = math.exp(-(((hour - 19.0) / 1.3) ** 2))
+    return 0.25 + 1.0 * lunch + 1.4 * dinner
+
+
+def _load_stores(path: Path) -> list[tuple[int, str]]:
+    with open(path, newline="") as f:
+        return [(int(r["store_id"]), r["currency"]) for r in csv.DictReader(f)]
+
+
+def _format_time(t: datetime, rng: random.Random) -> str:
+    zone = OFFSETS[0] if rng.random() < 0.85 else rng.choice(OFFSETS)
+    local = t.astimezone(zone)
+    text = local.isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def _malform(event: dict, rng: random.Random, unknown_store: int) -> bytes:
+    """A record that must be rejected, in one of several realistic ways."""
+    kind = rng.randrange(9)
+    data = event["data"]
+    if kind == 0:
+        return json.dumps(event).encode()[: rng.randint(5, 60)]  # truncated
+    if kind == 1:
+        data["store_id"] = str(data["store_id"])  # a string where an integer belongs
+    elif kind == 2:
+        del event["time"]
+    elif kind == 3:
+        event["type"] = "pizza.order.cancelled.v1"
+    elif kind == 4:
+        data["items"][0]["qty"] = 0
+    elif kind == 5:
+        data["store_id"] = unknown_store  # valid shape, but no such store: dead letter on enrichment
+    elif kind == 6:
+        return b"\xff\xfe" + json.dumps(event).encode()[2:]  # not UTF-8
+    elif kind == 7:
+        data["items"] = []
+    else:
+        event["time"] = "yesterday at noon"
+    return json.dumps(event).encode()
+
+
+class OrderGenerator:
+    """Iterates `GeneratedRecord`s for the given settings (endless when `count` is None)."""
+
+    def __init__(self, settings: GeneratorSettings) -> None:
+        self.settings = settings
+        self.rng = random.Random(settings.seed)
+        stores = _load_stores(settings.stores_csv)
+        self.rng.shuffle(stores)
+        self.stores = stores
+        self.weights = [1.0 / (rank + 1) ** 1.1 for rank in range(len(stores))]
+        self.unknown_store = max(s for s, _ in stores) + 1000
+        start = settings.start or datetime.now(UTC).replace(microsecond=0)
+        self.clock = start
+        self.recent: deque[tuple[bytes, bytes, datetime]] = deque(maxlen=500)
+        self.n = 0
+
+    def _order(self, event_time: datetime) -> tuple[bytes, dict]:
+        rng = self.rng
+        store_id, currency = rng.choices(self.stores, weights=self.weights)[0]
+        items = []
+        for sku, price in rng.sample(MENU, rng.choice((1, 1, 2, 2, 3, 4))):
+            items.append({"sku": sku, "qty": rng.choice((1, 1, 1, 2, 3)), "unit_price": price})
+        total = round(sum(i["qty"] * i["unit_price"] for i in items), 2)
+        self.n += 1
+        trace = f"{rng.getrandbits(128):032x}"
+        event = {
+            "specversion": "1.0",
+            "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "source": f"pos/store/{store_id}",
+            "type": "pizza.order.confirmed.v1",
+            "time": _format_time(event_time, rng),
+            "datacontenttype": "application/json",
+            "traceparent": f"00-{trace}-{rng.getrandbits(64):016x}-01",
+            "data": {
+                "order_id": f"o-{self.settings.seed}-{self.n}",
+                "customer_id": f"c-{rng.randint(1, 50_000)}",
+                "store_id": store_id,
+                "channel": rng.choices([c for c, _ in CHANNELS], [w for _, w in CHANNELS])[0],
+                "items": items,
+                "total": total,
+                "currency": currency,
+            },
+        }
+        if rng.random() < 0.05:
+            event["data"]["coupon"] = "LUNCH10"  # extra fields must be tolerated
+        return str(store_id).encode(), event
+
+    def _tick(self, live: bool) -> datetime:
+        if live:
+            return datetime.now(UTC)
+        rate = self.settings.orders_per_second * _daily_intensity(self.clock)
+        self.clock += timedelta(seconds=self.rng.expovariate(rate))
+        return self.clock
+
+    def __iter__(self) -> Iterator[GeneratedRecord]:
+        return self.records(live=False)
+
+    def records(self, live: bool = False) -> Iterator[GeneratedRecord]:
+        """The record stream; `live` stamps events with the wall clock instead of the simulated one."""
+        s = self.settings
+        rng = self.rng
+        produced = 0
+        while s.count is None or produced < s.count:
+            produced += 1
+            now = self._tick(live)
+            roll = rng.random()
+            if roll < s.duplicates and self.recent:
+                key, value, t = rng.choice(self.recent)
+                yield GeneratedRecord(key, value, "duplicate", t)
+                continue
+            roll -= s.duplicates
+            if roll < s.malformed:
+                key, event = self._order(now)
+                yield GeneratedRecord(key, _malform(event, rng, self.unknown_store), "malformed", None)
+                continue
+            roll -= s.malformed
+            kind = "valid"
+            event_time = now
+            if roll < s.out_of_order:
+                kind = "out_of_order"
+                event_time = now - timedelta(seconds=rng.uniform(0.5, s.lateness_s / 3))
+            elif roll < s.out_of_order + s.too_late:
+                kind = "too_late"
+                event_time = now - timedelta(seconds=s.too_late_by_s * rng.uniform(1.0, 1.5))
+            key, event = self._order(event_time)
+            value = json.dumps(event, separators=(",", ":")).encode()
+            if kind == "valid":
+                self.recent.append((key, value, event_time))
+            yield GeneratedRecord(key, value, kind, event_time)
+
+
+def paced(records: Iterator[GeneratedRecord], rate: float) -> Iterator[GeneratedRecord]:
+    """Yield records at about `rate` per second (wall clock)."""
+    start = time.monotonic()
+    for sent, record in enumerate(records):
+        due = start + sent / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield record

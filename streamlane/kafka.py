@@ -1,0 +1,118 @@
+"""Kafka clients: configuration, reachability and topic administration."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError as KafkaPythonError
+from kafka.errors import TopicAlreadyExistsError
+
+from streamlane.errors import UserError
+
+log = logging.getLogger(__name__)
+
+REACH_TIMEOUT_S = 8.0
+
+# The embedded broker has no log retention settings of its own: say them explicitly.
+TOPIC_CONFIG = {"retention.ms": "-1", "cleanup.policy": "delete"}
+
+
+def admin_config(brokers: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """librdkafka settings for an admin client."""
+    return {"bootstrap.servers": brokers, "logger": log, **(extra or {})}
+
+
+def consumer_config(brokers: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """librdkafka settings for a consumer that is assigned partitions (offsets kept by us)."""
+    return {
+        "bootstrap.servers": brokers,
+        "group.id": "streamlane-assigned",  # required by librdkafka, unused with assign()
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": False,
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "queued.max.messages.kbytes": 64 * 1024,
+        "logger": log,
+        **(extra or {}),
+    }
+
+
+def producer_config(brokers: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """librdkafka settings for an idempotent, batching producer with a bounded queue."""
+    return {
+        "bootstrap.servers": brokers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 20,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 200_000,
+        "compression.type": "lz4",
+        "logger": log,
+        **(extra or {}),
+    }
+
+
+def check_reachable(brokers: str, timeout_s: float = REACH_TIMEOUT_S) -> str:
+    """Return the cluster id, or raise UserError naming the address if Kafka does not answer."""
+    client = AdminClient(admin_config(brokers, {"socket.connection.setup.timeout.ms": 3000}))
+    try:
+        metadata = client.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise UserError(
+            f"cannot reach Kafka at {brokers} within {timeout_s:.0f} s ({exc.args[0].str()})"
+        ) from None
+    return str(metadata.cluster_id or "")
+
+
+def partitions_of(config: dict[str, Any], topic: str) -> list[int]:
+    """Partition indexes of an existing topic; UserError if it does not exist."""
+    metadata = AdminClient(config).list_topics(topic, timeout=REACH_TIMEOUT_S)
+    info = metadata.topics.get(topic)
+    if info is None or info.error is not None or not info.partitions:
+        raise UserError(f"topic {topic!r} does not exist on {config['bootstrap.servers']}")
+    return sorted(info.partitions)
+
+
+def _admin(brokers: str) -> KafkaAdminClient:
+    try:
+        return KafkaAdminClient(
+            bootstrap_servers=brokers.split(","), request_timeout_ms=int(REACH_TIMEOUT_S * 1000)
+        )
+    except KafkaPythonError as exc:
+        raise UserError(f"cannot reach Kafka at {brokers}: {exc}") from None
+
+
+def ensure_topics(brokers: str, topics: list[str], partitions: int) -> list[str]:
+    """Create the topics that do not exist yet (with `partitions` each); return the created ones."""
+    admin = _admin(brokers)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [t for t in topics if t not in existing]
+        created = []
+        for topic in wanted:
+            try:
+                admin.create_topics(
+                    [NewTopic(topic, partitions, 1, topic_configs=dict(TOPIC_CONFIG))]
+                )
+                created.append(topic)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()
+
+
+def describe_topics(brokers: str) -> list[tuple[str, int]]:
+    """(name, partition count) of every topic, sorted by name."""
+    admin = _admin(brokers)
+    try:
+        names = sorted(t for t in admin.list_topics() if not t.startswith("__"))
+        if not names:
+            return []
+        return [(d["topic"], len(d["partitions"])) for d in admin.describe_topics(names)]
+    finally:
+        admin.close()

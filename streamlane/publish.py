@@ -1,0 +1,59 @@
+"""Publishing records to a topic in bulk, with a bounded producer queue."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from confluent_kafka import KafkaException, Producer
+
+from streamlane.kafka import producer_config
+
+_CHUNK = 5_000
+_QUEUE_LIMIT = 100_000
+
+
+def publish(
+    brokers: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes]],
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Send (key, value) records to `topic` in order per key; return how many were delivered.
+
+    Blocks when the producer queue is full (back pressure) and raises
+    KafkaException if any record could not be delivered.
+    """
+    producer = Producer(producer_config(brokers))
+    errors: list[object] = []
+
+    def delivered(err: object, _msg: object) -> None:
+        if err is not None:
+            errors.append(err)
+
+    sent = 0
+    chunk: list[dict[str, bytes | None]] = []
+
+    def flush_chunk() -> None:
+        nonlocal sent
+        while len(producer) + len(chunk) > _QUEUE_LIMIT:
+            producer.poll(0.05)
+        queued = producer.produce_batch(topic, chunk, on_delivery=delivered)
+        if queued < len(chunk):
+            failed = next(m for m in chunk if "_error" in m)
+            raise KafkaException(failed["_error"])
+        sent += len(chunk)
+        chunk.clear()
+        producer.poll(0)
+        if on_progress:
+            on_progress(sent)
+
+    for key, value in records:
+        chunk.append({"key": key, "value": value})
+        if len(chunk) >= _CHUNK:
+            flush_chunk()
+    if chunk:
+        flush_chunk()
+    remaining = producer.flush(60)
+    if errors or remaining:
+        raise KafkaException(errors[0] if errors else f"{remaining} records not delivered")
+    return sent

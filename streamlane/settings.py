@@ -1,0 +1,17 @@
+"""Settings of a flow run, shared by the CLI, the runner and the flows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """How a flow reads, windows and dedupes; defaults are the documented ones."""
+
+    brokers: str
+    lateness_s: float = 30.0
+    idle_timeout_s: float = 10.0
+    dedupe_horizon_s: float = 3600.0
+    batch_size: int = 20_000
+    shards: int = 16

@@ -1,0 +1,222 @@
+"""Kafka input for bytewax that yields one decoded polars batch per poll of a partition.
+
+Each Kafka partition is one bytewax source partition (the unit of parallelism).
+A poll of up to `batch_size` records becomes ONE item: the records decoded by the
+flow's `decode` function, their dead letters, and the partition's progress
+(newest event time, idleness) that drives the watermark. When a partition has
+nothing to deliver it still emits an empty batch every `heartbeat_s`, so idleness
+reaches the window state. Offsets and the newest event time are the recovery
+snapshot: a restarted flow resumes after the last snapshotted batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from streamlane import metrics
+from streamlane.decode import Decoded
+from streamlane.kafka import admin_config, consumer_config, partitions_of
+from streamlane.windows import PartitionProgress
+
+log = logging.getLogger(__name__)
+
+Decoder = Callable[[list[bytes]], Decoded]
+SourceState = tuple[int, int | None]
+"""(next offset to read, newest event time seen in microseconds)."""
+
+
+@dataclass(frozen=True)
+class PartitionBatch:
+    """One poll of one partition: valid events, dead letters and the partition's progress.
+
+    `events` holds the decoded columns plus `offset`, `key`, `raw` (original
+    bytes), `event_time_us` and `own_newest_before_us` (newest event time on this
+    partition before each row).
+    `dead_letters` holds `key`, `value` (original bytes), `reason`, `topic`,
+    `partition`, `offset`.
+    """
+
+    partition: str
+    events: pl.DataFrame
+    dead_letters: pl.DataFrame
+    progress: PartitionProgress
+    records: int
+
+
+DEAD_LETTER_SCHEMA = {
+    "key": pl.Binary,
+    "value": pl.Binary,
+    "reason": pl.String,
+    "topic": pl.String,
+    "partition": pl.Int32,
+    "offset": pl.Int64,
+}
+
+
+class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
+    def __init__(
+        self,
+        source: EventSource,
+        topic: str,
+        index: int,
+        resume: SourceState | None,
+    ) -> None:
+        self._source = source
+        self._topic = topic
+        self._index = index
+        self._name = f"{topic}/{index}"
+        self._next_offset, self._newest_us = resume if resume is not None else (OFFSET_BEGINNING, None)
+        self._consumer = Consumer(consumer_config(source.brokers, source.client_config))
+        self._consumer.assign([TopicPartition(topic, index, self._next_offset)])
+        now = time.monotonic()
+        self._last_delivery = now
+        self._last_emit = 0.0
+        self._wake_at: datetime | None = None
+        self._labels = {"topic": topic, "partition": str(index)}
+
+    def _progress(self, now: float) -> PartitionProgress:
+        idle_for = now - self._last_delivery
+        return PartitionProgress(
+            partition=self._name,
+            newest_us=self._newest_us,
+            idle=idle_for >= self._source.idle_timeout_s,
+            idle_for_us=int(idle_for * 1e6),
+        )
+
+    def _report_lag(self) -> None:
+        # The high watermark from fetch responses is correct on every broker we support;
+        # a ListOffsets request is not (see DESIGN.md).
+        _low, high = self._consumer.get_watermark_offsets(
+            TopicPartition(self._topic, self._index), cached=True
+        )
+        if high >= 0 and self._next_offset >= 0:
+            metrics.CONSUMER_LAG.labels(**self._labels).set(max(0, high - self._next_offset))
+
+    def next_batch(self) -> list[PartitionBatch]:
+        messages = self._consumer.consume(self._source.batch_size, 0)
+        now = time.monotonic()
+        records = [m for m in messages if m.error() is None]
+        for m in messages:
+            err = m.error()
+            if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                if err.fatal():
+                    raise RuntimeError(f"Kafka consumer for {self._name} failed: {err}")
+                log.warning("Kafka consumer for %s: %s", self._name, err)
+        if not records:
+            self._wake_at = datetime.now(UTC) + timedelta(seconds=0.02)
+            if now - self._last_emit < self._source.heartbeat_s:
+                return []
+            self._last_emit = now
+            self._report_lag()
+            return [self._batch(None, now)]
+        self._wake_at = None
+        self._last_delivery = now
+        self._last_emit = now
+        batch = self._batch(records, now)
+        self._report_lag()
+        return [batch]
+
+    def _batch(self, records: list[Any] | None, now: float) -> PartitionBatch:
+        if not records:
+            return PartitionBatch(
+                self._name,
+                pl.DataFrame(),
+                pl.DataFrame(schema=DEAD_LETTER_SCHEMA),
+                self._progress(now),
+                0,
+            )
+        values = [m.value() or b"" for m in records]
+        offsets = np.fromiter((m.offset() for m in records), dtype=np.int64, count=len(records))
+        decoded = self._source.decode(values)
+        rows = decoded.valid["row"]
+        events = decoded.valid.with_columns(
+            offset=pl.Series(offsets).gather(rows),
+            key=pl.Series([m.key() for m in records], dtype=pl.Binary).gather(rows),
+            raw=pl.Series(values, dtype=pl.Binary).gather(rows),
+            event_time_us=pl.col("event_time").dt.epoch("us"),
+        )
+        running_newest = pl.col("event_time_us").cum_max().shift(1)
+        if self._newest_us is not None:
+            running_newest = running_newest.fill_null(self._newest_us)
+            running_newest = pl.max_horizontal(running_newest, pl.lit(self._newest_us))
+        events = events.with_columns(own_newest_before_us=running_newest)
+        if events.height:
+            batch_newest = int(events["event_time_us"].max())  # type: ignore[arg-type]
+            if self._newest_us is None or batch_newest > self._newest_us:
+                self._newest_us = batch_newest
+        dead = pl.DataFrame()
+        if decoded.rejects.height:
+            rows = decoded.rejects["row"].to_list()
+            dead = pl.DataFrame(
+                {
+                    "key": [records[r].key() for r in rows],
+                    "value": [values[r] for r in rows],
+                    "reason": decoded.rejects["reason"],
+                    "topic": [self._topic] * len(rows),
+                    "partition": [self._index] * len(rows),
+                    "offset": offsets[rows],
+                },
+                schema=DEAD_LETTER_SCHEMA,
+            )
+        else:
+            dead = pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
+        self._next_offset = int(offsets[-1]) + 1
+        metrics.EVENTS_IN.labels(**self._labels).inc(len(records))
+        return PartitionBatch(self._name, events, dead, self._progress(now), len(records))
+
+    def next_awake(self) -> datetime | None:
+        return self._wake_at
+
+    def snapshot(self) -> SourceState:
+        return (self._next_offset, self._newest_us)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
+    """All partitions of one Kafka topic, read from the earliest offset on a first start."""
+
+    def __init__(
+        self,
+        brokers: str,
+        topic: str,
+        decode: Decoder,
+        *,
+        batch_size: int = 20_000,
+        idle_timeout_s: float = 10.0,
+        heartbeat_s: float = 0.25,
+        client_config: dict[str, Any] | None = None,
+    ) -> None:
+        self.brokers = brokers
+        self.topic = topic
+        self.decode = decode
+        self.batch_size = batch_size
+        self.idle_timeout_s = idle_timeout_s
+        self.heartbeat_s = heartbeat_s
+        self.client_config = client_config or {}
+
+    def partition_names(self) -> list[str]:
+        """`topic/index` for every partition of the topic, as used in watermark progress."""
+        return [f"{self.topic}/{i}" for i in self._indexes()]
+
+    def _indexes(self) -> list[int]:
+        return partitions_of(admin_config(self.brokers, self.client_config), self.topic)
+
+    def list_parts(self) -> list[str]:
+        return [str(i) for i in self._indexes()]
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: SourceState | None
+    ) -> _PartitionReader:
+        return _PartitionReader(self, self.topic, int(for_part), resume_state)
