@@ -128,6 +128,8 @@ class OrderGenerator:
         self.clock = start
         self.recent: deque[tuple[bytes, bytes, datetime]] = deque(maxlen=500)
         self.n = 0
+        self.n_ticks = 0
+        self.live_since: tuple[float, int] | None = None
 
     def _order(self, event_time: datetime) -> tuple[bytes, dict]:
         rng = self.rng
@@ -161,17 +163,32 @@ class OrderGenerator:
         return str(store_id).encode(), event
 
     def _tick(self, live: bool) -> datetime:
-        if live:
+        now = datetime.now(UTC)
+        if live and self.clock >= now:
+            if self.live_since is None:
+                self.live_since = (time.monotonic(), self.n_ticks)
+            started, ticks_before = self.live_since
+            due = started + (self.n_ticks - ticks_before) / self.settings.orders_per_second
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.n_ticks += 1
             return datetime.now(UTC)
+        # Simulated clock: the whole stream (count mode) or the backfill before going live.
         rate = self.settings.orders_per_second * _daily_intensity(self.clock)
         self.clock += timedelta(seconds=self.rng.expovariate(rate))
+        self.n_ticks += 1
         return self.clock
 
     def __iter__(self) -> Iterator[GeneratedRecord]:
         return self.records(live=False)
 
     def records(self, live: bool = False) -> Iterator[GeneratedRecord]:
-        """The record stream; `live` stamps events with the wall clock instead of the simulated one."""
+        """The record stream.
+
+        With `live`, events are paced at `orders_per_second` and stamped with the
+        wall clock, after a fast backfill from `start` (if in the past) up to now.
+        """
         s = self.settings
         rng = self.rng
         produced = 0
@@ -202,14 +219,3 @@ class OrderGenerator:
             if kind == "valid":
                 self.recent.append((key, value, event_time))
             yield GeneratedRecord(key, value, kind, event_time)
-
-
-def paced(records: Iterator[GeneratedRecord], rate: float) -> Iterator[GeneratedRecord]:
-    """Yield records at about `rate` per second (wall clock)."""
-    start = time.monotonic()
-    for sent, record in enumerate(records):
-        due = start + sent / rate
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        yield record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 from confluent_kafka import KafkaException, Producer
@@ -9,6 +10,7 @@ from confluent_kafka import KafkaException, Producer
 from streamlane.kafka import producer_config
 
 _CHUNK = 5_000
+_LINGER_S = 0.1
 _QUEUE_LIMIT = 100_000
 
 
@@ -47,9 +49,13 @@ def publish(
         if on_progress:
             on_progress(sent)
 
+    chunk_started = time.monotonic()
     for key, value in records:
+        if not chunk:
+            chunk_started = time.monotonic()
         chunk.append({"key": key, "value": value})
-        if len(chunk) >= _CHUNK:
+        # Flush on size, or after a short linger so a slow (paced) stream is not held back.
+        if len(chunk) >= _CHUNK or time.monotonic() - chunk_started > _LINGER_S:
             flush_chunk()
     if chunk:
         flush_chunk()

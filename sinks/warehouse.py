@@ -1,0 +1,235 @@
+"""The warehouse process: the one owner of the DuckDB file, landing topics and answering queries.
+
+DuckDB allows one read-write process per file, so nothing else opens it while
+this runs. The landing thread writes; every query runs on its own cursor, which
+sees a consistent snapshot (never half a landing batch). Queries arrive over a
+small HTTP endpoint on loopback, whose address is written beside the warehouse
+file (`<file>.endpoint.json`) for `streamlane query`. Queries run inside a
+transaction that is rolled back, so a query cannot change the warehouse.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from confluent_kafka import Consumer, TopicPartition
+
+from sinks.duckdb import (
+    TABLES_DDL,
+    Table,
+    TopicBatch,
+    dead_letter_rows,
+    enriched_rows,
+    late_rows,
+    revenue_rows,
+    upsert,
+)
+from streamlane import metrics
+from streamlane.kafka import check_reachable, consumer_config, partitions_of
+from streamlane.query import endpoint_file
+
+log = logging.getLogger(__name__)
+
+ORDER_TABLES: dict[str, Table] = {
+    "pizza.orders.enriched": Table("orders_enriched", enriched_rows, ("event_id",)),
+    "pizza.orders.by_store.1m": Table("store_revenue_1m", revenue_rows, ("store_id", "window_start")),
+    "pizza.orders.dlq": Table("dead_letters", dead_letter_rows, ("topic", "partition", "offset")),
+    "pizza.orders.late": Table("late_events", late_rows, ("event_id",)),
+}
+
+
+class Landing:
+    """Consumes the output topics and upserts them into their tables, offsets in the same transaction."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        brokers: str,
+        tables: dict[str, Table],
+        max_batch: int = 50_000,
+    ) -> None:
+        self.con = con
+        self.brokers = brokers
+        self.tables = tables
+        self.max_batch = max_batch
+        self.cluster_id = check_reachable(brokers)
+        self.consumer = Consumer(consumer_config(brokers))
+        self.consumer.assign(self._positions())
+        self.landed = 0
+
+    def _positions(self) -> list[TopicPartition]:
+        stored = {
+            (t, p): (o, c)
+            for t, p, o, c in self.con.execute(
+                'SELECT topic, "partition", next_offset, cluster_id FROM landing_offsets'
+            ).fetchall()
+        }
+        stale = any(c != self.cluster_id for _, c in stored.values())
+        if stale:
+            # Topics of an earlier (embedded, memory-only) broker are gone: land the new ones from the start.
+            log.warning("broker changed since the last landing: reading topics from the start")
+            self.con.execute("DELETE FROM landing_offsets")
+            stored = {}
+        positions = []
+        for topic in self.tables:
+            for index in partitions_of({"bootstrap.servers": self.brokers}, topic):
+                offset = stored.get((topic, index), (0, None))[0]
+                positions.append(TopicPartition(topic, index, offset))
+        return positions
+
+    def poll_once(self, timeout_s: float = 0.5) -> int:
+        """Land what one poll returns; return the number of records landed."""
+        messages = self.consumer.consume(self.max_batch, timeout_s)
+        by_topic: dict[str, list[Any]] = {}
+        for m in messages:
+            if m.error() is None:
+                by_topic.setdefault(m.topic(), []).append(m)
+            elif not m.error().retriable():
+                log.warning("landing consumer: %s", m.error())
+        if not by_topic:
+            return 0
+        started = time.monotonic()
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            offsets: dict[tuple[str, int], int] = {}
+            for topic, records in by_topic.items():
+                batch = TopicBatch(
+                    topic=topic,
+                    values=[m.value() or b"" for m in records],
+                    keys=[m.key() for m in records],
+                    partitions=[m.partition() for m in records],
+                    offsets=[m.offset() for m in records],
+                    timestamps_ms=[m.timestamp()[1] for m in records],
+                    headers=[
+                        {k: v.decode("utf-8", "replace") for k, v in (m.headers() or [])}
+                        for m in records
+                    ]
+                    if self.tables[topic].name == "dead_letters"
+                    else [],
+                )
+                table = self.tables[topic]
+                rows = table.rows(batch)
+                upsert(self.con, table.name, rows, table.key)
+                metrics.LANDED_ROWS.labels(table=table.name).inc(rows.height)
+                for p, o in zip(batch.partitions, batch.offsets, strict=True):
+                    offsets[(topic, p)] = max(offsets.get((topic, p), -1), o + 1)
+            self.con.executemany(
+                "INSERT OR REPLACE INTO landing_offsets VALUES (?, ?, ?, ?)",
+                [(t, p, o, self.cluster_id) for (t, p), o in offsets.items()],
+            )
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+        metrics.LANDING_BATCH_SECONDS.set(time.monotonic() - started)
+        self.landed += len(messages)
+        return len(messages)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    """Run one read query on its own cursor and snapshot; changes it makes are rolled back."""
+    cursor = con.cursor()
+    try:
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            result = cursor.execute(sql)
+            table = result.fetch_arrow_table() if result.description else pa.table({})
+        finally:
+            cursor.execute("ROLLBACK")
+        return table
+    finally:
+        cursor.close()
+
+
+def _handler(con: duckdb.DuckDBPyConnection) -> type[BaseHTTPRequestHandler]:
+    class QueryHandler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's naming
+            length = int(self.headers.get("Content-Length", 0))
+            sql = self.rfile.read(length).decode("utf-8", "replace")
+            try:
+                table = run_query(con, sql)
+            except duckdb.Error as exc:
+                body = json.dumps({"error": str(exc).splitlines()[0]}).encode()
+                self.send_response(400)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            body = sink.getvalue().to_pybytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.apache.arrow.stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug(format, *args)
+
+    return QueryHandler
+
+
+def open_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the warehouse file read-write and make sure the tables exist."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    con.execute(TABLES_DDL)
+    return con
+
+
+class Warehouse:
+    """Owns the DuckDB file: serves queries and runs the landing until stopped."""
+
+    def __init__(self, path: Path, brokers: str | None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.path = path
+        self.con = open_warehouse(path)
+        self.server = ThreadingHTTPServer((host, port), _handler(self.con))
+        self.server.daemon_threads = True
+        self.brokers = brokers
+        self.stopping = threading.Event()
+        self.landing: Landing | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def serve(self) -> None:
+        """Serve queries and land topics until `stop()`; removes the endpoint file on the way out."""
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        announce = endpoint_file(self.path)
+        tmp = announce.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"url": self.url, "pid": os.getpid()}))
+        tmp.replace(announce)
+        log.info("warehouse %s serving queries at %s", self.path, self.url)
+        try:
+            if self.brokers:
+                self.landing = Landing(self.con, self.brokers, ORDER_TABLES)
+                while not self.stopping.is_set():
+                    self.landing.poll_once()
+            else:
+                self.stopping.wait()
+        finally:
+            announce.unlink(missing_ok=True)
+            if self.landing:
+                self.landing.close()
+            self.server.shutdown()
+            self.con.close()
+
+    def stop(self) -> None:
+        self.stopping.set()

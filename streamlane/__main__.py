@@ -1,0 +1,3 @@
+from streamlane.cli import main
+
+main()

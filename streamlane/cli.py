@@ -1,0 +1,277 @@
+"""The `streamlane` command line.
+
+Flags are a contract (scripts outside the repo use them). Every option with an
+environment variable reads it when the flag is absent. User mistakes print one
+line and exit with status 2; nothing prints a traceback for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from streamlane.errors import UserError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="streamlane: Kafka events in; validated, deduplicated, enriched, windowed, landed in DuckDB.",
+)
+topics_app = typer.Typer(no_args_is_help=True, help="List or create topics.")
+flow_app = typer.Typer(no_args_is_help=True, help="Run a single flow.")
+app.add_typer(topics_app, name="topics")
+app.add_typer(flow_app, name="flow")
+
+Brokers = Annotated[
+    str | None,
+    typer.Option(
+        "--brokers",
+        envvar="STREAMLANE_BROKERS",
+        help="Kafka bootstrap servers HOST:PORT[,...]; without it `run` starts the embedded broker.",
+    ),
+]
+RequiredBrokers = Annotated[
+    str, typer.Option("--brokers", envvar="STREAMLANE_BROKERS", help="Kafka bootstrap servers.")
+]
+Warehouse = Annotated[
+    Path,
+    typer.Option("--warehouse", envvar="STREAMLANE_WAREHOUSE", help="DuckDB warehouse file."),
+]
+MetricsPort = Annotated[
+    int, typer.Option("--metrics-port", envvar="STREAMLANE_METRICS_PORT", help="Prometheus port (0: off).")
+]
+Lateness = Annotated[
+    float,
+    typer.Option("--lateness", envvar="STREAMLANE_LATENESS", help="Allowed lateness, seconds."),
+]
+IdleTimeout = Annotated[
+    float,
+    typer.Option(
+        "--idle-timeout", envvar="STREAMLANE_IDLE_TIMEOUT", help="Partition idle timeout, seconds."
+    ),
+]
+DedupeHorizon = Annotated[
+    float,
+    typer.Option(
+        "--dedupe-horizon", envvar="STREAMLANE_DEDUPE_HORIZON", help="Dedupe horizon, seconds."
+    ),
+]
+DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+@app.command()
+def run(
+    demo: Annotated[bool, typer.Option("--demo", help="Also run the order generator.")] = False,
+    brokers: Brokers = None,
+    warehouse: Warehouse = DEFAULT_WAREHOUSE,
+    partitions: Annotated[
+        int, typer.Option("--partitions", envvar="STREAMLANE_PARTITIONS", min=1, help="Partitions per topic created.")
+    ] = 4,
+    rate: Annotated[float, typer.Option("--rate", help="Demo events per second.")] = 200.0,
+    lateness: Lateness = 30.0,
+    idle_timeout: IdleTimeout = 10.0,
+    dedupe_horizon: DedupeHorizon = 3600.0,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", envvar="STREAMLANE_DATA_DIR", help="Logs and recovery state.")
+    ] = Path("data"),
+) -> None:
+    """Run the local pipeline: broker (embedded unless --brokers), topics, flow, warehouse."""
+    from streamlane.runner import Pipeline, RunSettings
+    from streamlane.settings import FlowSettings
+
+    flow = FlowSettings(
+        brokers=brokers or "",
+        lateness_s=lateness,
+        idle_timeout_s=idle_timeout,
+        dedupe_horizon_s=dedupe_horizon,
+    )
+    Pipeline(
+        RunSettings(
+            flow=flow,
+            warehouse=warehouse,
+            data_dir=data_dir,
+            partitions=partitions,
+            demo=demo,
+            demo_rate=rate,
+        )
+    ).run()
+
+
+@app.command()
+def generate(
+    brokers: RequiredBrokers,
+    topic: Annotated[str, typer.Option("--topic", help="Topic to write to.")] = "pizza.orders",
+    count: Annotated[int | None, typer.Option("--count", min=1, help="Events to generate, then stop.")] = None,
+    rate: Annotated[float | None, typer.Option("--rate", min=0.001, help="Events per second (wall clock).")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
+    duplicates: Annotated[float, typer.Option("--duplicates", min=0, max=1)] = 0.01,
+    malformed: Annotated[float, typer.Option("--malformed", min=0, max=1)] = 0.01,
+    out_of_order: Annotated[float, typer.Option("--out-of-order", min=0, max=1)] = 0.03,
+    too_late: Annotated[float, typer.Option("--too-late", min=0, max=1)] = 0.002,
+    start: Annotated[
+        datetime | None, typer.Option("--start", help="Event time of the first event (with --count).")
+    ] = None,
+    backfill: Annotated[
+        float, typer.Option("--backfill", min=0, help="With --rate: first produce this many seconds of history.")
+    ] = 0.0,
+    metrics_port: MetricsPort = 0,
+) -> None:
+    """Produce realistic order events: seeded, with duplicates, malformed and out-of-order ones."""
+    from rich.progress import Progress
+
+    from datetime import timedelta
+
+    from streamlane.generator import GeneratorSettings, OrderGenerator
+    from streamlane.kafka import check_reachable
+    from streamlane.publish import publish
+
+    if count is None and rate is None:
+        raise UserError("give --count N (as fast as possible) or --rate R (events/s, until stopped)")
+    check_reachable(brokers)
+    if rate is not None and start is None:
+        start = datetime.now(UTC) - timedelta(seconds=backfill)
+    settings = GeneratorSettings(
+        seed=seed,
+        count=count,
+        start=start.replace(tzinfo=start.tzinfo or UTC) if start else None,
+        orders_per_second=rate or 40.0,
+        duplicates=duplicates,
+        malformed=malformed,
+        out_of_order=out_of_order,
+        too_late=too_late,
+    )
+    generator = OrderGenerator(settings)
+    records = generator.records(live=rate is not None)
+    with Progress(transient=False) as bar:
+        task = bar.add_task(f"producing to {topic}", total=count)
+        sent = publish(
+            brokers,
+            topic,
+            ((r.key, r.value) for r in records),
+            on_progress=lambda n: bar.update(task, completed=n),
+        )
+    print(f"{sent} events produced to {topic}", file=sys.stderr)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="SQL to run on the warehouse.")],
+    warehouse: Warehouse = DEFAULT_WAREHOUSE,
+    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """Query the warehouse, through the running pipeline when there is one."""
+    from streamlane.query import print_result, run_sql
+
+    print_result(run_sql(warehouse, sql), format.value)
+
+
+@app.command()
+def serve(
+    brokers: Brokers = None,
+    warehouse: Warehouse = DEFAULT_WAREHOUSE,
+    metrics_port: MetricsPort = 0,
+) -> None:
+    """Own the warehouse: land the output topics (when --brokers is given) and answer queries."""
+    from sinks.warehouse import Warehouse as WarehouseServer
+    from streamlane.metrics import serve_metrics
+
+    _logging()
+    serve_metrics(metrics_port)
+    server = WarehouseServer(warehouse, brokers)
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+@topics_app.command("list")
+def topics_list(brokers: RequiredBrokers) -> None:
+    """List topics and their partition counts."""
+    from streamlane.kafka import check_reachable, describe_topics
+
+    check_reachable(brokers)
+    for name, partitions in describe_topics(brokers):
+        print(f"{name}\t{partitions}")
+
+
+@topics_app.command("create")
+def topics_create(
+    brokers: RequiredBrokers,
+    partitions: Annotated[int, typer.Option("--partitions", envvar="STREAMLANE_PARTITIONS", min=1)] = 4,
+    names: Annotated[list[str] | None, typer.Argument(help="Topics (default: the orders flow's).")] = None,
+) -> None:
+    """Create topics that do not exist yet (default: the orders flow's topics)."""
+    from flows.orders import TOPICS
+    from streamlane.kafka import check_reachable, ensure_topics
+
+    check_reachable(brokers)
+    created = ensure_topics(brokers, names or TOPICS, partitions)
+    print(f"created: {', '.join(created) if created else 'nothing (all exist)'}")
+
+
+@flow_app.command("run")
+def flow_run(
+    name: Annotated[str, typer.Argument(help="Flow module in flows/ (e.g. orders).")],
+    brokers: RequiredBrokers,
+    recovery_dir: Annotated[
+        Path | None, typer.Option("--recovery-dir", help="Recovery store (default data/recovery/NAME).")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker threads.")] = 1,
+    lateness: Lateness = 30.0,
+    idle_timeout: IdleTimeout = 10.0,
+    dedupe_horizon: DedupeHorizon = 3600.0,
+    snapshot_interval: Annotated[
+        float, typer.Option("--snapshot-interval", envvar="STREAMLANE_SNAPSHOT_INTERVAL", min=0.1)
+    ] = 5.0,
+    metrics_port: MetricsPort = 0,
+) -> None:
+    """Run one flow on bytewax, resuming from its recovery store."""
+    from streamlane.flowrun import run_flow
+    from streamlane.metrics import serve_metrics
+    from streamlane.settings import FlowSettings
+
+    _logging()
+    serve_metrics(metrics_port)
+    settings = FlowSettings(
+        brokers=brokers,
+        lateness_s=lateness,
+        idle_timeout_s=idle_timeout,
+        dedupe_horizon_s=dedupe_horizon,
+    )
+    run_flow(
+        name,
+        settings,
+        recovery_dir or Path("data/recovery") / name,
+        workers=workers,
+        snapshot_interval_s=snapshot_interval,
+    )
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning user errors into one line and exit status 2."""
+    try:
+        app()
+    except UserError as exc:
+        print(f"streamlane: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

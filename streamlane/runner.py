@@ -1,0 +1,203 @@
+"""`streamlane run`: everything a local pipeline needs, supervised, with live progress.
+
+Starts the embedded broker when no brokers are given, creates the topics, then
+the warehouse (landing + queries), the orders flow and, with `--demo`, the
+generator, each as a child process with its log in `<data>/logs/`. Progress
+comes from the children's metrics endpoints. Ctrl-C or SIGTERM stops the
+children in order (generator, flow, warehouse, broker); a child that dies on
+its own stops the run with a one-line error naming its log.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from flows import orders
+from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.errors import UserError
+from streamlane.kafka import check_reachable, ensure_topics
+from streamlane.settings import FlowSettings
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass
+class RunSettings:
+    """What `streamlane run` starts."""
+
+    flow: FlowSettings
+    warehouse: Path
+    data_dir: Path
+    partitions: int = 4
+    demo: bool = False
+    demo_rate: float = 200.0
+    embedded: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    metrics_port: int | None
+
+
+def scrape(port: int) -> dict[str, float]:
+    """A process's metrics summed by name and by name|topic; {} when unreachable."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            keys = [sample.name]
+            if "topic" in sample.labels:
+                keys.append(f"{sample.name}|{sample.labels['topic']}")
+            for key in keys:
+                totals[key] = totals.get(key, 0.0) + sample.value
+    return totals
+
+
+class Pipeline:
+    """A supervised local pipeline; use `run()` to start it and block until stopped."""
+
+    def __init__(self, settings: RunSettings, console: Console | None = None) -> None:
+        self.settings = settings
+        self.console = console or Console(stderr=True)
+        self.children: list[Child] = []
+        self.broker: EmbeddedBroker | None = None
+        self.stopping = False
+        self.started = time.monotonic()
+
+    def _spawn(self, name: str, args: list[str], metrics: bool = True) -> Child:
+        logs = self.settings.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{name}.log"
+        port = free_port() if metrics else None
+        cmd = [sys.executable, "-m", "streamlane", *args]
+        if port:
+            cmd += ["--metrics-port", str(port)]
+        with open(log_path, "ab") as out:
+            process = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        child = Child(name, process, log_path, port)
+        self.children.append(child)
+        return child
+
+    def start(self) -> None:
+        """Start broker (if embedded), topics, warehouse, flow and the demo generator."""
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        brokers = s.flow.brokers
+        if not brokers:
+            self.broker = EmbeddedBroker(log_path=s.data_dir / "broker.log").start()
+            brokers = self.broker.bootstrap
+            self.console.print(f"embedded broker on {brokers}")
+        cluster_id = check_reachable(brokers)
+        created = ensure_topics(brokers, orders.TOPICS, s.partitions)
+        if created:
+            self.console.print(f"created topics: {', '.join(created)}")
+        common = ["--brokers", brokers]
+        self._spawn("warehouse", ["serve", *common, "--warehouse", str(s.warehouse)])
+        f = s.flow
+        self._spawn(
+            "flow",
+            [
+                "flow", "run", "orders", *common,
+                "--recovery-dir", str(s.data_dir / "recovery" / f"orders-{cluster_id}"),
+                "--lateness", str(f.lateness_s),
+                "--idle-timeout", str(f.idle_timeout_s),
+                "--dedupe-horizon", str(f.dedupe_horizon_s),
+            ],
+        )  # fmt: skip
+        if s.demo:
+            self._spawn(
+                "generator",
+                [
+                    "generate", *common, "--rate", str(s.demo_rate), "--backfill", "180",
+                    "--seed", str(time.time_ns() % 2**31),
+                ],
+                metrics=False,
+            )
+        self.console.print(
+            f"warehouse {s.warehouse}; query it with: streamlane query \"SELECT ...\" "
+            f"--warehouse {s.warehouse}; logs in {s.data_dir / 'logs'}; Ctrl-C to stop"
+        )
+
+    def _progress(self) -> Table:
+        flow = next((c for c in self.children if c.name == "flow"), None)
+        wh = next((c for c in self.children if c.name == "warehouse"), None)
+        m = scrape(flow.metrics_port) if flow and flow.metrics_port else {}
+        w = scrape(wh.metrics_port) if wh and wh.metrics_port else {}
+        table = Table(title=f"streamlane · {time.monotonic() - self.started:,.0f}s", expand=False)
+        for col in ("events in", "enriched", "windows", "dead letters", "late", "duplicates", "lag", "landed rows"):
+            table.add_column(col, justify="right")
+        table.add_row(
+            f"{m.get('streamlane_events_in_total', 0):,.0f}",
+            f"{self._out(m, orders.ENRICHED_TOPIC):,.0f}",
+            f"{self._out(m, orders.REVENUE_TOPIC):,.0f}",
+            f"{self._out(m, orders.DEAD_LETTER_TOPIC):,.0f}",
+            f"{m.get('streamlane_late_events_total', 0):,.0f}",
+            f"{m.get('streamlane_duplicates_dropped_total', 0):,.0f}",
+            f"{m.get('streamlane_consumer_lag', 0):,.0f}",
+            f"{w.get('streamlane_landed_rows_total', 0):,.0f}",
+        )
+        return table
+
+    def _out(self, metrics: dict[str, float], topic: str) -> float:
+        return metrics.get(f"streamlane_events_out_total|{topic}", 0.0)
+
+    def _check_children(self) -> None:
+        for child in self.children:
+            code = child.process.poll()
+            if code is not None and not (child.name == "generator" and code == 0):
+                raise UserError(f"{child.name} exited with status {code} (see {child.log_path})")
+
+    def run(self) -> None:
+        """Start, show progress until Ctrl-C/SIGTERM or a child failure, then stop everything."""
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            self.start()
+            live = Live(self._progress(), console=self.console, refresh_per_second=2, transient=False)
+            with live:
+                while True:
+                    self._check_children()
+                    time.sleep(1)
+                    live.update(self._progress())
+        except KeyboardInterrupt:
+            self.console.print("stopping…")
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop children (newest first) and the embedded broker, each within the stop timeout."""
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGINT)
+                try:
+                    child.process.wait(timeout=STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    child.process.kill()
+                    child.process.wait()
+        self.children.clear()
+        if self.broker:
+            self.broker.stop()
+            self.broker = None
