@@ -113,6 +113,6 @@ def describe_topics(brokers: str) -> list[tuple[str, int]]:
         names = sorted(t for t in admin.list_topics() if not t.startswith("__"))
         if not names:
             return []
-        return [(d["topic"], len(d["partitions"])) for d in admin.describe_topics(names)]
+        return [(d["name"], len(d["partitions"])) for d in admin.describe_topics(names)]
     finally:
         admin.close()

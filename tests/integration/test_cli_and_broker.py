@@ -1,0 +1,60 @@
+"""The CLI against the real embedded broker: topics, generation, errors users can cause."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+
+from streamlane.broker import EmbeddedBroker, free_port
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamlane", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_topics_create_and_list(broker: EmbeddedBroker) -> None:
+    created = cli("topics", "create", "--brokers", broker.bootstrap, "--partitions", "3", "it.topics.a")
+    assert created.returncode == 0, created.stderr
+    listed = cli("topics", "list", "--brokers", broker.bootstrap)
+    assert "it.topics.a\t3" in listed.stdout.splitlines()
+
+
+def test_generate_count_produces_every_record(broker: EmbeddedBroker) -> None:
+    cli("topics", "create", "--brokers", broker.bootstrap, "--partitions", "2", "it.gen")
+    out = cli("generate", "--brokers", broker.bootstrap, "--topic", "it.gen", "--count", "3000", "--seed", "5")
+    assert out.returncode == 0, out.stderr
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "it"})
+    consumer.assign([TopicPartition("it.gen", p, 0) for p in (0, 1)])
+    seen = 0
+    deadline = time.monotonic() + 30
+    while seen < 3000 and time.monotonic() < deadline:
+        seen += len([m for m in consumer.consume(5000, 0.5) if m.error() is None])
+    consumer.close()
+    assert seen == 3000
+
+
+def test_unreachable_broker_fails_fast_with_one_line() -> None:
+    address = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    out = cli("topics", "list", "--brokers", address)
+    assert time.monotonic() - started < 10
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and address in lines[0], out.stderr
+
+
+def test_bad_sql_is_one_line_and_nonzero(tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    import duckdb
+
+    duckdb.connect(str(warehouse)).execute("CREATE TABLE t AS SELECT 1 AS x, 'a,b' AS y").close()
+    bad = cli("query", "SELEC nonsense", "--warehouse", str(warehouse))
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+    good = cli("query", "SELECT * FROM t", "--warehouse", str(warehouse), "--format", "csv")
+    assert good.stdout.splitlines() == ["x,y", '1,"a,b"']

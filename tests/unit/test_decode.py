@@ -1,0 +1,84 @@
+"""Decode and validate on frames: every record is valid or a reject with a reason."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from streamlane.decode import decode_batch
+from streamlane.schemas import load_schema
+
+SCHEMA = load_schema("pizza.order.confirmed.v1")
+GOOD: dict[str, Any] = SCHEMA.document["examples"][0]
+
+
+def variant(change: Callable[[dict[str, Any]], None]) -> bytes:
+    event = copy.deepcopy(GOOD)
+    change(event)
+    return json.dumps(event).encode()
+
+
+def test_valid_event_decodes_with_utc_time() -> None:
+    out = decode_batch([json.dumps(GOOD).encode()], SCHEMA)
+    assert out.rejects.is_empty()
+    assert out.valid["data"][0]["store_id"] == 17
+    assert out.valid["event_time"][0].isoformat() == "2026-11-23T12:04:31.250000+00:00"
+
+
+def test_offsets_name_the_same_instant() -> None:
+    zulu = variant(lambda e: e.update(time="2026-11-23T12:00:00Z"))
+    india = variant(lambda e: e.update(time="2026-11-23T17:30:00+05:30"))
+    out = decode_batch([zulu, india], SCHEMA)
+    assert out.valid["event_time"][0] == out.valid["event_time"][1]
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (variant(lambda e: e["data"].update(store_id="17")), "data.store_id"),
+        (variant(lambda e: e["data"].update(order_id=5)), "data.order_id"),
+        (variant(lambda e: e.update(type="pizza.order.cancelled.v1")), "unknown event type"),
+        (variant(lambda e: e.update(specversion="0.3")), "specversion"),
+        (variant(lambda e: e.pop("time")), "time is required"),
+        (variant(lambda e: e.update(time="yesterday")), "RFC 3339"),
+        (variant(lambda e: e["data"].update(items=[])), "at least 1"),
+        (variant(lambda e: e["data"]["items"][0].update(qty=0)), "qty"),
+        (variant(lambda e: e["data"].update(channel="fax")), "channel"),
+        (variant(lambda e: e["data"].update(total=-1)), "total"),
+        (variant(lambda e: e["data"].update(store_id=2**70)), "store_id"),
+        (b'{"specversion": "1.0", "id": "a", "id": "b"}', "duplicate key"),
+    ],
+)
+def test_malformed_records_are_rejected_with_reason(record: bytes, reason: str) -> None:
+    out = decode_batch([json.dumps(GOOD).encode(), record], SCHEMA)
+    assert out.valid["row"].to_list() == [0]
+    assert out.rejects["row"].to_list() == [1]
+    assert reason in out.rejects["reason"][0]
+
+
+def test_tolerant_reader_ignores_unknown_fields() -> None:
+    extra = variant(lambda e: (e.update(partnerid="x"), e["data"].update(coupon="LUNCH10")))
+    out = decode_batch([extra], SCHEMA)
+    assert out.rejects.is_empty() and out.valid.height == 1
+
+
+def test_integral_float_is_an_integer_per_the_schema() -> None:
+    out = decode_batch([variant(lambda e: e["data"].update(store_id=17.0))], SCHEMA)
+    assert out.valid["data"][0]["store_id"] == 17
+
+
+def test_every_record_is_accounted_for_in_order() -> None:
+    records = [variant(lambda e, i=i: e.update(id=f"id-{i}")) for i in range(500)]
+    for bad in (3, 77, 78, 250, 499):
+        records[bad] = b"{broken"
+    out = decode_batch(records, SCHEMA)
+    assert out.rejects["row"].to_list() == [3, 77, 78, 250, 499]
+    assert out.valid["row"].to_list() == [i for i in range(500) if i not in (3, 77, 78, 250, 499)]
+    assert out.valid["id"].to_list() == [f"id-{i}" for i in out.valid["row"]]
