@@ -1,0 +1,153 @@
+"""The project's benchmark: the orders flow and the landing against a bare consume+decode ceiling.
+
+    python -m bench.run --events 1000000
+
+Generates the events (1% duplicates, 1% malformed) into a fresh embedded broker,
+measures a bare confluent-kafka consumer that only JSON-decodes them into Arrow
+(the ceiling), then runs the orders flow and the landing as real processes and
+reads their progress from their metrics. CPU seconds and peak RSS are those of
+the flow and landing processes. Results print as a table and go to
+bench/results/<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.json as pa_json
+from confluent_kafka import Consumer, TopicPartition
+
+from flows import orders
+from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.generator import GeneratorSettings, OrderGenerator
+from streamlane.kafka import consumer_config, ensure_topics
+from streamlane.publish import publish
+from streamlane.runner import scrape
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def ceiling(brokers: str, partitions: int, total: int) -> float:
+    """Events/s of a bare consumer decoding each poll with Arrow's JSON reader."""
+    consumer = Consumer(consumer_config(brokers))
+    consumer.assign([TopicPartition(orders.INPUT_TOPIC, p, 0) for p in range(partitions)])
+    started = time.perf_counter()
+    seen = 0
+    while seen < total:
+        batch = [m.value() for m in consumer.consume(20_000, 1.0) if m.error() is None]
+        if batch:
+            try:
+                pa_json.read_json(pa.py_buffer(b"\n".join(batch)))
+            except pa.ArrowInvalid:
+                pass  # malformed records: the ceiling counts the attempt, as the flow must
+            seen += len(batch)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return total / elapsed
+
+
+def child(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlane", *args, "--metrics-port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, port
+
+
+def wait_metric(port: int, name: str, target: float, timeout_s: float) -> float:
+    """Seconds until metric `name` reaches `target`."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        if scrape(port).get(name, 0) >= target:
+            return time.perf_counter() - started
+        time.sleep(0.1)
+    raise SystemExit(f"benchmark: {name} did not reach {target} within {timeout_s} s")
+
+
+def usage_of_children() -> tuple[float, float]:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=8)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="streamlane-bench-"))
+    with EmbeddedBroker(log_path=work / "broker.log") as broker:
+        brokers = broker.bootstrap
+        ensure_topics(brokers, orders.TOPICS, args.partitions)
+        settings = GeneratorSettings(
+            seed=1, count=args.events, start=datetime(2026, 11, 2, 11, 0, tzinfo=UTC),
+            duplicates=0.01, malformed=0.01,
+        )  # fmt: skip
+        print(f"generating {args.events:,} events…", file=sys.stderr)
+        publish(brokers, orders.INPUT_TOPIC, ((r.key, r.value) for r in OrderGenerator(settings)))
+        print("measuring the bare consume+decode ceiling…", file=sys.stderr)
+        ceiling_eps = ceiling(brokers, args.partitions, args.events)
+
+        print("running the flow…", file=sys.stderr)
+        flow, flow_port = child(
+            ["flow", "run", "orders", "--brokers", brokers, "--recovery-dir", str(work / "recovery")],
+            work / "flow.log",
+        )
+        # Timed from the first record read, so process start-up is not counted.
+        wait_metric(flow_port, "streamlane_events_in_total", 1, 120)
+        flow_s = wait_metric(flow_port, "streamlane_events_in_total", args.events, 900)
+        outputs = scrape(flow_port).get("streamlane_events_out_total", 0)
+        flow.send_signal(signal.SIGINT)
+        flow.wait(60)
+        flow_cpu, flow_rss = usage_of_children()
+
+        print("running the landing…", file=sys.stderr)
+        landing, landing_port = child(
+            ["serve", "--brokers", brokers, "--warehouse", str(work / "warehouse.duckdb")],
+            work / "warehouse.log",
+        )
+        wait_metric(landing_port, "streamlane_landed_rows_total", 1, 120)
+        land_s = wait_metric(landing_port, "streamlane_landed_rows_total", outputs, 900)
+        landing.send_signal(signal.SIGINT)
+        landing.wait(60)
+        total_cpu, max_rss = usage_of_children()
+
+    result = {
+        "cores": os.cpu_count(),
+        "events": args.events,
+        "partitions": args.partitions,
+        "ceiling_events_per_s": round(ceiling_eps),
+        "flow_events_per_s": round(args.events / flow_s),
+        "flow_ratio_to_ceiling": round(args.events / flow_s / ceiling_eps, 3),
+        "landing_rows_per_s": round(outputs / land_s),
+        "landing_rows": int(outputs),
+        "flow_plus_landing_events_per_s": round(args.events / (flow_s + land_s)),
+        "flow_cpu_s": round(flow_cpu, 1),
+        "flow_peak_rss_mib": round(flow_rss),
+        "landing_cpu_s": round(total_cpu - flow_cpu, 1),
+        "peak_rss_mib_any_child": round(max_rss),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+    print(f"(written to {out})")
+
+
+if __name__ == "__main__":
+    main()
