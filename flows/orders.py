@@ -1,12 +1,12 @@
 """Pizza orders: validate, dedupe, enrich, and one-minute revenue windows per store.
 
-    pizza.orders ─► decode + validate ───────────────► pizza.orders.dlq
-                     │ enrich (store, FX) ── miss ───► pizza.orders.dlq
-                     │ key by store id; dedupe by event id
-                     ├──────────────────────────────► pizza.orders.enriched
-                     ▼ 1-minute tumbling windows
-                     ├──────────────────────────────► pizza.orders.by_store.1m
-                     └── late ──────────────────────► pizza.orders.late
+pizza.orders ─► decode + validate ───────────────► pizza.orders.dlq
+                 │ enrich (store, FX) ── miss ───► pizza.orders.dlq
+                 │ key by store id; dedupe by event id
+                 ├──────────────────────────────► pizza.orders.enriched
+                 ▼ 1-minute tumbling windows
+                 ├──────────────────────────────► pizza.orders.by_store.1m
+                 └── late ──────────────────────► pizza.orders.late
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ def flatten_orders(events: pl.DataFrame) -> pl.DataFrame:
         store_id=data.struct.field("store_id"),
         channel=data.struct.field("channel"),
         items=data.struct.field("items"),
-        item_count=data.struct.field("items").list.eval(pl.element().struct.field("qty")).list.sum(),
+        item_count=data.struct.field("items")
+        .list.eval(pl.element().struct.field("qty"))
+        .list.sum(),
         total=data.struct.field("total"),
         currency=data.struct.field("currency"),
     )
@@ -256,7 +258,9 @@ def build_flow(settings: FlowSettings) -> Dataflow:
     results = op.map("drop_shard_key", results, lambda kv: kv[1])
 
     unique = op.flat_map("unique_orders", results, _outputs("unique"))
-    op.output("to_enriched", op.map("enriched_events", unique, enriched_records), sink(ENRICHED_TOPIC))
+    op.output(
+        "to_enriched", op.map("enriched_events", unique, enriched_records), sink(ENRICHED_TOPIC)
+    )
     windows = op.flat_map("closed_windows", results, _outputs("windows"))
     op.output("to_revenue", op.map("revenue_events", windows, revenue_records), sink(REVENUE_TOPIC))
     late = op.flat_map("late_orders", results, _outputs("late"))

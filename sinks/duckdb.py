@@ -155,7 +155,9 @@ class Table:
     key: tuple[str, ...]
 
 
-def upsert(con: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame, key: tuple[str, ...]) -> None:
+def upsert(
+    con: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame, key: tuple[str, ...]
+) -> None:
     """Insert rows, replacing any row with the same key (the last of a batch wins)."""
     if rows.is_empty():
         return

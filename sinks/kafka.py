@@ -58,7 +58,9 @@ class _FramePartition(StatelessSinkPartition[pl.DataFrame]):
     def _produce_with_headers(self, frame: pl.DataFrame) -> None:
         header_cols = [c for c in frame.columns if c.startswith("header_")]
         for row in frame.iter_rows(named=True):
-            headers = [(c.removeprefix("header_"), str(row[c]).encode()) for c in header_cols]
+            headers: list[tuple[str, str | bytes | None]] = [
+                (c.removeprefix("header_"), str(row[c]).encode()) for c in header_cols
+            ]
             while True:
                 try:
                     self._producer.produce(

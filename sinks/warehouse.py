@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 
 ORDER_TABLES: dict[str, Table] = {
     "pizza.orders.enriched": Table("orders_enriched", enriched_rows, ("event_id",)),
-    "pizza.orders.by_store.1m": Table("store_revenue_1m", revenue_rows, ("store_id", "window_start")),
+    "pizza.orders.by_store.1m": Table(
+        "store_revenue_1m", revenue_rows, ("store_id", "window_start")
+    ),
     "pizza.orders.dlq": Table("dead_letters", dead_letter_rows, ("topic", "partition", "offset")),
     "pizza.orders.late": Table("late_events", late_rows, ("event_id",)),
 }
@@ -91,10 +93,11 @@ class Landing:
         messages = self.consumer.consume(self.max_batch, timeout_s)
         by_topic: dict[str, list[Any]] = {}
         for m in messages:
-            if m.error() is None:
-                by_topic.setdefault(m.topic(), []).append(m)
-            elif not m.error().retriable():
-                log.warning("landing consumer: %s", m.error())
+            err = m.error()
+            if err is None:
+                by_topic.setdefault(str(m.topic()), []).append(m)
+            elif not err.retriable():
+                log.warning("landing consumer: %s", err)
         if not by_topic:
             return 0
         started = time.monotonic()
@@ -195,7 +198,9 @@ def open_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
 class Warehouse:
     """Owns the DuckDB file: serves queries and runs the landing until stopped."""
 
-    def __init__(self, path: Path, brokers: str | None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, path: Path, brokers: str | None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.path = path
         self.con = open_warehouse(path)
         self.server = ThreadingHTTPServer((host, port), _handler(self.con))

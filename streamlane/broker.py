@@ -71,7 +71,9 @@ class EmbeddedBroker:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             if self._process.poll() is not None:
-                raise UserError(f"embedded broker exited at start (status {self._process.returncode})")
+                raise UserError(
+                    f"embedded broker exited at start (status {self._process.returncode})"
+                )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     break

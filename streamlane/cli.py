@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -45,7 +45,10 @@ Warehouse = Annotated[
     typer.Option("--warehouse", envvar="STREAMLANE_WAREHOUSE", help="DuckDB warehouse file."),
 ]
 MetricsPort = Annotated[
-    int, typer.Option("--metrics-port", envvar="STREAMLANE_METRICS_PORT", help="Prometheus port (0: off).")
+    int,
+    typer.Option(
+        "--metrics-port", envvar="STREAMLANE_METRICS_PORT", help="Prometheus port (0: off)."
+    ),
 ]
 Lateness = Annotated[
     float,
@@ -66,7 +69,7 @@ DedupeHorizon = Annotated[
 DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
@@ -84,14 +87,21 @@ def run(
     brokers: Brokers = None,
     warehouse: Warehouse = DEFAULT_WAREHOUSE,
     partitions: Annotated[
-        int, typer.Option("--partitions", envvar="STREAMLANE_PARTITIONS", min=1, help="Partitions per topic created.")
+        int,
+        typer.Option(
+            "--partitions",
+            envvar="STREAMLANE_PARTITIONS",
+            min=1,
+            help="Partitions per topic created.",
+        ),
     ] = 4,
     rate: Annotated[float, typer.Option("--rate", help="Demo events per second.")] = 200.0,
     lateness: Lateness = 30.0,
     idle_timeout: IdleTimeout = 10.0,
     dedupe_horizon: DedupeHorizon = 3600.0,
     data_dir: Annotated[
-        Path, typer.Option("--data-dir", envvar="STREAMLANE_DATA_DIR", help="Logs and recovery state.")
+        Path,
+        typer.Option("--data-dir", envvar="STREAMLANE_DATA_DIR", help="Logs and recovery state."),
     ] = Path("data"),
 ) -> None:
     """Run the local pipeline: broker (embedded unless --brokers), topics, flow, warehouse."""
@@ -120,32 +130,42 @@ def run(
 def generate(
     brokers: RequiredBrokers,
     topic: Annotated[str, typer.Option("--topic", help="Topic to write to.")] = "pizza.orders",
-    count: Annotated[int | None, typer.Option("--count", min=1, help="Events to generate, then stop.")] = None,
-    rate: Annotated[float | None, typer.Option("--rate", min=0.001, help="Events per second (wall clock).")] = None,
+    count: Annotated[
+        int | None, typer.Option("--count", min=1, help="Events to generate, then stop.")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option("--rate", min=0.001, help="Events per second (wall clock).")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 42,
     duplicates: Annotated[float, typer.Option("--duplicates", min=0, max=1)] = 0.01,
     malformed: Annotated[float, typer.Option("--malformed", min=0, max=1)] = 0.01,
     out_of_order: Annotated[float, typer.Option("--out-of-order", min=0, max=1)] = 0.03,
     too_late: Annotated[float, typer.Option("--too-late", min=0, max=1)] = 0.002,
     start: Annotated[
-        datetime | None, typer.Option("--start", help="Event time of the first event (with --count).")
+        datetime | None,
+        typer.Option("--start", help="Event time of the first event (with --count)."),
     ] = None,
     backfill: Annotated[
-        float, typer.Option("--backfill", min=0, help="With --rate: first produce this many seconds of history.")
+        float,
+        typer.Option(
+            "--backfill", min=0, help="With --rate: first produce this many seconds of history."
+        ),
     ] = 0.0,
     metrics_port: MetricsPort = 0,
 ) -> None:
     """Produce realistic order events: seeded, with duplicates, malformed and out-of-order ones."""
-    from rich.progress import Progress
-
     from datetime import timedelta
+
+    from rich.progress import Progress
 
     from streamlane.generator import GeneratorSettings, OrderGenerator
     from streamlane.kafka import check_reachable
     from streamlane.publish import publish
 
     if count is None and rate is None:
-        raise UserError("give --count N (as fast as possible) or --rate R (events/s, until stopped)")
+        raise UserError(
+            "give --count N (as fast as possible) or --rate R (events/s, until stopped)"
+        )
     check_reachable(brokers)
     if rate is not None and start is None:
         start = datetime.now(UTC) - timedelta(seconds=backfill)
@@ -216,8 +236,12 @@ def topics_list(brokers: RequiredBrokers) -> None:
 @topics_app.command("create")
 def topics_create(
     brokers: RequiredBrokers,
-    partitions: Annotated[int, typer.Option("--partitions", envvar="STREAMLANE_PARTITIONS", min=1)] = 4,
-    names: Annotated[list[str] | None, typer.Argument(help="Topics (default: the orders flow's).")] = None,
+    partitions: Annotated[
+        int, typer.Option("--partitions", envvar="STREAMLANE_PARTITIONS", min=1)
+    ] = 4,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Topics (default: the orders flow's).")
+    ] = None,
 ) -> None:
     """Create topics that do not exist yet (default: the orders flow's topics)."""
     from flows.orders import TOPICS
@@ -233,7 +257,8 @@ def flow_run(
     name: Annotated[str, typer.Argument(help="Flow module in flows/ (e.g. orders).")],
     brokers: RequiredBrokers,
     recovery_dir: Annotated[
-        Path | None, typer.Option("--recovery-dir", help="Recovery store (default data/recovery/NAME).")
+        Path | None,
+        typer.Option("--recovery-dir", help="Recovery store (default data/recovery/NAME)."),
     ] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker threads.")] = 1,
     lateness: Lateness = 30.0,

@@ -111,7 +111,10 @@ def _parse_columnar(
     )
     read = pa_json.ReadOptions(use_threads=False, block_size=_BLOCK_BYTES)
     # A raw newline can only be insignificant whitespace in valid JSON.
-    lines = [v.replace(b"\n", b" ").replace(b"\r", b" ") if b"\n" in v or b"\r" in v else v for v in values]
+    lines = [
+        v.replace(b"\n", b" ").replace(b"\r", b" ") if b"\n" in v or b"\r" in v else v
+        for v in values
+    ]
     buf = memoryview(b"\n".join(lines))
     starts = _line_starts(lines)
     n = len(lines)

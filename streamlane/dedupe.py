@@ -43,7 +43,9 @@ class SeenIds:
 
     def _add(self, hashes: np.ndarray, times_us: np.ndarray) -> None:
         bucket_of = times_us // self.bucket_us
-        oldest_kept = None if self.newest_us is None else (self.newest_us - self.horizon_us) // self.bucket_us
+        oldest_kept = (
+            None if self.newest_us is None else (self.newest_us - self.horizon_us) // self.bucket_us
+        )
         for bucket in np.unique(bucket_of):
             if oldest_kept is not None and bucket < oldest_kept:
                 continue  # already beyond the horizon: nothing would ever match it

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from streamlane.paths import REFERENCE_DIR
 
@@ -38,7 +39,12 @@ MENU = [
     ("cola", 2.5),
 ]
 CHANNELS = (("web", 0.45), ("app", 0.40), ("phone", 0.15))
-OFFSETS = (timezone.utc, timezone(timedelta(hours=1)), timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=30)))
+OFFSETS = (
+    UTC,
+    timezone(timedelta(hours=1)),
+    timezone(timedelta(hours=-5)),
+    timezone(timedelta(hours=5, minutes=30)),
+)
 KINDS = ("valid", "duplicate", "malformed", "out_of_order", "too_late")
 
 
@@ -103,7 +109,9 @@ def _malform(event: dict, rng: random.Random, unknown_store: int) -> bytes:
     elif kind == 4:
         data["items"][0]["qty"] = 0
     elif kind == 5:
-        data["store_id"] = unknown_store  # valid shape, but no such store: dead letter on enrichment
+        data["store_id"] = (
+            unknown_store  # valid shape, but no such store: dead letter on enrichment
+        )
     elif kind == 6:
         return b"\xff\xfe" + json.dumps(event).encode()[2:]  # not UTF-8
     elif kind == 7:
@@ -134,13 +142,13 @@ class OrderGenerator:
     def _order(self, event_time: datetime) -> tuple[bytes, dict]:
         rng = self.rng
         store_id, currency = rng.choices(self.stores, weights=self.weights)[0]
-        items = []
+        items: list[dict[str, Any]] = []
         for sku, price in rng.sample(MENU, rng.choice((1, 1, 2, 2, 3, 4))):
             items.append({"sku": sku, "qty": rng.choice((1, 1, 1, 2, 3)), "unit_price": price})
         total = round(sum(i["qty"] * i["unit_price"] for i in items), 2)
         self.n += 1
         trace = f"{rng.getrandbits(128):032x}"
-        event = {
+        event: dict[str, Any] = {
             "specversion": "1.0",
             "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "source": f"pos/store/{store_id}",
@@ -203,7 +211,9 @@ class OrderGenerator:
             roll -= s.duplicates
             if roll < s.malformed:
                 key, event = self._order(now)
-                yield GeneratedRecord(key, _malform(event, rng, self.unknown_store), "malformed", None)
+                yield GeneratedRecord(
+                    key, _malform(event, rng, self.unknown_store), "malformed", None
+                )
                 continue
             roll -= s.malformed
             kind = "valid"

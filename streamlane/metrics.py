@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, start_http_server
 
-EVENTS_IN = Counter("streamlane_events_in", "Records read from the input topic", ["topic", "partition"])
+EVENTS_IN = Counter(
+    "streamlane_events_in", "Records read from the input topic", ["topic", "partition"]
+)
 CONSUMER_LAG = Gauge(
-    "streamlane_consumer_lag", "Records behind the partition's high watermark", ["topic", "partition"]
+    "streamlane_consumer_lag",
+    "Records behind the partition's high watermark",
+    ["topic", "partition"],
 )
 EVENTS_OUT = Counter("streamlane_events_out", "Records written to an output topic", ["topic"])
 DEAD_LETTERS = Counter("streamlane_dead_letters", "Records sent to a dead-letter topic", ["topic"])
@@ -15,8 +19,12 @@ LATE_EVENTS = Counter("streamlane_late_events", "Events that arrived after their
 WINDOWS = Counter("streamlane_windows_emitted", "Window results emitted")
 WATERMARK = Gauge("streamlane_watermark_seconds", "Flow watermark (event time, Unix seconds)")
 LANDED_ROWS = Counter("streamlane_landed_rows", "Rows written to the warehouse", ["table"])
-LANDING_BATCH_SECONDS = Gauge("streamlane_landing_batch_seconds", "Duration of the last landing batch")
-LANDING_LAG = Gauge("streamlane_landing_lag", "Records the landing is behind", ["topic", "partition"])
+LANDING_BATCH_SECONDS = Gauge(
+    "streamlane_landing_batch_seconds", "Duration of the last landing batch"
+)
+LANDING_LAG = Gauge(
+    "streamlane_landing_lag", "Records the landing is behind", ["topic", "partition"]
+)
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:

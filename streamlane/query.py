@@ -80,6 +80,8 @@ def print_result(frame: pl.DataFrame, fmt: str) -> None:
     elif fmt == "json":
         sys.stdout.write(frame.write_json() + "\n")
     else:
-        with pl.Config(tbl_rows=200, tbl_cols=-1, fmt_str_lengths=60, tbl_hide_dataframe_shape=True):
+        with pl.Config(
+            tbl_rows=200, tbl_cols=-1, fmt_str_lengths=60, tbl_hide_dataframe_shape=True
+        ):
             print(frame)
         print(f"({frame.height} row{'s' if frame.height != 1 else ''})")

@@ -132,13 +132,19 @@ class Pipeline:
             self._spawn(
                 "generator",
                 [
-                    "generate", *common, "--rate", str(s.demo_rate), "--backfill", "180",
-                    "--seed", str(time.time_ns() % 2**31),
+                    "generate",
+                    *common,
+                    "--rate",
+                    str(s.demo_rate),
+                    "--backfill",
+                    "180",
+                    "--seed",
+                    str(time.time_ns() % 2**31),
                 ],
                 metrics=False,
             )
         self.console.print(
-            f"warehouse {s.warehouse}; query it with: streamlane query \"SELECT ...\" "
+            f'warehouse {s.warehouse}; query it with: streamlane query "SELECT ..." '
             f"--warehouse {s.warehouse}; logs in {s.data_dir / 'logs'}; Ctrl-C to stop"
         )
 
@@ -148,7 +154,16 @@ class Pipeline:
         m = scrape(flow.metrics_port) if flow and flow.metrics_port else {}
         w = scrape(wh.metrics_port) if wh and wh.metrics_port else {}
         table = Table(title=f"streamlane · {time.monotonic() - self.started:,.0f}s", expand=False)
-        for col in ("events in", "enriched", "windows", "dead letters", "late", "duplicates", "lag", "landed rows"):
+        for col in (
+            "events in",
+            "enriched",
+            "windows",
+            "dead letters",
+            "late",
+            "duplicates",
+            "lag",
+            "landed rows",
+        ):
             table.add_column(col, justify="right")
         table.add_row(
             f"{m.get('streamlane_events_in_total', 0):,.0f}",
@@ -176,7 +191,9 @@ class Pipeline:
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             self.start()
-            live = Live(self._progress(), console=self.console, refresh_per_second=2, transient=False)
+            live = Live(
+                self._progress(), console=self.console, refresh_per_second=2, transient=False
+            )
             with live:
                 while True:
                     self._check_children()

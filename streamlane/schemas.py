@@ -56,9 +56,7 @@ def parse_rfc3339(expr: pl.Expr) -> pl.Expr:
     Anything else, including a missing offset, becomes null.
     """
     normalized = expr.str.to_uppercase().str.replace(r"Z$", "+00:00")
-    return normalized.str.to_datetime(
-        RFC3339_FORMAT, time_zone="UTC", time_unit="us", strict=False
-    )
+    return normalized.str.to_datetime(RFC3339_FORMAT, time_zone="UTC", time_unit="us", strict=False)
 
 
 def _arrow_type(node: dict[str, Any], where: str) -> pa.DataType:

@@ -48,14 +48,18 @@ class WindowSpec:
     id_column: str = "event_id"
 
 
-def route(spec: WindowSpec, rows: pl.DataFrame, progress: PartitionProgress) -> list[tuple[str, ShardInput]]:
+def route(
+    spec: WindowSpec, rows: pl.DataFrame, progress: PartitionProgress
+) -> list[tuple[str, ShardInput]]:
     """Split a batch's rows by key hash over the shards; every shard gets the progress."""
     by_shard: dict[int, pl.DataFrame] = {}
     if rows.height:
         shard_of = (pl.col(spec.key).hash(seed=7) % spec.shards).alias("__shard")
-        for (shard,), part in rows.with_columns(shard_of).partition_by(
-            "__shard", as_dict=True, include_key=False, maintain_order=True
-        ).items():
+        for (shard,), part in (
+            rows.with_columns(shard_of)
+            .partition_by("__shard", as_dict=True, include_key=False, maintain_order=True)
+            .items()
+        ):
             by_shard[int(shard)] = part  # type: ignore[call-overload]
     return [(str(s), ShardInput(by_shard.get(s), progress)) for s in range(spec.shards)]
 

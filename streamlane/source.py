@@ -75,7 +75,9 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         self._topic = topic
         self._index = index
         self._name = f"{topic}/{index}"
-        self._next_offset, self._newest_us = resume if resume is not None else (OFFSET_BEGINNING, None)
+        self._next_offset, self._newest_us = (
+            resume if resume is not None else (OFFSET_BEGINNING, None)
+        )
         self._consumer = Consumer(consumer_config(source.brokers, source.client_config))
         self._consumer.assign([TopicPartition(topic, index, self._next_offset)])
         now = time.monotonic()
@@ -156,15 +158,15 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
                 self._newest_us = batch_newest
         dead = pl.DataFrame()
         if decoded.rejects.height:
-            rows = decoded.rejects["row"].to_list()
+            reject_rows = decoded.rejects["row"].to_list()
             dead = pl.DataFrame(
                 {
-                    "key": [records[r].key() for r in rows],
-                    "value": [values[r] for r in rows],
+                    "key": [records[r].key() for r in reject_rows],
+                    "value": [values[r] for r in reject_rows],
                     "reason": decoded.rejects["reason"],
-                    "topic": [self._topic] * len(rows),
-                    "partition": [self._index] * len(rows),
-                    "offset": offsets[rows],
+                    "topic": [self._topic] * len(reject_rows),
+                    "partition": [self._index] * len(reject_rows),
+                    "offset": offsets[reject_rows],
                 },
                 schema=DEAD_LETTER_SCHEMA,
             )

@@ -58,7 +58,11 @@ class Watermark:
             seen = self.progress.get(name)
             if seen is not None and seen.idle:
                 continue
-            mark = NEVER if seen is None or seen.newest_us is None else seen.newest_us - self.lateness_us
+            mark = (
+                NEVER
+                if seen is None or seen.newest_us is None
+                else seen.newest_us - self.lateness_us
+            )
             low = mark if low is None else min(low, mark)
         return 2**62 if low is None else low
 

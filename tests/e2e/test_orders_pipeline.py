@@ -164,7 +164,9 @@ def test_orders_pipeline_matches_oracle(
     assert set(before["late_events"]["event_id"].to_list()) == late_ids
     assert Counter(before["dead_letters"]["raw"].to_list()) == Counter(r.value for r in malformed)
     assert before["dead_letters"]["reason"].null_count() == 0
-    unknown_store = before["dead_letters"].filter(pl.col("reason").str.starts_with("unknown store_id"))
+    unknown_store = before["dead_letters"].filter(
+        pl.col("reason").str.starts_with("unknown store_id")
+    )
     assert unknown_store.height > 0, "enrichment misses are dead letters too"
     _assert_close(before["store_revenue_1m"], expected_windows)
     late = before["late_events"]
@@ -181,9 +183,9 @@ def test_orders_pipeline_matches_oracle(
         lambda: warehouse.with_name(warehouse.name + ".endpoint.json").exists(), 60, "warehouse"
     )
     wait_until(
-        lambda: run_sql(warehouse, 'SELECT * FROM landing_offsets ORDER BY topic, "partition"').equals(
-            offsets
-        ),
+        lambda: run_sql(
+            warehouse, 'SELECT * FROM landing_offsets ORDER BY topic, "partition"'
+        ).equals(offsets),
         120,
         "the replayed landing to catch up",
         every_s=1,

@@ -19,7 +19,9 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 
 def test_topics_create_and_list(broker: EmbeddedBroker) -> None:
-    created = cli("topics", "create", "--brokers", broker.bootstrap, "--partitions", "3", "it.topics.a")
+    created = cli(
+        "topics", "create", "--brokers", broker.bootstrap, "--partitions", "3", "it.topics.a"
+    )
     assert created.returncode == 0, created.stderr
     listed = cli("topics", "list", "--brokers", broker.bootstrap)
     assert "it.topics.a\t3" in listed.stdout.splitlines()
@@ -27,7 +29,17 @@ def test_topics_create_and_list(broker: EmbeddedBroker) -> None:
 
 def test_generate_count_produces_every_record(broker: EmbeddedBroker) -> None:
     cli("topics", "create", "--brokers", broker.bootstrap, "--partitions", "2", "it.gen")
-    out = cli("generate", "--brokers", broker.bootstrap, "--topic", "it.gen", "--count", "3000", "--seed", "5")
+    out = cli(
+        "generate",
+        "--brokers",
+        broker.bootstrap,
+        "--topic",
+        "it.gen",
+        "--count",
+        "3000",
+        "--seed",
+        "5",
+    )
     assert out.returncode == 0, out.stderr
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "it"})
     consumer.assign([TopicPartition("it.gen", p, 0) for p in (0, 1)])

@@ -8,7 +8,12 @@ from enrichers.stores import store_enricher
 
 def test_store_and_fx_enrichment_with_misses() -> None:
     orders = pl.DataFrame(
-        {"row": [0, 1, 2], "store_id": [1, 99_999, 2], "currency": ["USD", "USD", "EUR"], "total": [10.0, 5.0, 20.0]}
+        {
+            "row": [0, 1, 2],
+            "store_id": [1, 99_999, 2],
+            "currency": ["USD", "USD", "EUR"],
+            "total": [10.0, 5.0, 20.0],
+        }
     )
     by_store = store_enricher().apply(orders)
     assert by_store.misses.rows() == [(1, "unknown store_id 99999")]

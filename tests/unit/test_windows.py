@@ -8,7 +8,9 @@ S = 1_000_000
 PARTS = ["t/0", "t/1"]
 
 
-def progress(part: str, newest_s: float | None, idle: bool = False, idle_for_s: float = 0) -> PartitionProgress:
+def progress(
+    part: str, newest_s: float | None, idle: bool = False, idle_for_s: float = 0
+) -> PartitionProgress:
     newest = None if newest_s is None else int(newest_s * S)
     return PartitionProgress(part, newest, idle, int(idle_for_s * S))
 
@@ -42,8 +44,12 @@ def test_rows_are_late_against_the_watermark_at_their_arrival() -> None:
 
 
 def test_tumbling_windows_merge_batches_and_close_once() -> None:
-    windows = TumblingWindows("k", 60 * S, (Aggregate("n", pl.len(), "sum"), Aggregate("mx", pl.col("v").max(), "max")))
-    windows.add(pl.DataFrame({"k": [1, 1, 2], "v": [5, 7, 1], "event_time_us": [0, 59 * S, 61 * S]}))
+    windows = TumblingWindows(
+        "k", 60 * S, (Aggregate("n", pl.len(), "sum"), Aggregate("mx", pl.col("v").max(), "max"))
+    )
+    windows.add(
+        pl.DataFrame({"k": [1, 1, 2], "v": [5, 7, 1], "event_time_us": [0, 59 * S, 61 * S]})
+    )
     windows.add(pl.DataFrame({"k": [1], "v": [9], "event_time_us": [30 * S]}))
     closed = windows.close(60 * S)
     assert closed.select("k", "window_start", "n", "mx").rows() == [(1, 0, 3, 9)]
