@@ -12,6 +12,7 @@ pizza.orders ─► decode + validate ──────────────
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import polars as pl
 from bytewax import operators as op
@@ -22,6 +23,7 @@ from enrichers.stores import store_enricher
 from sinks.kafka import KafkaFrameSink
 from streamlane.cloudevents import derived_traceparent, envelope_json, rfc3339
 from streamlane.decode import Decoded, decode_batch
+from streamlane.enrich import LookupEnricher
 from streamlane.schemas import load_schema
 from streamlane.settings import FlowSettings
 from streamlane.shards import ShardOutput, WindowSpec, route, shard_step
@@ -37,6 +39,7 @@ TOPICS = [INPUT_TOPIC, DEAD_LETTER_TOPIC, ENRICHED_TOPIC, REVENUE_TOPIC, LATE_TO
 
 ORDER_CONFIRMED = "pizza.order.confirmed.v1"
 ORDER_ENRICHED = "pizza.order.enriched.v1"
+ORDER_LATE = "pizza.order.late.v1"
 STORE_REVENUE = "pizza.store.revenue.1m.v1"
 SOURCE = "streamlane/flows/orders"
 WINDOW_US = 60_000_000
@@ -86,8 +89,14 @@ def flatten_orders(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def enrich_batch(batch: PartitionBatch, stores=store_enricher(), fx=fx_enricher()) -> EnrichedBatch:  # noqa: B008
+@cache
+def _reference() -> tuple[LookupEnricher, LookupEnricher]:
+    return store_enricher(), fx_enricher()
+
+
+def enrich_batch(batch: PartitionBatch) -> EnrichedBatch:
     """Add store and FX data; orders for unknown stores or currencies become dead letters."""
+    stores, fx = _reference()
     if batch.events.is_empty():
         return EnrichedBatch(pl.DataFrame(), batch.dead_letters, batch)
     orders = flatten_orders(batch.events)
@@ -113,6 +122,24 @@ def _miss_dead_letters(batch: PartitionBatch, misses: pl.DataFrame) -> pl.DataFr
     return original.cast(DEAD_LETTER_SCHEMA)  # type: ignore[arg-type]
 
 
+def _order_records(
+    orders: pl.DataFrame, event_type: str, id_suffix: str, data: pl.Expr
+) -> pl.DataFrame:
+    """Records about one order each: keyed by store, id derived from the input id, same trace."""
+    return orders.select(
+        key=pl.col("store_id").cast(pl.String),
+        value=envelope_json(
+            event_type=event_type,
+            source=SOURCE,
+            event_id=pl.format("{}/" + id_suffix, "event_id"),
+            time_us=pl.col("event_time_us"),
+            subject=pl.col("order_id"),
+            traceparent=pl.col("traceparent"),
+            data=data,
+        ),
+    )
+
+
 def enriched_records(orders: pl.DataFrame) -> pl.DataFrame:
     """`pizza.order.enriched.v1` events: the original data plus store, region and USD amounts."""
     data = pl.struct(
@@ -132,18 +159,7 @@ def enriched_records(orders: pl.DataFrame) -> pl.DataFrame:
         "usd_rate",
         "total_usd",
     )
-    return orders.select(
-        key=pl.col("store_id").cast(pl.String),
-        value=envelope_json(
-            event_type=ORDER_ENRICHED,
-            source=SOURCE,
-            event_id=pl.format("{}/enriched", "event_id"),
-            time_us=pl.col("event_time_us"),
-            subject=pl.col("order_id"),
-            traceparent=pl.col("traceparent"),
-            data=data,
-        ),
-    )
+    return _order_records(orders, ORDER_ENRICHED, "enriched", data)
 
 
 def revenue_records(windows: pl.DataFrame) -> pl.DataFrame:
@@ -189,18 +205,7 @@ def late_records(late: pl.DataFrame) -> pl.DataFrame:
         window_end=rfc3339(pl.col("window_end_us")),
         watermark=rfc3339(pl.col("watermark_us")),
     )
-    return late.select(
-        key=pl.col("store_id").cast(pl.String),
-        value=envelope_json(
-            event_type="pizza.order.late.v1",
-            source=SOURCE,
-            event_id=pl.format("{}/late", "event_id"),
-            time_us=pl.col("event_time_us"),
-            subject=pl.col("order_id"),
-            traceparent=pl.col("traceparent"),
-            data=data,
-        ),
-    )
+    return _order_records(late, ORDER_LATE, "late", data)
 
 
 def dead_letter_records(dead: pl.DataFrame) -> pl.DataFrame:

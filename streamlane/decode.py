@@ -110,12 +110,14 @@ def _parse_columnar(
         explicit_schema=schema.arrow_schema, unexpected_field_behavior="ignore"
     )
     read = pa_json.ReadOptions(use_threads=False, block_size=_BLOCK_BYTES)
-    # A raw newline can only be insignificant whitespace in valid JSON.
-    lines = [
-        v.replace(b"\n", b" ").replace(b"\r", b" ") if b"\n" in v or b"\r" in v else v
-        for v in values
-    ]
-    buf = memoryview(b"\n".join(lines))
+    lines = values
+    joined = b"\n".join(lines)
+    if joined.count(b"\n") != len(lines) - 1 or b"\r" in joined:
+        # A raw line break can only be insignificant whitespace in valid JSON: blank it so
+        # each record stays one line (checked on the joined batch, so clean batches pay nothing).
+        lines = [v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]
+        joined = b"\n".join(lines)
+    buf = memoryview(joined)
     starts = _line_starts(lines)
     n = len(lines)
     tables: list[pa.Table] = []

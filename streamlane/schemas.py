@@ -10,7 +10,6 @@ so both paths take the same valid-or-not decision.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -187,11 +186,3 @@ def load_schema(event_type: str, schemas_dir: Path = SCHEMAS_DIR) -> EventSchema
     """Load and compile `schemas/<event_type>.json`; raises FileNotFoundError if absent."""
     path = schemas_dir / f"{event_type}.json"
     return compile_schema(json.loads(path.read_text()))
-
-
-def schema_document(event_type: str) -> dict[str, Any]:
-    """The raw JSON Schema document for an event type (for output envelopes and docs)."""
-    return load_schema(event_type).document
-
-
-SchemaLoader = Callable[[str], EventSchema]

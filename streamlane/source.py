@@ -138,12 +138,13 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
                 0,
             )
         values = [m.value() or b"" for m in records]
+        keys = [m.key() for m in records]
         offsets = np.fromiter((m.offset() for m in records), dtype=np.int64, count=len(records))
         decoded = self._source.decode(values)
         rows = decoded.valid["row"]
         events = decoded.valid.with_columns(
             offset=pl.Series(offsets).gather(rows),
-            key=pl.Series([m.key() for m in records], dtype=pl.Binary).gather(rows),
+            key=pl.Series(keys, dtype=pl.Binary).gather(rows),
             raw=pl.Series(values, dtype=pl.Binary).gather(rows),
             event_time_us=pl.col("event_time").dt.epoch("us"),
         )
@@ -161,7 +162,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             reject_rows = decoded.rejects["row"].to_list()
             dead = pl.DataFrame(
                 {
-                    "key": [records[r].key() for r in reject_rows],
+                    "key": [keys[r] for r in reject_rows],
                     "value": [values[r] for r in reject_rows],
                     "reason": decoded.rejects["reason"],
                     "topic": [self._topic] * len(reject_rows),
