@@ -72,6 +72,21 @@ def run_flow(
     except KeyboardInterrupt:
         log.info("flow %s stopped", name)
     except BytewaxRuntimeError as exc:
-        if "signal received" not in str(exc):
+        if not _interrupted(exc):
             raise
         log.info("flow %s stopped", name)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether bytewax stopped because of Ctrl-C/SIGTERM.
+
+    The interrupt surfaces either in bytewax's own loop ("signal received") or inside a
+    step, wrapped in a runtime error. Both are clean stops: a half-processed epoch was
+    never snapshotted, so the next start processes it again.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt) or "signal received" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
