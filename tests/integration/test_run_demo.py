@@ -1,0 +1,63 @@
+"""`streamlane run --demo`: rows become queryable while it runs; SIGTERM stops every child."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamlane.query import run_sql
+from tests.helpers import wait_until
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline and int(pid) != os.getpid():
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.timeout(240)
+def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse.duckdb"
+    out = tmp_path / "run.out"
+    with open(out, "wb") as sink:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "streamlane", "run", "--demo", "--warehouse", str(warehouse),
+             "--data-dir", str(tmp_path / "data"), "--rate", "100"],
+            stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+
+        def rows(table: str) -> int:
+            if not warehouse.with_name(warehouse.name + ".endpoint.json").exists():
+                return 0
+            return int(run_sql(warehouse, f"SELECT count(*) AS n FROM {table}")["n"][0])
+
+        wait_until(lambda: rows("orders_enriched") > 0, 90, "enriched orders", every_s=1)
+        wait_until(lambda: rows("store_revenue_1m") > 0, 90, "window rows", every_s=1)
+        port = re.search(rb"embedded broker on 127\.0\.0\.1:(\d+)", out.read_bytes())
+        assert port, out.read_text()
+        children = _processes_mentioning(str(tmp_path)) + _processes_mentioning(
+            f"127.0.0.1:{port.group(1).decode()}"
+        )
+        assert len(set(children)) >= 4  # broker, warehouse, flow, generator
+        run.send_signal(signal.SIGTERM)
+        run.wait(30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, out.read_text()[-2000:]
+    leftovers = [p for p in set(children) if Path(f"/proc/{p}").exists()]
+    assert not leftovers, f"children still running after SIGTERM: {leftovers}"
