@@ -15,7 +15,7 @@ from streamlane.errors import UserError
 
 log = logging.getLogger(__name__)
 
-REACH_TIMEOUT_S = 8.0
+REACH_TIMEOUT_S = 6.0
 
 # The embedded broker has no log retention settings of its own: say them explicitly.
 TOPIC_CONFIG = {"retention.ms": "-1", "cleanup.policy": "delete"}
