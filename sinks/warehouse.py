@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,10 @@ from sinks.duckdb import (
     upsert,
 )
 from streamlane import metrics
+from streamlane.errors import UserError
 from streamlane.kafka import check_reachable, consumer_config, partitions_of
+from streamlane.pgwire.auth import Credentials
+from streamlane.pgwire.server import PgServer
 from streamlane.query import endpoint_file
 
 log = logging.getLogger(__name__)
@@ -148,7 +153,7 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
         cursor.execute("BEGIN TRANSACTION")
         try:
             result = cursor.execute(sql)
-            table = result.fetch_arrow_table() if result.description else pa.table({})
+            table = result.to_arrow_table() if result.description else pa.table({})
         finally:
             cursor.execute("ROLLBACK")
         return table
@@ -195,16 +200,86 @@ def open_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def lock_down(con: duckdb.DuckDBPyConnection) -> None:
+    """Settings for a database that clients reach over the network.
+
+    Clients cannot read or write files on the server, attach databases, install or
+    load extensions, or change settings; `/` on integers divides as in PostgreSQL
+    (the dialect the endpoint speaks).
+    """
+    con.execute("SET GLOBAL integer_division = true")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def password_file(warehouse: Path) -> Path:
+    """Where a generated PostgreSQL endpoint password is written (readable by the owner only)."""
+    return warehouse.with_name(warehouse.name + ".pg-password")
+
+
+def endpoint_password(warehouse: Path) -> tuple[str, bool]:
+    """The endpoint password: STREAMLANE_PG_PASSWORD, else one generated and written beside the
+    warehouse (kept across restarts). Returns (password, whether it was generated)."""
+    configured = os.environ.get("STREAMLANE_PG_PASSWORD")
+    if configured:
+        return configured, False
+    stored = password_file(warehouse)
+    if stored.exists():
+        return stored.read_text().strip(), True
+    password = secrets.token_urlsafe(18)
+    stored.touch(mode=0o600)
+    stored.write_text(password + "\n")
+    return password, True
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    """Where and how the PostgreSQL endpoint listens."""
+
+    host: str = "127.0.0.1"
+    port: int = 5433
+    allow_writes: bool = False
+    auth_method: str = "scram-sha-256"
+
+
 class Warehouse:
     """Owns the DuckDB file: serves queries and runs the landing until stopped."""
 
     def __init__(
-        self, path: Path, brokers: str | None, host: str = "127.0.0.1", port: int = 0
+        self,
+        path: Path,
+        brokers: str | None,
+        endpoint: EndpointSettings | None = None,
     ) -> None:
         self.path = path
         self.con = open_warehouse(path)
-        self.server = ThreadingHTTPServer((host, port), _handler(self.con))
+        lock_down(self.con)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.con))
         self.server.daemon_threads = True
+        endpoint = endpoint or EndpointSettings()
+        user = os.environ.get("STREAMLANE_PG_USER", "streamlane")
+        password, generated = endpoint_password(path)
+        try:
+            self.pg = PgServer(
+                self.con,
+                Credentials.from_password(user, password),
+                endpoint.host,
+                endpoint.port,
+                auth_method=endpoint.auth_method,
+                allow_writes=endpoint.allow_writes,
+            )
+        except OSError as exc:
+            raise UserError(
+                f"cannot listen for PostgreSQL clients on {endpoint.host}:{endpoint.port}: "
+                f"{exc.strerror}"
+            ) from None
+        where = f"postgresql://{user}@{endpoint.host}:{self.pg.port}/warehouse"
+        told = (
+            f"password in {password_file(path)}"
+            if generated
+            else "password from STREAMLANE_PG_PASSWORD"
+        )
+        log.info("PostgreSQL endpoint %s (%s)", where, told)
         self.brokers = brokers
         self.stopping = threading.Event()
         self.landing: Landing | None = None
@@ -217,9 +292,19 @@ class Warehouse:
     def serve(self) -> None:
         """Serve queries and land topics until `stop()`; removes the endpoint file on the way out."""
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.pg.serve_in_background()
         announce = endpoint_file(self.path)
         tmp = announce.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"url": self.url, "pid": os.getpid()}))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "url": self.url,
+                    "pid": os.getpid(),
+                    "pg_host": self.pg.tcp.server_address[0],
+                    "pg_port": self.pg.port,
+                }
+            )
+        )
         tmp.replace(announce)
         log.info("warehouse %s serving queries at %s", self.path, self.url)
         try:
@@ -228,11 +313,13 @@ class Warehouse:
                 while not self.stopping.is_set():
                     self.landing.poll_once()
             else:
-                self.stopping.wait()
+                while not self.stopping.wait(0.5):  # a timed wait lets Ctrl-C through
+                    pass
         finally:
             announce.unlink(missing_ok=True)
             if self.landing:
                 self.landing.close()
+            self.pg.stop()
             self.server.shutdown()
             self.con.close()
 

@@ -66,6 +66,23 @@ DedupeHorizon = Annotated[
         "--dedupe-horizon", envvar="STREAMLANE_DEDUPE_HORIZON", help="Dedupe horizon, seconds."
     ),
 ]
+PgHost = Annotated[
+    str,
+    typer.Option("--pg-host", envvar="STREAMLANE_PG_HOST", help="PostgreSQL endpoint address."),
+]
+PgPort = Annotated[
+    int,
+    typer.Option(
+        "--pg-port",
+        envvar="STREAMLANE_PG_PORT",
+        min=0,
+        help="PostgreSQL endpoint port (0: any free).",
+    ),
+]
+PgWrites = Annotated[
+    bool,
+    typer.Option("--pg-allow-writes", help="Let PostgreSQL clients change the warehouse."),
+]
 DEFAULT_WAREHOUSE = Path("data/warehouse.duckdb")
 
 
@@ -103,6 +120,8 @@ def run(
         Path,
         typer.Option("--data-dir", envvar="STREAMLANE_DATA_DIR", help="Logs and recovery state."),
     ] = Path("data"),
+    pg_host: PgHost = "127.0.0.1",
+    pg_port: PgPort = 5433,
 ) -> None:
     """Run the local pipeline: broker (embedded unless --brokers), topics, flow, warehouse."""
     from streamlane.runner import Pipeline, RunSettings
@@ -122,6 +141,8 @@ def run(
             partitions=partitions,
             demo=demo,
             demo_rate=rate,
+            pg_host=pg_host,
+            pg_port=pg_port,
         )
     ).run()
 
@@ -208,15 +229,21 @@ def query(
 def serve(
     brokers: Brokers = None,
     warehouse: Warehouse = DEFAULT_WAREHOUSE,
+    pg_host: PgHost = "127.0.0.1",
+    pg_port: PgPort = 5433,
+    pg_allow_writes: PgWrites = False,
     metrics_port: MetricsPort = 0,
 ) -> None:
-    """Own the warehouse: land the output topics (when --brokers is given) and answer queries."""
+    """Own the warehouse: land the output topics (when --brokers is given) and serve queries,
+    also to PostgreSQL clients (psql, Grafana, drivers)."""
+    from sinks.warehouse import EndpointSettings
     from sinks.warehouse import Warehouse as WarehouseServer
     from streamlane.metrics import serve_metrics
 
     _logging()
     serve_metrics(metrics_port)
-    server = WarehouseServer(warehouse, brokers)
+    endpoint = EndpointSettings(host=pg_host, port=pg_port, allow_writes=pg_allow_writes)
+    server = WarehouseServer(warehouse, brokers, endpoint)
     try:
         server.serve()
     except KeyboardInterrupt:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 EVENTS_IN = Counter(
     "streamlane_events_in", "Records read from the input topic", ["topic", "partition"]
@@ -21,6 +21,12 @@ WATERMARK = Gauge("streamlane_watermark_seconds", "Flow watermark (event time, U
 LANDED_ROWS = Counter("streamlane_landed_rows", "Rows written to the warehouse", ["table"])
 LANDING_BATCH_SECONDS = Gauge(
     "streamlane_landing_batch_seconds", "Duration of the last landing batch"
+)
+PG_QUERIES = Counter("streamlane_pg_queries", "Queries run on the PostgreSQL endpoint")
+PG_QUERY_SECONDS = Histogram(
+    "streamlane_pg_query_seconds",
+    "Query latency on the PostgreSQL endpoint",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 LANDING_LAG = Gauge(
     "streamlane_landing_lag", "Records the landing is behind", ["topic", "partition"]

@@ -54,7 +54,7 @@ def run_sql(warehouse: Path, sql: str, timeout_s: float = 60.0) -> pl.DataFrame:
         result = con.execute(sql)
         if result.description is None:
             return pl.DataFrame()
-        return pl.DataFrame(pl.from_arrow(result.fetch_arrow_table()))
+        return pl.DataFrame(pl.from_arrow(result.to_arrow_table()))
     except duckdb.Error as exc:
         raise UserError(f"query failed: {str(exc).splitlines()[0]}") from None
     finally:

@@ -46,6 +46,8 @@ class RunSettings:
     demo: bool = False
     demo_rate: float = 200.0
     embedded: bool = False
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 5433
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -116,7 +118,13 @@ class Pipeline:
         if created:
             self.console.print(f"created topics: {', '.join(created)}")
         common = ["--brokers", brokers]
-        self._spawn("warehouse", ["serve", *common, "--warehouse", str(s.warehouse)])
+        self._spawn(
+            "warehouse",
+            [
+                "serve", *common, "--warehouse", str(s.warehouse),
+                "--pg-host", s.pg_host, "--pg-port", str(s.pg_port),
+            ],
+        )  # fmt: skip
         f = s.flow
         self._spawn(
             "flow",

@@ -1,0 +1,204 @@
+"""What the PostgreSQL endpoint does with SQL before DuckDB sees it.
+
+PostgreSQL clients send session and catalog statements DuckDB does not know
+(`SET extra_float_digits`, `SHOW server_version_num`, `current_setting(...)`,
+`pg_extension`, `quote_ident`, `OPERATOR(pg_catalog.~)`). Session statements are
+answered here; catalog functions are rewritten or provided as temporary macros
+per session. Everything else is DuckDB SQL, checked against the read-only policy
+by DuckDB's own parser.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import duckdb
+
+import streamlane
+
+PG_VERSION = "15.0"
+SERVER_VERSION = (
+    f"PostgreSQL {PG_VERSION} (streamlane {streamlane.__version__}, DuckDB {duckdb.__version__})"
+)
+
+# Reported to clients at startup (ParameterStatus) and answered by SHOW / current_setting.
+STARTUP_PARAMETERS = {
+    "server_version": PG_VERSION,
+    "server_encoding": "UTF8",
+    "client_encoding": "UTF8",
+    "DateStyle": "ISO, MDY",
+    "IntervalStyle": "postgres",
+    "TimeZone": "UTC",
+    "integer_datetimes": "on",
+    "standard_conforming_strings": "on",
+    "is_superuser": "off",
+    "application_name": "",
+    "default_transaction_read_only": "on",
+}
+OTHER_SETTINGS = {
+    "server_version_num": "150000",
+    "search_path": '"$user", public',
+    "transaction_isolation": "read committed",
+    "transaction_read_only": "on",
+    "max_identifier_length": "63",
+    "extra_float_digits": "1",
+    "lc_collate": "C",
+    "lc_ctype": "C",
+    "statement_timeout": "0",
+}
+
+SESSION_SETUP = [
+    """CREATE OR REPLACE TEMP MACRO quote_ident(s) AS
+        CASE WHEN regexp_full_match(s, '[a-z_][a-z0-9_$]*') THEN s
+             ELSE '"' || replace(s, '"', '""') || '"' END""",
+    """CREATE OR REPLACE TEMP MACRO parse_ident(s) AS
+        list_transform(string_split(s, '.'), x -> replace(trim(x, '"'), '""', '"'))""",
+    "CREATE OR REPLACE TEMP MACRO pg_get_userbyid(id) AS 'streamlane'",
+    """CREATE OR REPLACE TEMP VIEW pg_extension AS
+        SELECT NULL::INTEGER AS oid, NULL::VARCHAR AS extname, NULL::INTEGER AS extowner,
+               NULL::INTEGER AS extnamespace, NULL::BOOLEAN AS extrelocatable,
+               NULL::VARCHAR AS extversion
+        WHERE false""",
+]
+
+READ_TYPES = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+NO_OP_TAGS = {
+    "BEGIN": "BEGIN",
+    "START": "START TRANSACTION",
+    "COMMIT": "COMMIT",
+    "END": "COMMIT",
+    "ROLLBACK": "ROLLBACK",
+    "ABORT": "ROLLBACK",
+    "DISCARD": "DISCARD ALL",
+    "DEALLOCATE": "DEALLOCATE",
+    "LISTEN": "LISTEN",
+    "UNLISTEN": "UNLISTEN",
+}
+
+
+class ReadOnlyViolation(Exception):
+    """A read-only client sent a statement that would change something."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One statement, classified: `tag` for answered-here commands, else `sql` for DuckDB."""
+
+    keyword: str
+    sql: str
+    tag: str | None = None
+    setting: tuple[str, str | None] | None = None  # SET name = value (None: RESET)
+    show: str | None = None
+
+
+_LEADING_NOISE = re.compile(r"^(\s+|--[^\n]*(\n|$)|/\*.*?\*/)+", re.S)
+_SET = re.compile(
+    r"^SET\s+(?:SESSION\s+|LOCAL\s+)?(TIME\s+ZONE|[\w.]+)\s*(?:=|\s+TO\s+|\s)\s*(.*?)\s*$",
+    re.I | re.S,
+)
+_RESET = re.compile(r"^RESET\s+([\w.]+|ALL)\s*$", re.I)
+_SHOW = re.compile(r"^SHOW\s+(TIME\s+ZONE|[\w.]+)\s*$", re.I)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split on `;` outside quotes, identifiers, comments and dollar-quoted strings."""
+    out, start, i, n = [], 0, 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in "'\"":
+            end = sql.find(c, i + 1)
+            while end != -1 and end + 1 < n and sql[end + 1] == c:
+                end = sql.find(c, end + 2)
+            i = n if end == -1 else end + 1
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end == -1 else end + 1
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = n if end == -1 else end + 2
+        elif c == "$" and (m := re.match(r"\$(\w*)\$", sql[i:])):
+            end = sql.find(m.group(0), i + len(m.group(0)))
+            i = n if end == -1 else end + len(m.group(0))
+        elif c == ";":
+            out.append(sql[start:i])
+            start = i = i + 1
+        else:
+            i += 1
+    out.append(sql[start:])
+    return [s for s in (_LEADING_NOISE.sub("", s).strip() for s in out) if s]
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1].replace(value[0] * 2, value[0])
+    return value
+
+
+def classify(statement: str) -> Command:
+    """Decide whether a statement is answered here (session commands) or run by DuckDB."""
+    keyword = (statement.split(None, 1) or [""])[0].upper().rstrip(";")
+    if keyword in NO_OP_TAGS:
+        return Command(keyword, statement, tag=NO_OP_TAGS[keyword])
+    if keyword in ("SET", "RESET") and re.match(r"^\w+\s+GLOBAL\b", statement, re.I):
+        return Command(keyword, statement)  # a server setting: DuckDB decides (it refuses)
+    if keyword == "SET":
+        if re.match(r"^SET\s+(SESSION\s+CHARACTERISTICS|TRANSACTION)\b", statement, re.I):
+            return Command(keyword, statement, tag="SET")
+        if m := _SET.match(statement):
+            name = "TimeZone" if m.group(1).upper().replace(" ", "") == "TIMEZONE" else m.group(1)
+            return Command(keyword, statement, tag="SET", setting=(name, _unquote(m.group(2))))
+    if keyword == "RESET" and (m := _RESET.match(statement)):
+        return Command(keyword, statement, tag="RESET", setting=(m.group(1), None))
+    if keyword == "SHOW" and (m := _SHOW.match(statement)):
+        name = m.group(1)
+        if name.upper() not in ("TABLES", "DATABASES", "ALL"):
+            return Command(keyword, statement, show="TimeZone" if " " in name else name)
+    return Command(keyword, statement)
+
+
+def rewrite(sql: str, settings: dict[str, str]) -> str:
+    """PostgreSQL spellings DuckDB lacks, turned into ones it has."""
+
+    def setting(m: re.Match[str]) -> str:
+        value = lookup(settings, m.group(1))
+        return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
+
+    sql = re.sub(
+        r"(?:pg_catalog\.)?current_setting\(\s*'([^']+)'\s*(?:,\s*\w+\s*)?\)",
+        setting,
+        sql,
+        flags=re.I,
+    )
+    sql = re.sub(
+        r"(?<![\w.])(?:pg_catalog\.)?version\(\s*\)",
+        "'" + SERVER_VERSION + "'",
+        sql,
+        flags=re.I,
+    )
+    sql = re.sub(r"OPERATOR\(\s*pg_catalog\.([^\s)]+)\s*\)", r"\1", sql, flags=re.I)
+    sql = re.sub(
+        r"\bpg_catalog\.(pg_extension|quote_ident|parse_ident|pg_get_userbyid)\b",
+        r"\1",
+        sql,
+        flags=re.I,
+    )
+    return sql
+
+
+def lookup(settings: dict[str, str], name: str) -> str | None:
+    """A session setting by case-insensitive name."""
+    lowered = name.lower()
+    for key, value in settings.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def check_read_only(cursor: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Raise ReadOnlyViolation unless every statement only reads."""
+    for statement in cursor.extract_statements(sql):
+        if statement.type not in READ_TYPES:
+            kind = statement.type.name.replace("_", " ")
+            raise ReadOnlyViolation(f"cannot execute {kind} in a read-only transaction")
