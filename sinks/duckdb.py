@@ -23,12 +23,13 @@ CREATE TABLE IF NOT EXISTS orders_enriched (
     channel VARCHAR, event_time TIMESTAMPTZ, total DOUBLE, currency VARCHAR, total_usd DOUBLE,
     store_name VARCHAR, city VARCHAR, region VARCHAR,
     items STRUCT(sku VARCHAR, qty BIGINT, unit_price DOUBLE)[],
-    latitude DOUBLE, longitude DOUBLE, usd_rate DOUBLE, traceparent VARCHAR
+    latitude DOUBLE, longitude DOUBLE, usd_rate DOUBLE, traceparent VARCHAR,
+    produced_at TIMESTAMPTZ
 );
 CREATE TABLE IF NOT EXISTS store_revenue_1m (
     store_id BIGINT, window_start TIMESTAMPTZ, window_end TIMESTAMPTZ, orders BIGINT,
     items BIGINT, revenue_usd DOUBLE, avg_order_usd DOUBLE, max_order_usd DOUBLE,
-    PRIMARY KEY (store_id, window_start)
+    produced_at TIMESTAMPTZ, PRIMARY KEY (store_id, window_start)
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
     topic VARCHAR, "partition" INTEGER, "offset" BIGINT, reason VARCHAR, raw BLOB, "key" BLOB,
@@ -37,7 +38,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE TABLE IF NOT EXISTS late_events (
     event_id VARCHAR PRIMARY KEY, order_id VARCHAR, customer_id VARCHAR, store_id BIGINT,
     channel VARCHAR, event_time TIMESTAMPTZ, total DOUBLE, currency VARCHAR, total_usd DOUBLE,
-    region VARCHAR, window_start TIMESTAMPTZ, window_end TIMESTAMPTZ, watermark TIMESTAMPTZ
+    region VARCHAR, window_start TIMESTAMPTZ, window_end TIMESTAMPTZ, watermark TIMESTAMPTZ,
+    produced_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS landing_batches (
+    landed_at TIMESTAMPTZ, "rows" BIGINT, seconds DOUBLE, lag BIGINT
 );
 CREATE TABLE IF NOT EXISTS landing_offsets (
     topic VARCHAR, "partition" INTEGER, next_offset BIGINT, cluster_id VARCHAR,
@@ -60,6 +65,10 @@ class TopicBatch:
 
 
 def _events(batch: TopicBatch, event_type: str) -> pl.DataFrame:
+    """Decoded output records plus `produced_at`, the Kafka timestamp of each record.
+
+    The record timestamp, unlike the time of landing, is the same on every replay.
+    """
     decoded = decode_batch(batch.values, load_schema(event_type))
     if decoded.rejects.height:
         first = decoded.rejects.row(0, named=True)
@@ -67,7 +76,10 @@ def _events(batch: TopicBatch, event_type: str) -> pl.DataFrame:
             f"{batch.topic}: {decoded.rejects.height} record(s) are not {event_type} "
             f"(first: {first['reason']})"
         )
-    return decoded.valid
+    produced = pl.Series(batch.timestamps_ms, dtype=pl.Int64).gather(decoded.valid["row"])
+    return decoded.valid.with_columns(
+        produced_at=pl.from_epoch(produced, time_unit="ms").dt.replace_time_zone("UTC")
+    )
 
 
 def enriched_rows(batch: TopicBatch) -> pl.DataFrame:
@@ -91,6 +103,7 @@ def enriched_rows(batch: TopicBatch) -> pl.DataFrame:
         longitude=data.struct.field("longitude"),
         usd_rate=data.struct.field("usd_rate"),
         traceparent=pl.col("traceparent"),
+        produced_at=pl.col("produced_at"),
     )
 
 
@@ -103,6 +116,7 @@ def revenue_rows(batch: TopicBatch) -> pl.DataFrame:
         window_start=parse_rfc3339(data.struct.field("window_start")),
         window_end=parse_rfc3339(data.struct.field("window_end")),
         **{f: data.struct.field(f) for f in fields[1:]},
+        produced_at=pl.col("produced_at"),
     )
 
 
@@ -118,6 +132,7 @@ def late_rows(batch: TopicBatch) -> pl.DataFrame:
         window_start=parse_rfc3339(data.struct.field("window_start")),
         window_end=parse_rfc3339(data.struct.field("window_end")),
         watermark=parse_rfc3339(data.struct.field("watermark")),
+        produced_at=pl.col("produced_at"),
     )
 
 

@@ -134,6 +134,11 @@ class Landing:
                 "INSERT OR REPLACE INTO landing_offsets VALUES (?, ?, ?, ?)",
                 [(t, p, o, self.cluster_id) for (t, p), o in offsets.items()],
             )
+            lag = self._lag(offsets)
+            self.con.execute(
+                "INSERT INTO landing_batches VALUES (now(), ?, ?, ?)",
+                [len(messages), time.monotonic() - started, lag],
+            )
             self.con.execute("COMMIT")
         except Exception:
             self.con.execute("ROLLBACK")
@@ -141,6 +146,20 @@ class Landing:
         metrics.LANDING_BATCH_SECONDS.set(time.monotonic() - started)
         self.landed += len(messages)
         return len(messages)
+
+    def _lag(self, offsets: dict[tuple[str, int], int]) -> int:
+        """Records behind the high watermarks (from fetch responses) after this batch."""
+        behind = 0
+        for (topic, partition), next_offset in offsets.items():
+            _low, high = self.consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), cached=True
+            )
+            if high >= 0:
+                metrics.LANDING_LAG.labels(topic=topic, partition=str(partition)).set(
+                    high - next_offset
+                )
+                behind += max(0, high - next_offset)
+        return behind
 
     def close(self) -> None:
         self.consumer.close()
