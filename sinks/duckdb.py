@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS landing_batches (
     landed_at TIMESTAMPTZ, "rows" BIGINT, seconds DOUBLE, lag BIGINT
 );
 CREATE TABLE IF NOT EXISTS landing_offsets (
-    topic VARCHAR, "partition" INTEGER, next_offset BIGINT, cluster_id VARCHAR,
+    topic VARCHAR, "partition" INTEGER, next_offset BIGINT, cluster_id VARCHAR, lag BIGINT,
     PRIMARY KEY (topic, "partition")
 );
 """

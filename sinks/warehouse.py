@@ -25,6 +25,7 @@ import duckdb
 import pyarrow as pa
 from confluent_kafka import Consumer, TopicPartition
 
+from enrichers.stores import STORES_CSV
 from sinks.duckdb import (
     TABLES_DDL,
     Table,
@@ -130,14 +131,14 @@ class Landing:
                 metrics.LANDED_ROWS.labels(table=table.name).inc(rows.height)
                 for p, o in zip(batch.partitions, batch.offsets, strict=True):
                     offsets[(topic, p)] = max(offsets.get((topic, p), -1), o + 1)
+            lags = self._lags(offsets)
             self.con.executemany(
-                "INSERT OR REPLACE INTO landing_offsets VALUES (?, ?, ?, ?)",
-                [(t, p, o, self.cluster_id) for (t, p), o in offsets.items()],
+                "INSERT OR REPLACE INTO landing_offsets VALUES (?, ?, ?, ?, ?)",
+                [(t, p, o, self.cluster_id, lags[(t, p)]) for (t, p), o in offsets.items()],
             )
-            lag = self._lag(offsets)
             self.con.execute(
                 "INSERT INTO landing_batches VALUES (now(), ?, ?, ?)",
-                [len(messages), time.monotonic() - started, lag],
+                [len(messages), time.monotonic() - started, sum(lags.values())],
             )
             self.con.execute("COMMIT")
         except Exception:
@@ -147,19 +148,17 @@ class Landing:
         self.landed += len(messages)
         return len(messages)
 
-    def _lag(self, offsets: dict[tuple[str, int], int]) -> int:
-        """Records behind the high watermarks (from fetch responses) after this batch."""
-        behind = 0
+    def _lags(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+        """Records behind each partition's high watermark (from fetch responses) after this batch."""
+        lags = {}
         for (topic, partition), next_offset in offsets.items():
             _low, high = self.consumer.get_watermark_offsets(
                 TopicPartition(topic, partition), cached=True
             )
-            if high >= 0:
-                metrics.LANDING_LAG.labels(topic=topic, partition=str(partition)).set(
-                    high - next_offset
-                )
-                behind += max(0, high - next_offset)
-        return behind
+            lag = max(0, high - next_offset) if high >= 0 else 0
+            metrics.LANDING_LAG.labels(topic=topic, partition=str(partition)).set(lag)
+            lags[(topic, partition)] = lag
+        return lags
 
     def close(self) -> None:
         self.consumer.close()
@@ -216,6 +215,11 @@ def open_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
     con.execute(TABLES_DDL)
+    # The store dimension, for dashboards (region filters, map coordinates).
+    con.execute(
+        "CREATE OR REPLACE TABLE stores AS SELECT * FROM read_csv(?, header = true)",
+        [str(STORES_CSV)],
+    )
     return con
 
 

@@ -1,0 +1,1 @@
+"""Grafana dashboards as code: Python that generates the JSON under dashboards/provisioning/."""
