@@ -395,6 +395,7 @@ class Session:
         except pgsql.ReadOnlyViolation as exc:
             raise QueryError("25006", str(exc)) from None
         except duckdb.Error as exc:
+            log.debug("query failed: %s -- %s", sql, exc)
             raise QueryError(_sqlstate(exc), str(exc).splitlines()[0]) from None
         finally:
             metrics.PG_QUERIES.inc()

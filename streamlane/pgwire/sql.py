@@ -55,6 +55,15 @@ SESSION_SETUP = [
     """CREATE OR REPLACE TEMP MACRO parse_ident(s) AS
         list_transform(string_split(s, '.'), x -> replace(trim(x, '"'), '""', '"'))""",
     "CREATE OR REPLACE TEMP MACRO pg_get_userbyid(id) AS 'streamlane'",
+    # Built-in types live in namespace pg_catalog (oid 11), as in PostgreSQL; DuckDB's own
+    # pg_type points them at a namespace its pg_namespace does not always list.
+    """CREATE OR REPLACE TEMP VIEW pg_namespace AS
+        SELECT 11::BIGINT AS oid, 'pg_catalog' AS nspname, 10 AS nspowner, NULL::INTEGER AS nspacl
+        UNION ALL
+        SELECT * FROM pg_catalog.pg_namespace WHERE nspname <> 'pg_catalog'""",
+    """CREATE OR REPLACE TEMP VIEW pg_type AS
+        SELECT * REPLACE (CASE WHEN oid < 16384 THEN 11 ELSE typnamespace END AS typnamespace)
+        FROM pg_catalog.pg_type""",
     """CREATE OR REPLACE TEMP VIEW pg_extension AS
         SELECT NULL::INTEGER AS oid, NULL::VARCHAR AS extname, NULL::INTEGER AS extowner,
                NULL::INTEGER AS extnamespace, NULL::BOOLEAN AS extrelocatable,
@@ -179,7 +188,7 @@ def rewrite(sql: str, settings: dict[str, str]) -> str:
     )
     sql = re.sub(r"OPERATOR\(\s*pg_catalog\.([^\s)]+)\s*\)", r"\1", sql, flags=re.I)
     sql = re.sub(
-        r"\bpg_catalog\.(pg_extension|quote_ident|parse_ident|pg_get_userbyid)\b",
+        r"\bpg_catalog\.(pg_extension|pg_type|pg_namespace|quote_ident|parse_ident|pg_get_userbyid)\b",
         r"\1",
         sql,
         flags=re.I,
