@@ -11,14 +11,14 @@ from dashboards.sql import WAREHOUSE, SqlTarget
 UID = "streamlane-pipeline-health"
 
 EVENTS_PER_SECOND = """
-SELECT $__timeGroupAlias(at, '10s'), stage AS metric, count(*) / 10.0 AS events_per_s
+SELECT $__timeGroupAlias(happened_at, '10s'), stage AS metric, count(*) / 10.0 AS events_per_s
 FROM (
-    SELECT produced_at AS at, 'enriched' AS stage FROM orders_enriched
+    SELECT produced_at AS happened_at, 'enriched' AS stage FROM orders_enriched
     UNION ALL SELECT produced_at, 'windows' FROM store_revenue_1m
     UNION ALL SELECT produced_at, 'late' FROM late_events
     UNION ALL SELECT received_at, 'dead letters' FROM dead_letters
 ) out
-WHERE $__timeFilter(at)
+WHERE $__timeFilter(happened_at)
 GROUP BY 1, 2 ORDER BY 1, 2
 """
 LANDED_PER_SECOND = """

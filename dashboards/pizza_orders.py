@@ -44,13 +44,13 @@ WHERE $__timeFilter(r.window_start) AND {REGION}
 GROUP BY 1, 2, 3
 """
 REJECTED_PER_MINUTE = """
-SELECT $__timeGroupAlias(at, '1m'), kind AS metric, count(*) AS events
+SELECT $__timeGroupAlias(happened_at, '1m'), kind AS metric, count(*) AS events
 FROM (
-    SELECT received_at AS at, 'dead letters' AS kind FROM dead_letters
+    SELECT received_at AS happened_at, 'dead letters' AS kind FROM dead_letters
     UNION ALL
-    SELECT produced_at AS at, 'late events' AS kind FROM late_events
+    SELECT produced_at AS happened_at, 'late events' AS kind FROM late_events
 ) rejected
-WHERE $__timeFilter(at)
+WHERE $__timeFilter(happened_at)
 GROUP BY 1, 2 ORDER BY 1, 2
 """
 DATA_AS_OF = """

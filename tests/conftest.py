@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from streamlane.broker import EmbeddedBroker
+from tests.clients import build_go, build_jdbc
 from tests.helpers import Processes
 
 
@@ -34,3 +35,15 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         yield procs
     finally:
         procs.stop_all()
+
+
+@pytest.fixture(scope="session")
+def go_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lib/pq client (tests/clients/go), built once per session."""
+    return build_go(tmp_path_factory.mktemp("go"))
+
+
+@pytest.fixture(scope="session")
+def jdbc_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The JDBC client (tests/clients/jdbc), compiled once per session."""
+    return build_jdbc(tmp_path_factory.mktemp("jdbc"))

@@ -38,7 +38,7 @@ STARTUP_PARAMETERS = {
 }
 OTHER_SETTINGS = {
     "server_version_num": "150000",
-    "search_path": '"$user", public',
+    "search_path": "main",
     "transaction_isolation": "read committed",
     "transaction_read_only": "on",
     "max_identifier_length": "63",
@@ -55,6 +55,8 @@ SESSION_SETUP = [
     """CREATE OR REPLACE TEMP MACRO parse_ident(s) AS
         list_transform(string_split(s, '.'), x -> replace(trim(x, '"'), '""', '"'))""",
     "CREATE OR REPLACE TEMP MACRO pg_get_userbyid(id) AS 'streamlane'",
+    "CREATE OR REPLACE TEMP MACRO array_lower(l, d) AS CASE WHEN len(l) > 0 THEN 1 END",
+    "CREATE OR REPLACE TEMP MACRO array_upper(l, d) AS CASE WHEN len(l) > 0 THEN len(l) END",
     # Built-in types live in namespace pg_catalog (oid 11), as in PostgreSQL; DuckDB's own
     # pg_type points them at a namespace its pg_namespace does not always list.
     """CREATE OR REPLACE TEMP VIEW pg_namespace AS
@@ -167,8 +169,26 @@ def classify(statement: str) -> Command:
     return Command(keyword, statement)
 
 
+# "The schemas on the search path", as Grafana's SQL editor asks for them: it takes a scalar
+# function in FROM, which DuckDB has no counterpart for; answered with the list itself.
+_SEARCH_PATH_SCHEMAS = re.compile(
+    r"SELECT\s+CASE\s+WHEN\s+trim\(s\[i\]\)\s*=\s*'\"\$user\"'\s+THEN\s+user\s+ELSE\s+trim\(s\[i\]\)\s+END"
+    r"\s+FROM\s+generate_series\(.*?\)\s+as\s+i\s*,"
+    r"\s*string_to_array\(current_setting\('search_path'\)\s*,\s*','\)\s+s",
+    re.I | re.S,
+)
+
+
+def _search_path_schemas(settings: dict[str, str]) -> str:
+    path = lookup(settings, "search_path") or "main"
+    names = [n.strip().strip('"') for n in path.split(",") if n.strip() and n.strip() != '"$user"']
+    quoted = ", ".join("'" + n.replace("'", "''") + "'" for n in names) or "'main'"
+    return f"SELECT unnest([{quoted}])"
+
+
 def rewrite(sql: str, settings: dict[str, str]) -> str:
     """PostgreSQL spellings DuckDB lacks, turned into ones it has."""
+    sql = _SEARCH_PATH_SCHEMAS.sub(lambda _: _search_path_schemas(settings), sql)
 
     def setting(m: re.Match[str]) -> str:
         value = lookup(settings, m.group(1))

@@ -65,7 +65,10 @@ def build_jdbc(out_dir: Path) -> Path:
 
 
 def _lines(queries: list[tuple[str, str | None]]) -> str:
-    return "".join(q + (f"\t{p}" if p is not None else "") + "\n" for q, p in queries)
+    """One query per line: runs of white space fold to one space (no query here has any in a literal)."""
+    return "".join(
+        " ".join(q.split()) + (f"\t{p}" if p is not None else "") + "\n" for q, p in queries
+    )
 
 
 def run_go(binary: Path, dsn: str, queries: list[tuple[str, str | None]]) -> list[Answer]:

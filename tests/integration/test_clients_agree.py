@@ -11,13 +11,11 @@ import datetime as dt
 import os
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 
-from tests.clients import build_go, build_jdbc, run_go, run_jdbc
+from tests.clients import run_go, run_jdbc
 from tests.integration.conftest import PASSWORD, dsn
 
 TYPED = "SELECT id, name, ordered_at, amount, waited, even, maybe, half FROM sample WHERE id < 12 ORDER BY id"
@@ -34,12 +32,6 @@ EXPECTED_TYPES = {
     "id": "INT8", "name": "TEXT", "ordered_at": "TIMESTAMPTZ", "amount": "NUMERIC",
     "waited": "INTERVAL", "even": "BOOL", "maybe": "INT4", "half": "FLOAT8",
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
-    out = tmp_path_factory.mktemp("clients")
-    yield build_go(out), build_jdbc(out)
 
 
 def psql_rows(ep: dict[str, str], sql: str) -> list[list[str | None]]:
@@ -71,10 +63,9 @@ def _normal(value: str | None) -> object:
 
 
 def test_jdbc_and_psql_agree_byte_for_byte(
-    endpoint: dict[str, str], built: tuple[Path, Path]
+    endpoint: dict[str, str], go_client: Path, jdbc_client: Path
 ) -> None:
-    _, jdbc = built
-    answers = run_jdbc(jdbc, endpoint["host"], endpoint["port"], PASSWORD, QUERIES)
+    answers = run_jdbc(jdbc_client, endpoint["host"], endpoint["port"], PASSWORD, QUERIES)
     assert [a.error for a in answers] == [None] * 4
     typed, by_name, empty, everything = answers
     assert typed.rows == psql_rows(endpoint, TYPED)
@@ -92,9 +83,8 @@ def test_jdbc_and_psql_agree_byte_for_byte(
     }  # fmt: skip
 
 
-def test_go_lib_pq_agrees(endpoint: dict[str, str], built: tuple[Path, Path]) -> None:
-    go, _ = built
-    answers = run_go(go, dsn(endpoint) + " sslmode=disable", QUERIES)
+def test_go_lib_pq_agrees(endpoint: dict[str, str], go_client: Path, jdbc_client: Path) -> None:
+    answers = run_go(go_client, dsn(endpoint) + " sslmode=disable", QUERIES)
     assert [a.error for a in answers] == [None] * 4
     typed, by_name, empty, everything = answers
     assert dict(typed.columns) == EXPECTED_TYPES
@@ -117,13 +107,12 @@ def test_psycopg_agrees(endpoint: dict[str, str]) -> None:
 
 
 def test_errors_carry_sqlstate_in_every_client(
-    endpoint: dict[str, str], built: tuple[Path, Path]
+    endpoint: dict[str, str], go_client: Path, jdbc_client: Path
 ) -> None:
-    go, jdbc = built
     bad = [("SELECT * FROM no_such_table", None), ("DELETE FROM sample", None)]
     for answers in (
-        run_go(go, dsn(endpoint) + " sslmode=disable", bad),
-        run_jdbc(jdbc, endpoint["host"], endpoint["port"], PASSWORD, bad),
+        run_go(go_client, dsn(endpoint) + " sslmode=disable", bad),
+        run_jdbc(jdbc_client, endpoint["host"], endpoint["port"], PASSWORD, bad),
     ):
         assert [a.error.split()[0] if a.error else None for a in answers] == ["42P01", "25006"], (
             answers
