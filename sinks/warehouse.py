@@ -36,7 +36,9 @@ from sinks.duckdb import (
     revenue_rows,
     upsert,
 )
+from sinks.quack import serve_quack
 from streamlane import metrics
+from streamlane.broker import free_port
 from streamlane.errors import UserError
 from streamlane.kafka import check_reachable, consumer_config, partitions_of
 from streamlane.pgwire.auth import Credentials
@@ -235,24 +237,24 @@ def lock_down(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET lock_configuration = true")
 
 
-def password_file(warehouse: Path) -> Path:
-    """Where a generated PostgreSQL endpoint password is written (readable by the owner only)."""
-    return warehouse.with_name(warehouse.name + ".pg-password")
+def secret_file(warehouse: Path, kind: str) -> Path:
+    """Where a generated credential (`pg-password`, `quack-token`) is kept, owner-readable only."""
+    return warehouse.with_name(f"{warehouse.name}.{kind}")
 
 
-def endpoint_password(warehouse: Path) -> tuple[str, bool]:
-    """The endpoint password: STREAMLANE_PG_PASSWORD, else one generated and written beside the
-    warehouse (kept across restarts). Returns (password, whether it was generated)."""
-    configured = os.environ.get("STREAMLANE_PG_PASSWORD")
+def credential(warehouse: Path, kind: str, env_var: str) -> tuple[str, bool]:
+    """The credential from `env_var`, else one generated and written beside the warehouse (kept
+    across restarts). Returns (value, whether it comes from the file)."""
+    configured = os.environ.get(env_var)
     if configured:
         return configured, False
-    stored = password_file(warehouse)
+    stored = secret_file(warehouse, kind)
     if stored.exists():
         return stored.read_text().strip(), True
-    password = secrets.token_urlsafe(18)
+    value = secrets.token_urlsafe(18)
     stored.touch(mode=0o600)
-    stored.write_text(password + "\n")
-    return password, True
+    stored.write_text(value + "\n")
+    return value, True
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,8 @@ class EndpointSettings:
     port: int = 5433
     allow_writes: bool = False
     auth_method: str = "scram-sha-256"
+    quack_host: str = "127.0.0.1"
+    quack_port: int = 9494
 
 
 class Warehouse:
@@ -276,12 +280,22 @@ class Warehouse:
     ) -> None:
         self.path = path
         self.con = open_warehouse(path)
+        endpoint = endpoint or EndpointSettings()
+        quack_token, _ = credential(path, "quack-token", "STREAMLANE_QUACK_TOKEN")
+        self.quack_port = endpoint.quack_port or free_port(endpoint.quack_host)
+        self.quack_host = endpoint.quack_host
+        try:
+            serve_quack(self.con, endpoint.quack_host, self.quack_port, quack_token)
+        except duckdb.Error as exc:
+            raise UserError(
+                f"cannot serve Quack on {endpoint.quack_host}:{self.quack_port}: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
         lock_down(self.con)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.con))
         self.server.daemon_threads = True
-        endpoint = endpoint or EndpointSettings()
         user = os.environ.get("STREAMLANE_PG_USER", "streamlane")
-        password, generated = endpoint_password(path)
+        password, generated = credential(path, "pg-password", "STREAMLANE_PG_PASSWORD")
         try:
             self.pg = PgServer(
                 self.con,
@@ -298,7 +312,7 @@ class Warehouse:
             ) from None
         where = f"postgresql://{user}@{endpoint.host}:{self.pg.port}/warehouse"
         told = (
-            f"password in {password_file(path)}"
+            f"password in {secret_file(path, 'pg-password')}"
             if generated
             else "password from STREAMLANE_PG_PASSWORD"
         )
@@ -325,6 +339,8 @@ class Warehouse:
                     "pid": os.getpid(),
                     "pg_host": self.pg.tcp.server_address[0],
                     "pg_port": self.pg.port,
+                    "quack_host": self.quack_host,
+                    "quack_port": self.quack_port,
                 }
             )
         )

@@ -79,6 +79,19 @@ PgPort = Annotated[
         help="PostgreSQL endpoint port (0: any free).",
     ),
 ]
+QuackHost = Annotated[
+    str,
+    typer.Option("--quack-host", envvar="STREAMLANE_QUACK_HOST", help="Quack endpoint address."),
+]
+QuackPort = Annotated[
+    int,
+    typer.Option(
+        "--quack-port",
+        envvar="STREAMLANE_QUACK_PORT",
+        min=0,
+        help="Quack endpoint port (0: any free).",
+    ),
+]
 PgWrites = Annotated[
     bool,
     typer.Option("--pg-allow-writes", help="Let PostgreSQL clients change the warehouse."),
@@ -122,6 +135,7 @@ def run(
     ] = Path("data"),
     pg_host: PgHost = "127.0.0.1",
     pg_port: PgPort = 5433,
+    quack_port: QuackPort = 9494,
 ) -> None:
     """Run the local pipeline: broker (embedded unless --brokers), topics, flow, warehouse."""
     from streamlane.runner import Pipeline, RunSettings
@@ -143,6 +157,7 @@ def run(
             demo_rate=rate,
             pg_host=pg_host,
             pg_port=pg_port,
+            quack_port=quack_port,
         )
     ).run()
 
@@ -232,6 +247,8 @@ def serve(
     pg_host: PgHost = "127.0.0.1",
     pg_port: PgPort = 5433,
     pg_allow_writes: PgWrites = False,
+    quack_host: QuackHost = "127.0.0.1",
+    quack_port: QuackPort = 9494,
     metrics_port: MetricsPort = 0,
 ) -> None:
     """Own the warehouse: land the output topics (when --brokers is given) and serve queries,
@@ -242,7 +259,13 @@ def serve(
 
     _logging()
     serve_metrics(metrics_port)
-    endpoint = EndpointSettings(host=pg_host, port=pg_port, allow_writes=pg_allow_writes)
+    endpoint = EndpointSettings(
+        host=pg_host,
+        port=pg_port,
+        allow_writes=pg_allow_writes,
+        quack_host=quack_host,
+        quack_port=quack_port,
+    )
     server = WarehouseServer(warehouse, brokers, endpoint)
     try:
         server.serve()

@@ -48,6 +48,7 @@ class RunSettings:
     embedded: bool = False
     pg_host: str = "127.0.0.1"
     pg_port: int = 5433
+    quack_port: int = 9494
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -123,6 +124,7 @@ class Pipeline:
             [
                 "serve", *common, "--warehouse", str(s.warehouse),
                 "--pg-host", s.pg_host, "--pg-port", str(s.pg_port),
+                "--quack-port", str(s.quack_port),
             ],
         )  # fmt: skip
         f = s.flow

@@ -116,7 +116,16 @@ def start_warehouse(
     processes: Processes, brokers: str, warehouse: Path, name: str = "warehouse"
 ) -> subprocess.Popen[bytes]:
     proc = processes.start(
-        name, "serve", "--brokers", brokers, "--warehouse", str(warehouse), "--pg-port", "0"
+        name,
+        "serve",
+        "--brokers",
+        brokers,
+        "--warehouse",
+        str(warehouse),
+        "--pg-port",
+        "0",
+        "--quack-port",
+        "0",
     )
     wait_until(lambda: endpoint_file(warehouse).exists(), 60, "the warehouse endpoint")
     return proc

@@ -69,7 +69,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     with open(base / "run.out", "wb") as out:
         run = subprocess.Popen(
             [sys.executable, "-m", "streamlane", "run", "--demo", "--warehouse", str(warehouse),
-             "--data-dir", str(base / "data"), "--rate", "200", "--pg-port", "0"],
+             "--data-dir", str(base / "data"), "--rate", "200", "--pg-port", "0", "--quack-port", "0"],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "STREAMLANE_PG_PASSWORD": PASSWORD},
         )  # fmt: skip
     try:

@@ -36,7 +36,9 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     procs = Processes(base)
     os.environ["STREAMLANE_PG_PASSWORD"] = PASSWORD
     try:
-        procs.start("serve", "serve", "--warehouse", str(warehouse), "--pg-port", "0")
+        procs.start(
+            "serve", "serve", "--warehouse", str(warehouse), "--pg-port", "0", "--quack-port", "0"
+        )
     finally:
         del os.environ["STREAMLANE_PG_PASSWORD"]
     try:

@@ -192,7 +192,9 @@ def test_password_generated_beside_the_warehouse_when_unset(tmp_path: Path) -> N
     procs = Processes(tmp_path)
     env_password = os.environ.pop("STREAMLANE_PG_PASSWORD", None)
     try:
-        procs.start("serve", "serve", "--warehouse", str(warehouse), "--pg-port", "0")
+        procs.start(
+            "serve", "serve", "--warehouse", str(warehouse), "--pg-port", "0", "--quack-port", "0"
+        )
         wait_until(endpoint_file(warehouse).exists, 60, "the warehouse endpoint")
         port = json.loads(endpoint_file(warehouse).read_text())["pg_port"]
         password = (tmp_path / "w.duckdb.pg-password").read_text().strip()

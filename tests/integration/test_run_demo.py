@@ -34,7 +34,7 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path) -> None:
     with open(out, "wb") as sink:
         run = subprocess.Popen(
             [sys.executable, "-m", "streamlane", "run", "--demo", "--warehouse", str(warehouse),
-             "--data-dir", str(tmp_path / "data"), "--rate", "100", "--pg-port", "0"],
+             "--data-dir", str(tmp_path / "data"), "--rate", "100", "--pg-port", "0", "--quack-port", "0"],
             stdout=sink, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
