@@ -11,6 +11,7 @@ pizza.orders ─► decode + validate ──────────────
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 
@@ -21,6 +22,7 @@ from bytewax.dataflow import Dataflow
 from enrichers.fx import fx_enricher, with_total_usd
 from enrichers.stores import store_enricher
 from sinks.kafka import KafkaFrameSink
+from streamlane import metrics
 from streamlane.cloudevents import derived_traceparent, envelope_json, rfc3339
 from streamlane.decode import Decoded, decode_batch
 from streamlane.enrich import LookupEnricher
@@ -210,6 +212,10 @@ def late_records(late: pl.DataFrame) -> pl.DataFrame:
 
 def dead_letter_records(dead: pl.DataFrame) -> pl.DataFrame:
     """Dead letters keep the original key and bytes; the reason and origin travel as headers."""
+    for reason, count in Counter(dead["reason"].to_list()).items():
+        metrics.DEAD_LETTERS.labels(
+            topic=DEAD_LETTER_TOPIC, reason=metrics.reason_kind(reason)
+        ).inc(count)
     return dead.select(
         "key",
         "value",

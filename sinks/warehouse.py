@@ -147,6 +147,7 @@ class Landing:
             self.con.execute("ROLLBACK")
             raise
         metrics.LANDING_BATCH_SECONDS.set(time.monotonic() - started)
+        metrics.LANDING_BATCH_ROWS.set(len(messages))
         self.landed += len(messages)
         return len(messages)
 

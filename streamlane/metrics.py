@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 EVENTS_IN = Counter(
@@ -13,15 +15,23 @@ CONSUMER_LAG = Gauge(
     ["topic", "partition"],
 )
 EVENTS_OUT = Counter("streamlane_events_out", "Records written to an output topic", ["topic"])
-DEAD_LETTERS = Counter("streamlane_dead_letters", "Records sent to a dead-letter topic", ["topic"])
+DEAD_LETTERS = Counter(
+    "streamlane_dead_letters", "Records sent to a dead-letter topic", ["topic", "reason"]
+)
 DUPLICATES = Counter("streamlane_duplicates_dropped", "Events dropped as duplicates")
 LATE_EVENTS = Counter("streamlane_late_events", "Events that arrived after their window closed")
 WINDOWS = Counter("streamlane_windows_emitted", "Window results emitted")
 WATERMARK = Gauge("streamlane_watermark_seconds", "Flow watermark (event time, Unix seconds)")
+PARTITION_EVENT_TIME = Gauge(
+    "streamlane_partition_newest_event_seconds",
+    "Newest event time read from an input partition (its watermark plus the lateness)",
+    ["topic", "partition"],
+)
 LANDED_ROWS = Counter("streamlane_landed_rows", "Rows written to the warehouse", ["table"])
 LANDING_BATCH_SECONDS = Gauge(
     "streamlane_landing_batch_seconds", "Duration of the last landing batch"
 )
+LANDING_BATCH_ROWS = Gauge("streamlane_landing_batch_records", "Records in the last landing batch")
 PG_QUERIES = Counter("streamlane_pg_queries", "Queries run on the PostgreSQL endpoint")
 PG_QUERY_SECONDS = Histogram(
     "streamlane_pg_query_seconds",
@@ -37,3 +47,9 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
     """Expose this process's metrics on http://host:port/metrics (0 disables)."""
     if port:
         start_http_server(port, addr=host)
+
+
+def reason_kind(reason: str) -> str:
+    """A dead-letter reason without its values (`unknown store_id 1308` -> `unknown store_id N`),
+    so it can label a metric without unbounded cardinality."""
+    return re.sub(r"'[^']*'|\d+", "N", reason.split(":", 1)[0])[:60]

@@ -14,7 +14,7 @@ import polars as pl
 
 from streamlane import metrics
 from streamlane.dedupe import SeenIds, hash_ids
-from streamlane.windows import Aggregate, PartitionProgress, TumblingWindows, Watermark
+from streamlane.windows import NEVER, Aggregate, PartitionProgress, TumblingWindows, Watermark
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,8 @@ class ShardState:
             self.windows.add(flagged.filter(~is_late))
             metrics.LATE_EVENTS.inc(late.height)
         watermark = self.watermark.advance(item.progress)
+        if watermark > NEVER:
+            metrics.WATERMARK.set(watermark / 1e6)
         closed = self.windows.close(watermark)
         metrics.WINDOWS.inc(closed.height)
         return ShardOutput(unique, closed if closed.height else None, late)

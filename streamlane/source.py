@@ -157,6 +157,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             batch_newest = int(events["event_time_us"].max())  # type: ignore[arg-type]
             if self._newest_us is None or batch_newest > self._newest_us:
                 self._newest_us = batch_newest
+                metrics.PARTITION_EVENT_TIME.labels(**self._labels).set(batch_newest / 1e6)
         dead = pl.DataFrame()
         if decoded.rejects.height:
             reject_rows = decoded.rejects["row"].to_list()
