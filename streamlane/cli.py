@@ -26,8 +26,10 @@ app = typer.Typer(
 )
 topics_app = typer.Typer(no_args_is_help=True, help="List or create topics.")
 flow_app = typer.Typer(no_args_is_help=True, help="Run a single flow.")
+dashboards_app = typer.Typer(no_args_is_help=True, help="Grafana dashboards.")
 app.add_typer(topics_app, name="topics")
 app.add_typer(flow_app, name="flow")
+app.add_typer(dashboards_app, name="dashboards")
 
 Brokers = Annotated[
     str | None,
@@ -339,6 +341,33 @@ def flow_run(
         workers=workers,
         snapshot_interval_s=snapshot_interval,
     )
+
+
+@dashboards_app.command("push")
+def dashboards_push(
+    url: Annotated[str, typer.Option("--url", envvar="GRAFANA_URL", help="Grafana base URL.")],
+    token: Annotated[
+        str, typer.Option("--token", envvar="GRAFANA_TOKEN", help="Grafana service account token.")
+    ],
+    pg_address: Annotated[
+        str,
+        typer.Option(
+            "--pg-address", help="The warehouse's PostgreSQL endpoint as Grafana reaches it."
+        ),
+    ] = "warehouse:5433",
+    pg_user: Annotated[str, typer.Option("--pg-user", envvar="STREAMLANE_PG_USER")] = "streamlane",
+    pg_password: Annotated[
+        str,
+        typer.Option("--pg-password", envvar="STREAMLANE_PG_PASSWORD", help="Endpoint password."),
+    ] = "",
+) -> None:
+    """Create or update the warehouse data source and the dashboards in a running Grafana."""
+    from dashboards.push import push
+
+    if not pg_password:
+        raise UserError("give the endpoint password (--pg-password or STREAMLANE_PG_PASSWORD)")
+    for uid in push(url, token, pg_address, pg_user, pg_password):
+        print(f"pushed dashboard {uid}")
 
 
 def main() -> None:

@@ -151,6 +151,7 @@ class Result:
     pending: list[tuple[Any, ...]] = field(default_factory=list)
     sent: int = 0
     done: bool = False
+    copy_format: str | None = None
 
 
 @dataclass
@@ -239,6 +240,12 @@ class Session:
             )
         except (ClientGone, ConnectionError, TimeoutError, OSError):
             pass
+        except Exception:
+            # A bug of ours must not take the server down: report it and end this session only.
+            log.exception("PostgreSQL session failed")
+            self._close_with(
+                QueryError("XX000", "internal error in the streamlane endpoint", "FATAL")
+            )
         finally:
             self.server.sessions.pop(self.key, None)
             if self.cursor is not None:
@@ -407,8 +414,8 @@ class Session:
             (d[0], result_type(reader.schema.field(i).type, str(d[1])))
             for i, d in enumerate(relation.description)
         ]
-        tag = "EXPLAIN" if command.keyword == "EXPLAIN" else "SELECT"
-        return Result(columns, iter(reader), tag)
+        tag = {"EXPLAIN": "EXPLAIN", "COPY": "COPY"}.get(command.keyword, "SELECT")
+        return Result(columns, iter(reader), tag, copy_format=command.copy_format)
 
     def _row_description(self, result: Result, formats: list[int]) -> None:
         assert result.columns is not None
@@ -451,8 +458,51 @@ class Session:
             result.sent += 1
         return False
 
+    def _rows(self, result: Result) -> Iterator[tuple[Any, ...]]:
+        assert result.batches is not None
+        for batch in result.batches:
+            yield from zip(*(c.to_pylist() for c in batch.columns), strict=True)
+
+    def _copy_out(self, result: Result) -> None:
+        """Stream a result as COPY data: CopyOutResponse, one CopyData per row, CopyDone.
+
+        One row per message is what drivers parse (as PostgreSQL sends it); in binary
+        format the file header travels with the first row and the trailer on its own.
+        """
+        assert result.columns is not None
+        binary = result.copy_format == "binary"
+        n = len(result.columns)
+        fmt = 1 if binary else 0
+        self.send(b"H", struct.pack(f"!bh{n}h", fmt, n, *([fmt] * n)))
+        if binary:
+            header = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+            encoders = [ctype.binary for _, ctype in result.columns]
+            for row in self._rows(result):
+                parts = [header, struct.pack("!h", n)]
+                header = b""
+                for value, encode in zip(row, encoders, strict=True):
+                    if value is None:
+                        parts.append(b"\xff\xff\xff\xff")
+                    else:
+                        raw = encode(value)
+                        parts.append(struct.pack("!i", len(raw)) + raw)
+                self.send(b"d", b"".join(parts))
+                result.sent += 1
+            if header:
+                self.send(b"d", header)
+            self.send(b"d", struct.pack("!h", -1))
+        else:
+            csv = result.copy_format == "csv"
+            encoders = [ctype.text for _, ctype in result.columns]
+            for row in self._rows(result):
+                cells = [_copy_text(v, e, csv) for v, e in zip(row, encoders, strict=True)]
+                self.send(b"d", (b"," if csv else b"\t").join(cells) + b"\n")
+                result.sent += 1
+        result.done = True
+        self.send(b"c")
+
     def _complete(self, result: Result) -> None:
-        tag = f"{result.tag} {result.sent}" if result.tag in ("SELECT",) else result.tag
+        tag = f"{result.tag} {result.sent}" if result.tag in ("SELECT", "COPY") else result.tag
         self.send(b"C", _cstr(tag))
 
     def _simple_query(self, sql: str) -> None:
@@ -461,7 +511,9 @@ class Session:
             self.send(b"I")
         for statement in statements:
             result = self._run(pgsql.classify(statement), [])
-            if result.columns is not None:
+            if result.copy_format is not None:
+                self._copy_out(result)
+            elif result.columns is not None:
                 self._row_description(result, [])
                 self._send_rows(result, [])
             self._complete(result)
@@ -576,6 +628,8 @@ class Session:
         if not portal.prepared.sql:
             self.send(b"I")
             return
+        if result.copy_format is not None and not result.done:
+            self._copy_out(result)
         more = result.columns is not None and not result.done
         if more and not self._send_rows(result, portal.result_formats, max(0, limit)):
             self.send(b"s")  # PortalSuspended: the client may Execute again for more rows
@@ -586,6 +640,23 @@ class Session:
         target, name = body.byte(), body.cstr()
         (self.statements if target == b"S" else self.portals).pop(name, None)
         self.send(b"3")
+
+
+def _copy_text(value: Any, encode: Any, csv: bool) -> bytes:
+    """One field of COPY text (tab-separated, backslash escapes, \\N) or CSV (quoted, empty NULL)."""
+    if value is None:
+        return b"" if csv else b"\\N"
+    raw: bytes = encode(value)
+    if csv:
+        if any(c in raw for c in (b",", b'"', b"\n", b"\r")) or raw == b"":
+            return b'"' + raw.replace(b'"', b'""') + b'"'
+        return raw
+    return (
+        raw.replace(b"\\", b"\\\\")
+        .replace(b"\t", b"\\t")
+        .replace(b"\n", b"\\n")
+        .replace(b"\r", b"\\r")
+    )
 
 
 class _Handler(socketserver.BaseRequestHandler):

@@ -101,6 +101,7 @@ class Command:
     tag: str | None = None
     setting: tuple[str, str | None] | None = None  # SET name = value (None: RESET)
     show: str | None = None
+    copy_format: str | None = None  # COPY (query) TO STDOUT: "text", "csv" or "binary"
 
 
 _LEADING_NOISE = re.compile(r"^(\s+|--[^\n]*(\n|$)|/\*.*?\*/)+", re.S)
@@ -109,6 +110,7 @@ _SET = re.compile(
     re.I | re.S,
 )
 _RESET = re.compile(r"^RESET\s+([\w.]+|ALL)\s*$", re.I)
+_COPY_OUT = re.compile(r"^COPY\s*\((.*)\)\s*TO\s+STDOUT\b(.*)$", re.I | re.S)
 _SHOW = re.compile(r"^SHOW\s+(TIME\s+ZONE|[\w.]+)\s*$", re.I)
 
 
@@ -160,6 +162,12 @@ def classify(statement: str) -> Command:
         if m := _SET.match(statement):
             name = "TimeZone" if m.group(1).upper().replace(" ", "") == "TIMEZONE" else m.group(1)
             return Command(keyword, statement, tag="SET", setting=(name, _unquote(m.group(2))))
+    if keyword == "COPY" and (m := _COPY_OUT.match(statement)):
+        # COPY (query) TO STDOUT streams a query's rows to the client: a read (drivers such as
+        # the one behind polars.read_database_uri fetch results this way).
+        options = m.group(2).upper()
+        kind = "binary" if "BINARY" in options else "csv" if "CSV" in options else "text"
+        return Command(keyword, m.group(1).strip(), copy_format=kind)
     if keyword == "RESET" and (m := _RESET.match(statement)):
         return Command(keyword, statement, tag="RESET", setting=(m.group(1), None))
     if keyword == "SHOW" and (m := _SHOW.match(statement)):

@@ -11,8 +11,10 @@ import datetime as dt
 import os
 import re
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 
+import polars as pl
 import psycopg
 
 from tests.clients import run_go, run_jdbc
@@ -117,3 +119,21 @@ def test_errors_carry_sqlstate_in_every_client(
         assert [a.error.split()[0] if a.error else None for a in answers] == ["42P01", "25006"], (
             answers
         )
+
+
+def test_polars_read_database_uri_agrees(endpoint: dict[str, str]) -> None:
+    """polars' default engine (connectorx) reads with binary COPY; it has no interval type."""
+    uri = f"postgresql://streamlane:{PASSWORD}@{endpoint['host']}:{endpoint['port']}/warehouse"
+    columns = "id, name, ordered_at, amount, even, maybe, half"
+    frame = pl.read_database_uri(f"SELECT {columns} FROM sample WHERE id < 12 ORDER BY id", uri)
+    expected = psql_rows(endpoint, f"SELECT {columns} FROM sample WHERE id < 12 ORDER BY id")
+    assert frame["id"].to_list() == [int(r[0]) for r in expected]
+    assert frame["name"].to_list() == [r[1] for r in expected]
+    assert [t.replace(tzinfo=dt.UTC) for t in frame["ordered_at"].to_list()] == [
+        _normal(r[2]) for r in expected
+    ]
+    # connectorx reads NUMERIC with its own scale: compare the values.
+    assert frame["amount"].to_list() == [Decimal(r[3]) for r in expected]
+    assert frame["maybe"].to_list() == [None if r[5] is None else int(r[5]) for r in expected]
+    everything = pl.read_database_uri("SELECT id, ordered_at, amount FROM sample", uri)
+    assert everything.height == 100_000
