@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from streamlane.errors import UserError
 from streamlane.extensions import load_extensions
@@ -55,14 +56,23 @@ def connect(
     return con
 
 
-def tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Names of the warehouse's tables (asked of the server: remote SHOW TABLES lists nothing)."""
+def _uri(con: duckdb.DuckDBPyConnection) -> str:
     uri = con.execute("SELECT getvariable('streamlane_quack_uri')").fetchone()
     if uri is None or uri[0] is None:
         raise UserError("this connection was not made by streamlane.connect.connect()")
-    rows = con.execute(
-        "SELECT table_name FROM quack_query(?, 'SELECT table_name FROM duckdb_tables() "
-        "WHERE NOT internal ORDER BY 1')",
-        [uri[0]],
-    ).fetchall()
-    return [r[0] for r in rows]
+    return str(uri[0])
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+    """Run `sql` on the warehouse server (its own table names, no `warehouse.` prefix).
+
+    Use it for joins and subqueries over warehouse tables: one Quack query cannot stream
+    several remote scans at once.
+    """
+    return con.execute("SELECT * FROM quack_query(?, ?)", [_uri(con), sql]).pl()
+
+
+def tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Names of the warehouse's tables (asked of the server: remote SHOW TABLES lists nothing)."""
+    frame = query(con, "SELECT table_name FROM duckdb_tables() WHERE NOT internal ORDER BY 1")
+    return frame["table_name"].to_list()

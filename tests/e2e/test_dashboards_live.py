@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbclient import NotebookClient
 
 from dashboards.macros import expand
 from streamlane.query import endpoint_file, run_sql
@@ -83,7 +85,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             wait_until(lambda t=table: count(t) > 0, 120, f"rows in {table}", every_s=1)
         port = json.loads(endpoint_file(warehouse).read_text())["pg_port"]
         address = f"host=127.0.0.1 port={port} dbname=warehouse sslmode=disable"
-        yield {"dsn": f"{address} user=streamlane password={PASSWORD}"}
+        yield {"dsn": f"{address} user=streamlane password={PASSWORD}", "warehouse": str(warehouse)}
     finally:
         run.send_signal(signal.SIGTERM)
         try:
@@ -168,3 +170,17 @@ def test_every_panel_runs_against_the_live_warehouse(live: dict[str, str], go_cl
             _check_panel(kind, answer)
         except AssertionError as exc:
             raise AssertionError(f"{board} / {title}: {exc}") from None
+
+
+def test_notebook_runs_against_the_live_pipeline(
+    live: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notebook = nbformat.read(
+        Path(__file__).parents[2] / "notebooks" / "explore.ipynb", as_version=4
+    )
+    monkeypatch.setenv("STREAMLANE_WAREHOUSE", live["warehouse"])
+    monkeypatch.setenv("STREAMLANE_PG_PASSWORD", PASSWORD)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    printed = [o.get("text", "") for c in notebook.cells for o in c.get("outputs", [])]
+    assert any("windows" in text and "regions" in text for text in printed)
