@@ -215,6 +215,10 @@ def rewrite(sql: str, settings: dict[str, str]) -> str:
         flags=re.I,
     )
     sql = re.sub(r"OPERATOR\(\s*pg_catalog\.([^\s)]+)\s*\)", r"\1", sql, flags=re.I)
+    sql = re.sub(r"\s+COLLATE\s+pg_catalog\.\w+", "", sql, flags=re.I)
+    # Types spelled with their schema, and the reg* object-name types DuckDB does not have.
+    sql = re.sub(r"::\s*pg_catalog\.(\w+)", r"::\1", sql, flags=re.I)
+    sql = re.sub(r"::\s*(regtype|regclass|regproc|regnamespace)\b", "::VARCHAR", sql, flags=re.I)
     sql = re.sub(
         r"\bpg_catalog\.(pg_extension|pg_type|pg_namespace|quote_ident|parse_ident|pg_get_userbyid)\b",
         r"\1",

@@ -206,3 +206,17 @@ def test_password_generated_beside_the_warehouse_when_unset(tmp_path: Path) -> N
         procs.stop_all()
         if env_password is not None:
             os.environ["STREAMLANE_PG_PASSWORD"] = env_password
+
+
+def test_psql_lists_tables_and_copies_out(endpoint: dict[str, str]) -> None:
+    listed = psql(endpoint, "-c", "\\dt")
+    assert listed.returncode == 0, listed.stderr
+    assert "sample" in listed.stdout and "table" in listed.stdout
+    copied = psql(
+        endpoint,
+        "-c",
+        "COPY (SELECT id, name FROM sample WHERE id < 3 ORDER BY id) TO STDOUT WITH CSV",
+    )
+    assert copied.stdout.splitlines() == ["0,name 0", "1,name 1", "2,name 2"]
+    refused = psql(endpoint, "-c", "COPY sample TO '/tmp/streamlane-copy.csv'")
+    assert refused.returncode != 0 and "read-only" in refused.stderr
