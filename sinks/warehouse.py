@@ -305,6 +305,7 @@ class Warehouse:
                 endpoint.port,
                 auth_method=endpoint.auth_method,
                 allow_writes=endpoint.allow_writes,
+                max_concurrent_queries=int(os.environ.get("STREAMLANE_PG_MAX_QUERIES", "0")),
             )
         except OSError as exc:
             raise UserError(

@@ -12,7 +12,9 @@ with an error and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import secrets
 import socket
@@ -398,7 +400,8 @@ class Session:
         try:
             if not self.server.allow_writes:
                 pgsql.check_read_only(self.cursor, sql)
-            relation = self.cursor.execute(sql, params or None)
+            with self.server.query_slots:
+                relation = self.cursor.execute(sql, params or None)
         except pgsql.ReadOnlyViolation as exc:
             raise QueryError("25006", str(exc)) from None
         except duckdb.Error as exc:
@@ -409,7 +412,7 @@ class Session:
             metrics.PG_QUERY_SECONDS.observe(time.perf_counter() - started)
         if relation.description is None:
             return Result(None, None, command.keyword)
-        reader = relation.fetch_record_batch(BATCH_ROWS)
+        reader = _Throttled(relation.fetch_record_batch(BATCH_ROWS), self.server.query_slots)
         columns = [
             (d[0], result_type(reader.schema.field(i).type, str(d[1])))
             for i, d in enumerate(relation.description)
@@ -659,6 +662,26 @@ def _copy_text(value: Any, encode: Any, csv: bool) -> bytes:
     )
 
 
+class _Throttled:
+    """Batches of a result, each computed while holding a query slot.
+
+    DuckDB does a query's work as batches are fetched; the slot is released while rows are
+    encoded and sent, so a slow client never holds one.
+    """
+
+    def __init__(self, reader: pa.RecordBatchReader, slots: threading.BoundedSemaphore) -> None:
+        self.reader = reader
+        self.slots = slots
+        self.schema = reader.schema
+
+    def __iter__(self) -> _Throttled:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        with self.slots:
+            return self.reader.read_next_batch()
+
+
 class _Handler(socketserver.BaseRequestHandler):
     server: _TCPServer
 
@@ -685,11 +708,15 @@ class PgServer:
         *,
         auth_method: str = "scram-sha-256",
         allow_writes: bool = False,
+        max_concurrent_queries: int = 0,
     ) -> None:
         self.connection = connection
         self.credentials = credentials
         self.auth_method = auth_method
         self.allow_writes = allow_writes
+        # Queries compete with the landing for cores: leave it one (see README, "Live warehouse").
+        slots = max_concurrent_queries or max(1, (os.cpu_count() or 2) - 1)
+        self.query_slots = threading.BoundedSemaphore(slots)
         self.sessions: dict[tuple[int, int], Session] = {}
         self._pids = iter(range(1000, 2**31))
         self._lock = threading.Lock()
@@ -713,5 +740,11 @@ class PgServer:
         threading.Thread(target=self.tcp.serve_forever, name="pgwire", daemon=True).start()
 
     def stop(self) -> None:
+        """Stop accepting, interrupt running queries and close every client connection."""
         self.tcp.shutdown()
         self.tcp.server_close()
+        for session in list(self.sessions.values()):
+            if session.cursor is not None:
+                session.cursor.interrupt()
+            with contextlib.suppress(OSError):
+                session.sock.shutdown(socket.SHUT_RDWR)
