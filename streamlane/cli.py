@@ -249,6 +249,12 @@ def serve(
     pg_host: PgHost = "127.0.0.1",
     pg_port: PgPort = 5433,
     pg_allow_writes: PgWrites = False,
+    pg_auth: Annotated[
+        str,
+        typer.Option(
+            "--pg-auth", envvar="STREAMLANE_PG_AUTH", help="Password method: scram-sha-256 or md5."
+        ),
+    ] = "scram-sha-256",
     quack_host: QuackHost = "127.0.0.1",
     quack_port: QuackPort = 9494,
     metrics_port: MetricsPort = 0,
@@ -259,12 +265,16 @@ def serve(
     from sinks.warehouse import Warehouse as WarehouseServer
     from streamlane.metrics import serve_metrics
 
+    if pg_auth not in ("scram-sha-256", "md5"):
+        raise UserError(f"--pg-auth must be scram-sha-256 or md5, not {pg_auth!r}")
+
     _logging()
     serve_metrics(metrics_port)
     endpoint = EndpointSettings(
         host=pg_host,
         port=pg_port,
         allow_writes=pg_allow_writes,
+        auth_method=pg_auth,
         quack_host=quack_host,
         quack_port=quack_port,
     )

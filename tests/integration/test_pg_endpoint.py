@@ -220,3 +220,23 @@ def test_psql_lists_tables_and_copies_out(endpoint: dict[str, str]) -> None:
     assert copied.stdout.splitlines() == ["0,name 0", "1,name 1", "2,name 2"]
     refused = psql(endpoint, "-c", "COPY sample TO '/tmp/streamlane-copy.csv'")
     assert refused.returncode != 0 and "read-only" in refused.stderr
+
+
+def test_md5_authentication(tmp_path: Path, processes: Processes) -> None:
+    warehouse = tmp_path / "md5.duckdb"
+    os.environ["STREAMLANE_PG_PASSWORD"] = "md5-secret"
+    try:
+        processes.start(
+            "serve", "serve", "--warehouse", str(warehouse), "--pg-port", "0", "--quack-port", "0",
+            "--pg-auth", "md5",
+        )  # fmt: skip
+    finally:
+        del os.environ["STREAMLANE_PG_PASSWORD"]
+    wait_until(endpoint_file(warehouse).exists, 60, "the warehouse endpoint")
+    ep = {
+        "host": "127.0.0.1",
+        "port": str(json.loads(endpoint_file(warehouse).read_text())["pg_port"]),
+    }
+    assert psql(ep, "-A", "-t", "-c", "SELECT 42", password="md5-secret").stdout.strip() == "42"
+    refused = psql(ep, "-c", "SELECT 1", password="wrong")
+    assert refused.returncode != 0 and "password authentication failed" in refused.stderr
