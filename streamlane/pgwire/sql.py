@@ -55,6 +55,22 @@ SESSION_SETUP = [
     """CREATE OR REPLACE TEMP MACRO parse_ident(s) AS
         list_transform(string_split(s, '.'), x -> replace(trim(x, '"'), '""', '"'))""",
     "CREATE OR REPLACE TEMP MACRO pg_get_userbyid(id) AS 'streamlane'",
+    # psql passes a third "pretty" argument that DuckDB's two-argument macro lacks.
+    "CREATE OR REPLACE TEMP MACRO pg_get_expr(e, r) AS e, (e, r, pretty) AS e",
+    "CREATE OR REPLACE TEMP MACRO pg_get_statisticsobjdef_columns(id) AS NULL::VARCHAR",
+    "CREATE OR REPLACE TEMP MACRO pg_get_triggerdef(id, pretty) AS NULL::VARCHAR",
+    # PostgreSQL's spelling ("... USING method (columns)"), which psql cuts after USING.
+    """CREATE OR REPLACE TEMP MACRO pg_get_indexdef(id, col := 0, pretty := false) AS
+        (SELECT 'CREATE ' || CASE WHEN is_unique THEN 'UNIQUE ' ELSE '' END || 'INDEX '
+                || index_name || ' ON ' || schema_name || '.' || table_name || ' USING art ('
+                || regexp_extract(sql, '\\((.*)\\)\\s*;?\\s*$', 1) || ')'
+         FROM duckdb_indexes() WHERE index_oid = id)""",
+    "CREATE OR REPLACE TEMP MACRO pg_table_size(id) AS NULL::BIGINT",
+    "CREATE OR REPLACE TEMP MACRO pg_relation_size(id) AS NULL::BIGINT",
+    "CREATE OR REPLACE TEMP MACRO pg_total_relation_size(id) AS NULL::BIGINT",
+    "CREATE OR REPLACE TEMP MACRO pg_encoding_to_char(id) AS 'UTF8'",
+    "CREATE OR REPLACE TEMP MACRO pg_get_partkeydef(id) AS NULL::VARCHAR",
+    "CREATE OR REPLACE TEMP MACRO pg_relation_is_publishable(id) AS false",
     "CREATE OR REPLACE TEMP MACRO array_lower(l, d) AS CASE WHEN len(l) > 0 THEN 1 END",
     "CREATE OR REPLACE TEMP MACRO array_upper(l, d) AS CASE WHEN len(l) > 0 THEN len(l) END",
     # Built-in types live in namespace pg_catalog (oid 11), as in PostgreSQL; DuckDB's own
@@ -66,6 +82,57 @@ SESSION_SETUP = [
     """CREATE OR REPLACE TEMP VIEW pg_type AS
         SELECT * REPLACE (CASE WHEN oid < 16384 THEN 11 ELSE typnamespace END AS typnamespace)
         FROM pg_catalog.pg_type""",
+    # psql's \\d reads these catalogs; DuckDB has no row security, inheritance, policies,
+    # extended statistics, publications or triggers, so they are present and empty.
+    """CREATE OR REPLACE TEMP VIEW pg_class AS
+        SELECT * REPLACE (NULL::VARCHAR[] AS reloptions, NULL::BIGINT AS relam, 'd' AS relreplident),
+               false AS relforcerowsecurity
+        FROM pg_catalog.pg_class""",
+    """CREATE OR REPLACE TEMP VIEW pg_attribute AS
+        SELECT * REPLACE (CASE WHEN attlen = -1 THEN 'x' ELSE 'p' END AS attstorage)
+        FROM pg_catalog.pg_attribute""",
+    """CREATE OR REPLACE TEMP VIEW pg_index AS
+        SELECT *, false AS indnullsnotdistinct FROM pg_catalog.pg_index""",
+    """CREATE OR REPLACE TEMP VIEW pg_database AS
+        SELECT *, 10 AS datdba, 6 AS encoding, 'C' AS datcollate, 'C' AS datctype,
+               NULL::VARCHAR AS daticulocale, 'c' AS datlocprovider, NULL::VARCHAR[] AS datacl
+        FROM pg_catalog.pg_database""",
+    """CREATE OR REPLACE TEMP VIEW pg_roles AS
+        SELECT 10::BIGINT AS oid, 'streamlane' AS rolname, false AS rolsuper""",
+    """CREATE OR REPLACE TEMP VIEW pg_inherits AS
+        SELECT NULL::BIGINT AS inhrelid, NULL::BIGINT AS inhparent, NULL::INTEGER AS inhseqno,
+               NULL::BOOLEAN AS inhdetachpending
+        WHERE false""",
+    """CREATE OR REPLACE TEMP VIEW pg_policy AS
+        SELECT NULL::BIGINT AS oid, NULL::VARCHAR AS polname, NULL::BIGINT AS polrelid,
+               NULL::VARCHAR AS polcmd, NULL::BOOLEAN AS polpermissive,
+               NULL::VARCHAR AS polroles, NULL::VARCHAR AS polqual,
+               NULL::VARCHAR AS polwithcheck
+        WHERE false""",
+    """CREATE OR REPLACE TEMP VIEW pg_statistic_ext AS
+        SELECT NULL::BIGINT AS oid, NULL::BIGINT AS stxrelid, NULL::VARCHAR AS stxname,
+               NULL::BIGINT AS stxnamespace, NULL::BIGINT AS stxowner,
+               NULL::INTEGER AS stxstattarget, NULL::SMALLINT[] AS stxkeys,
+               NULL::VARCHAR[] AS stxkind, NULL::VARCHAR AS stxexprs
+        WHERE false""",
+    """CREATE OR REPLACE TEMP VIEW pg_publication AS
+        SELECT NULL::BIGINT AS oid, NULL::VARCHAR AS pubname, NULL::BIGINT AS pubowner,
+               NULL::BOOLEAN AS puballtables, NULL::BOOLEAN AS pubinsert,
+               NULL::BOOLEAN AS pubupdate, NULL::BOOLEAN AS pubdelete,
+               NULL::BOOLEAN AS pubtruncate, NULL::BOOLEAN AS pubviaroot
+        WHERE false""",
+    """CREATE OR REPLACE TEMP VIEW pg_publication_rel AS
+        SELECT NULL::BIGINT AS oid, NULL::BIGINT AS prpubid, NULL::BIGINT AS prrelid,
+               NULL::VARCHAR AS prqual, NULL::SMALLINT[] AS prattrs
+        WHERE false""",
+    """CREATE OR REPLACE TEMP VIEW pg_publication_namespace AS
+        SELECT NULL::BIGINT AS oid, NULL::BIGINT AS pnpubid, NULL::BIGINT AS pnnspid
+        WHERE false""",
+    """CREATE OR REPLACE TEMP VIEW pg_trigger AS
+        SELECT NULL::BIGINT AS oid, NULL::BIGINT AS tgrelid, NULL::BIGINT AS tgparentid,
+               NULL::VARCHAR AS tgname, NULL::BIGINT AS tgfoid, NULL::SMALLINT AS tgtype,
+               NULL::VARCHAR AS tgenabled, NULL::BOOLEAN AS tgisinternal
+        WHERE false""",
     """CREATE OR REPLACE TEMP VIEW pg_extension AS
         SELECT NULL::INTEGER AS oid, NULL::VARCHAR AS extname, NULL::INTEGER AS extowner,
                NULL::INTEGER AS extnamespace, NULL::BOOLEAN AS extrelocatable,
@@ -218,9 +285,23 @@ def rewrite(sql: str, settings: dict[str, str]) -> str:
     sql = re.sub(r"\s+COLLATE\s+pg_catalog\.\w+", "", sql, flags=re.I)
     # Types spelled with their schema, and the reg* object-name types DuckDB does not have.
     sql = re.sub(r"::\s*pg_catalog\.(\w+)", r"::\1", sql, flags=re.I)
+    # psql's policy listing matches role oids inside a correlated array, which DuckDB cannot
+    # bind; there are no policies, so no role ever matches.
+    sql = re.sub(r"\boid\s*=\s*any\s*\(\s*pol\.polroles\s*\)", "false", sql, flags=re.I)
+    # In PostgreSQL the alias of a one-column set-returning function also names its column.
+    sql = re.sub(
+        r"\bgenerate_series(\((?:[^()]|\([^()]*\))*\))\s+(?:AS\s+)?(\w+)(?=\s*,)",
+        r"generate_series\1 AS \2(\2)",
+        sql,
+        flags=re.I,
+    )
+    # Functions spelled with their schema: DuckDB keeps some of them outside pg_catalog.
+    sql = re.sub(r"\bpg_catalog\.(\w+)(?=\s*\()", r"\1", sql, flags=re.I)
     sql = re.sub(r"::\s*(regtype|regclass|regproc|regnamespace)\b", "::VARCHAR", sql, flags=re.I)
     sql = re.sub(
-        r"\bpg_catalog\.(pg_extension|pg_type|pg_namespace|quote_ident|parse_ident|pg_get_userbyid)\b",
+        r"\bpg_catalog\.(pg_extension|pg_type|pg_namespace|pg_class|pg_attribute|pg_database|pg_index|pg_inherits|pg_policy"
+        r"|pg_statistic_ext|pg_publication|pg_publication_rel|pg_publication_namespace|pg_trigger"
+        r"|quote_ident|parse_ident|pg_get_userbyid|pg_get_expr|pg_roles)\b",
         r"\1",
         sql,
         flags=re.I,

@@ -212,6 +212,18 @@ def test_psql_lists_tables_and_copies_out(endpoint: dict[str, str]) -> None:
     listed = psql(endpoint, "-c", "\\dt")
     assert listed.returncode == 0, listed.stderr
     assert "sample" in listed.stdout and "table" in listed.stdout
+    described = psql(endpoint, "-c", "\\d sample")
+    assert described.returncode == 0, described.stderr
+    columns = {
+        cells[0]: cells[1]
+        for line in described.stdout.splitlines()
+        if len(cells := [c.strip() for c in line.split("|")]) == 5
+    }
+    assert columns["id"] == "int8" and columns["amount"] == "numeric(12,2)"
+    assert columns["ordered_at"] == "timestamptz" and columns["even"] == "bool"
+    for command in ("\\d", "\\d+ sample", "\\dn", "\\l", "\\dt+"):
+        ran = psql(endpoint, "-c", command)
+        assert ran.returncode == 0 and not ran.stderr, (command, ran.stderr)
     copied = psql(
         endpoint,
         "-c",
