@@ -102,14 +102,47 @@ def _line_starts(values: list[bytes]) -> np.ndarray:
     return np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(lengths)])
 
 
+def _suspects(lines: list[bytes], joined: bytes, starts: np.ndarray, pattern: str) -> np.ndarray:
+    """Rows the columnar parser would likely refuse: not an object, not UTF-8, or a declared
+    field starting like the wrong JSON type.
+
+    Each refusal costs the columnar parser a failed call and a re-parse (and every call
+    starts a thread), so a batch with a few hundred bad records would spend most of its
+    time failing. Flagged rows go straight to the exact per-record path; a bad row the
+    screen misses is still caught by the parser, only more slowly.
+    """
+    n = len(lines)
+    raw = np.frombuffer(joined, dtype=np.uint8)
+    flagged = (raw[starts[:-1]] != ord("{")) | (raw[starts[1:] - 2] != ord("}"))
+    text = joined
+    if not joined.isascii():
+        wide_rows = [row for row, line in enumerate(lines) if not line.isascii()]
+        blanked: bytearray | None = None
+        for row in wide_rows:
+            try:
+                lines[row].decode("utf-8")
+            except UnicodeDecodeError:
+                flagged[row] = True
+                blanked = blanked if blanked is not None else bytearray(joined)
+                blanked[starts[row] : starts[row + 1] - 1] = b" " * len(lines[row])
+        text = bytes(blanked) if blanked is not None else joined
+    # Zero-copy string view of the batch: row i is its line plus the separator.
+    offsets = starts.copy()
+    offsets[-1] = len(text)
+    column = pl.from_arrow(
+        pa.Array.from_buffers(
+            pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(text)]
+        )
+    )
+    assert isinstance(column, pl.Series)
+    flagged |= column.str.contains(pattern).fill_null(True).to_numpy()
+    return flagged
+
+
 def _parse_columnar(
     values: list[bytes], schema: EventSchema
 ) -> tuple[list[pa.Table], list[np.ndarray], list[int]]:
     """Parse what Arrow accepts; return the tables, their row numbers, and the rows it refused."""
-    parse = pa_json.ParseOptions(
-        explicit_schema=schema.arrow_schema, unexpected_field_behavior="ignore"
-    )
-    read = pa_json.ReadOptions(use_threads=False, block_size=_BLOCK_BYTES)
     lines = values
     joined = b"\n".join(lines)
     if joined.count(b"\n") != len(lines) - 1 or b"\r" in joined:
@@ -117,8 +150,32 @@ def _parse_columnar(
         # each record stays one line (checked on the joined batch, so clean batches pay nothing).
         lines = [v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]
         joined = b"\n".join(lines)
-    buf = memoryview(joined)
     starts = _line_starts(lines)
+    empty = np.diff(starts) == 1
+    # An empty record is refused anyway; the screen's first/last-byte test needs none.
+    suspects = empty if empty.any() else _suspects(lines, joined, starts, schema.suspect_pattern)
+    if not suspects.any():
+        return _parse_lines(lines, joined, starts, schema)
+    kept = np.flatnonzero(~suspects)
+    kept_lines = [lines[i] for i in kept]
+    tables, rows, refused = (
+        _parse_lines(kept_lines, b"\n".join(kept_lines), _line_starts(kept_lines), schema)
+        if len(kept)
+        else ([], [], [])
+    )
+    refused_rows = sorted([int(kept[i]) for i in refused] + np.flatnonzero(suspects).tolist())
+    return tables, [kept[r] for r in rows], refused_rows
+
+
+def _parse_lines(
+    lines: list[bytes], joined: bytes, starts: np.ndarray, schema: EventSchema
+) -> tuple[list[pa.Table], list[np.ndarray], list[int]]:
+    """Parse one-line records with the columnar parser, isolating the ones it refuses."""
+    parse = pa_json.ParseOptions(
+        explicit_schema=schema.arrow_schema, unexpected_field_behavior="ignore"
+    )
+    read = pa_json.ReadOptions(use_threads=False, block_size=_BLOCK_BYTES)
+    buf = memoryview(joined)
     n = len(lines)
     tables: list[pa.Table] = []
     rows: list[np.ndarray] = []
@@ -199,14 +256,20 @@ def decode_batch(values: list[bytes], schema: EventSchema) -> Decoded:
         frame = pl.from_arrow(schema.arrow_schema.empty_table())  # type: ignore[assignment]
         assert isinstance(frame, pl.DataFrame)
         frame = frame.with_columns(row=pl.Series([], dtype=pl.Int64))
-    checked = frame.with_columns(schema.reason_expr())
-    bad = checked.filter(pl.col("reason").is_not_null()).select("row", "reason")
-    valid = (
-        checked.filter(pl.col("reason").is_null())
-        .drop("reason")
-        .with_columns(event_time=parse_rfc3339(pl.col("time")))
-        .sort("row")
+    # One lazy pass, so the time parse the format check needs is shared with event_time.
+    checked = (
+        frame.lazy()
+        .with_columns(schema.reason_expr(), event_time=parse_rfc3339(pl.col("time")))
+        .collect()
     )
+    if checked["reason"].null_count() == checked.height:
+        bad = checked.clear().select("row", "reason")
+        valid = checked.drop("reason")
+    else:
+        bad = checked.filter(pl.col("reason").is_not_null()).select("row", "reason")
+        valid = checked.filter(pl.col("reason").is_null()).drop("reason")
+    if slow_events:  # rows from the per-record path were appended after the columnar ones
+        valid = valid.sort("row")
     rejects = pl.concat(
         [
             bad,

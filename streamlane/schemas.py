@@ -10,6 +10,7 @@ so both paths take the same valid-or-not decision.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -41,6 +42,7 @@ class EventSchema:
     arrow_schema: pa.Schema
     checks: tuple[Check, ...]
     validator: jsonschema.protocols.Validator
+    suspect_pattern: str
 
     def reason_expr(self) -> pl.Expr:
         """Expression giving the first broken rule's reason per row, null when the row is valid."""
@@ -157,6 +159,49 @@ def _checks(node: dict[str, Any], expr: pl.Expr, path: str) -> list[Check]:
     return out
 
 
+# The first character of a JSON value of each Arrow type (null is always possible).
+_LEADING_CHARS = {
+    pa.types.is_string: '"',
+    pa.types.is_integer: "0-9\\-",
+    pa.types.is_floating: "0-9\\-",
+    pa.types.is_boolean: "tf",
+    pa.types.is_struct: "{",
+    pa.types.is_list: "\\[",
+}
+
+
+def _leading_chars(kind: pa.DataType) -> str:
+    return next(chars for test, chars in _LEADING_CHARS.items() if test(kind))
+
+
+def _field_types(kind: pa.DataType, out: dict[str, set[str]]) -> None:
+    if pa.types.is_struct(kind):
+        for field in kind:
+            out.setdefault(field.name, set()).add(_leading_chars(field.type))
+            _field_types(field.type, out)
+    elif pa.types.is_list(kind):
+        _field_types(kind.value_type, out)
+
+
+def _suspect_pattern(arrow_schema: pa.Schema) -> str:
+    """A regex matching a declared field whose value starts like the wrong JSON type.
+
+    The columnar parser refuses such records one failed parse at a time; spotting them
+    up front sends them straight to the exact per-record path. A name declared with
+    several types accepts all of them, so the pattern never flags a value that could
+    be right (it only decides which path decodes a record, never whether it is valid).
+    """
+    fields: dict[str, set[str]] = {}
+    _field_types(pa.struct(list(arrow_schema)), fields)
+    by_chars: dict[str, list[str]] = {}
+    for name, chars in sorted(fields.items()):
+        by_chars.setdefault("".join(sorted(chars)), []).append(re.escape(name))
+    return "|".join(
+        f'"(?:{"|".join(names)})"\\s*:\\s*[^{chars}n\\s]'
+        for chars, names in sorted(by_chars.items())
+    )
+
+
 def compile_schema(document: dict[str, Any]) -> EventSchema:
     """Compile a CloudEvent JSON Schema (a supported keyword subset) for columnar decoding.
 
@@ -178,6 +223,7 @@ def compile_schema(document: dict[str, Any]) -> EventSchema:
         arrow_schema=arrow_schema,
         checks=tuple(checks),
         validator=jsonschema.Draft202012Validator(document),
+        suspect_pattern=_suspect_pattern(arrow_schema),
     )
 
 

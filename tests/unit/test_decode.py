@@ -40,6 +40,7 @@ def test_offsets_name_the_same_instant() -> None:
     ("record", "reason"),
     [
         (b"not json", "not valid JSON"),
+        (b"", "not valid JSON"),
         (b"[1, 2]", "not a JSON object"),
         (b"\xff\xfe{}", "not UTF-8"),
         (variant(lambda e: e["data"].update(store_id="17")), "data.store_id"),
@@ -82,3 +83,17 @@ def test_every_record_is_accounted_for_in_order() -> None:
     assert out.rejects["row"].to_list() == [3, 77, 78, 250, 499]
     assert out.valid["row"].to_list() == [i for i in range(500) if i not in (3, 77, 78, 250, 499)]
     assert out.valid["id"].to_list() == [f"id-{i}" for i in out.valid["row"]]
+
+
+def test_screened_records_decode_the_same_as_columnar_ones() -> None:
+    """A record the up-front screen sends to the per-record path (here an unknown field that
+    shares a declared field's name but not its type) decodes exactly like a clean one."""
+    plain = variant(lambda e: e.update(id="plain"))
+    lookalike = variant(lambda e: (e.update(id="lookalike"), e.update(note={"total": "n/a"})))
+    wide = variant(lambda e: (e.update(id="wide"), e["data"].update(customer_id="c-ü")))
+    out = decode_batch([plain, b"\xff{", lookalike, b"  ", wide, b"{", plain], SCHEMA)
+    assert out.valid["row"].to_list() == [0, 2, 4, 6]
+    assert out.rejects["row"].to_list() == [1, 3, 5]
+    first, second = out.valid.row(0, named=True), out.valid.row(1, named=True)
+    assert {**first, "id": "", "row": 0} == {**second, "id": "", "row": 0}
+    assert out.valid["data"][2]["customer_id"] == "c-ü"
