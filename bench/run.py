@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from streamlane.publish import publish
 from streamlane.runner import scrape
 
 RESULTS = Path(__file__).parent / "results"
+CHILDREN: list[subprocess.Popen[bytes]] = []  # stopped by main() however it ends
 
 
 def ceiling(brokers: str, partitions: int, total: int) -> float:
@@ -77,7 +79,20 @@ def child(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    CHILDREN.append(proc)
     return proc, port
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a child's process group: SIGINT (a clean stop, which also writes a profile),
+    then SIGKILL if it has not exited within a minute."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def wait_metric(port: int, name: str, target: float, timeout_s: float) -> float:
@@ -108,53 +123,96 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="streamlane-bench-"))
     stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     RESULTS.mkdir(exist_ok=True)
+    try:
+        result = measure(args, work, stamp)
+    finally:
+        for proc in CHILDREN:
+            stop(proc)
+    out = RESULTS / f"{stamp}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+    print(f"(written to {out})")
+
+
+def run_flow(brokers: str, work: Path, profile: Path | None) -> tuple[subprocess.Popen[bytes], int]:
+    """The orders flow as the CLI runs it, with its own recovery store under `work`."""
+    args = ["flow", "run", "orders", "--brokers", brokers, "--recovery-dir", str(work / "recovery")]
+    return child(args, work / "flow.log", profile)
+
+
+def run_landing(
+    brokers: str, work: Path, profile: Path | None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The warehouse (landing plus query endpoints on free ports) as the CLI runs it."""
+    args = ["serve", "--brokers", brokers, "--warehouse", str(work / "warehouse.duckdb"),
+            "--pg-port", "0", "--quack-port", "0"]  # fmt: skip
+    return child(args, work / "warehouse.log", profile)
+
+
+@contextlib.contextmanager
+def fresh_input(
+    work: Path, records: list[tuple[bytes, bytes]], partitions: int
+) -> Iterator[EmbeddedBroker]:
+    """A new embedded broker holding the input topic, so each stage starts from nothing."""
+    work.mkdir(parents=True, exist_ok=True)
     with EmbeddedBroker(log_path=work / "broker.log") as broker:
-        brokers = broker.bootstrap
-        ensure_topics(brokers, orders.TOPICS, args.partitions)
-        settings = GeneratorSettings(
-            seed=1, count=args.events, start=datetime(2026, 11, 2, 11, 0, tzinfo=UTC),
-            duplicates=0.01, malformed=0.01,
-        )  # fmt: skip
-        print(f"generating {args.events:,} events…", file=sys.stderr)
-        publish(brokers, orders.INPUT_TOPIC, ((r.key, r.value) for r in OrderGenerator(settings)))
+        ensure_topics(broker.bootstrap, orders.TOPICS, partitions)
+        publish(broker.bootstrap, orders.INPUT_TOPIC, iter(records))
+        yield broker
+
+
+def wait_ready(port: int, timeout_s: float) -> None:
+    """Until a child answers on its metrics port."""
+    deadline = time.perf_counter() + timeout_s
+    while not scrape(port):
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"benchmark: nothing answered on metrics port {port}")
+        time.sleep(0.1)
+
+
+def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, object]:
+    """Run every measurement, each stage on its own fresh broker; the figures as a flat dict."""
+    settings = GeneratorSettings(
+        seed=1, count=args.events, start=datetime(2026, 11, 2, 11, 0, tzinfo=UTC),
+        duplicates=0.01, malformed=0.01,
+    )  # fmt: skip
+    print(f"generating {args.events:,} events…", file=sys.stderr)
+    records = [(r.key, r.value) for r in OrderGenerator(settings)]
+    profile = (lambda name: RESULTS / f"{stamp}-{name}.prof") if args.profile else (lambda _: None)
+
+    with fresh_input(work / "separate", records, args.partitions) as broker:
         print("measuring the bare consume+decode ceiling…", file=sys.stderr)
-        ceiling_eps = ceiling(brokers, args.partitions, args.events)
+        ceiling_eps = ceiling(broker.bootstrap, args.partitions, args.events)
 
         print("running the flow…", file=sys.stderr)
-        flow, flow_port = child(
-            [
-                "flow",
-                "run",
-                "orders",
-                "--brokers",
-                brokers,
-                "--recovery-dir",
-                str(work / "recovery"),
-            ],
-            work / "flow.log",
-            RESULTS / f"{stamp}-flow.prof" if args.profile else None,
-        )
+        flow, flow_port = run_flow(broker.bootstrap, work / "separate", profile("flow"))
         # Timed from the first record read, so process start-up is not counted.
         wait_metric(flow_port, "streamlane_events_in_total", 1, 120)
         flow_s = wait_metric(flow_port, "streamlane_events_in_total", args.events, 900)
         outputs = scrape(flow_port).get("streamlane_events_out_total", 0)
-        os.killpg(flow.pid, signal.SIGINT)
-        flow.wait(60)
+        stop(flow)
         flow_cpu, flow_rss = usage_of_children()
 
         print("running the landing…", file=sys.stderr)
-        landing, landing_port = child(
-            ["serve", "--brokers", brokers, "--warehouse", str(work / "warehouse.duckdb")],
-            work / "warehouse.log",
-            RESULTS / f"{stamp}-landing.prof" if args.profile else None,
-        )
+        landing, landing_port = run_landing(broker.bootstrap, work / "separate", profile("landing"))
         wait_metric(landing_port, "streamlane_landed_rows_total", 1, 120)
         land_s = wait_metric(landing_port, "streamlane_landed_rows_total", outputs, 900)
-        os.killpg(landing.pid, signal.SIGINT)
-        landing.wait(60)
+        stop(landing)
         total_cpu, max_rss = usage_of_children()
 
-    result = {
+    with fresh_input(work / "together", records, args.partitions) as broker:
+        print("running the flow and the landing together…", file=sys.stderr)
+        landing, landing_port = run_landing(broker.bootstrap, work / "together", None)
+        wait_ready(landing_port, 120)
+        flow, flow_port = run_flow(broker.bootstrap, work / "together", None)
+        wait_metric(flow_port, "streamlane_events_in_total", 1, 120)
+        together_s = wait_metric(landing_port, "streamlane_landed_rows_total", outputs, 900)
+        stop(flow)
+        stop(landing)
+
+    return {
         "cores": os.cpu_count(),
         "events": args.events,
         "partitions": args.partitions,
@@ -163,18 +221,12 @@ def main() -> None:
         "flow_ratio_to_ceiling": round(args.events / flow_s / ceiling_eps, 3),
         "landing_rows_per_s": round(outputs / land_s),
         "landing_rows": int(outputs),
-        "flow_plus_landing_events_per_s": round(args.events / (flow_s + land_s)),
+        "flow_plus_landing_events_per_s": round(args.events / together_s),
         "flow_cpu_s": round(flow_cpu, 1),
         "flow_peak_rss_mib": round(flow_rss),
         "landing_cpu_s": round(total_cpu - flow_cpu, 1),
         "peak_rss_mib_any_child": round(max_rss),
     }
-    out = RESULTS / f"{stamp}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
-    print(f"(written to {out})")
 
 
 if __name__ == "__main__":
