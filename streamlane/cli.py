@@ -322,7 +322,20 @@ def flow_run(
         Path | None,
         typer.Option("--recovery-dir", help="Recovery store (default data/recovery/NAME)."),
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker threads.")] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Worker threads in this process.")
+    ] = 1,
+    process_id: Annotated[
+        int | None,
+        typer.Option("--process-id", min=0, help="This process's index in --addresses."),
+    ] = None,
+    addresses: Annotated[
+        str | None,
+        typer.Option(
+            "--addresses",
+            help="A multi-process cluster: host:port of every process, separated by ';'.",
+        ),
+    ] = None,
     lateness: Lateness = 30.0,
     idle_timeout: IdleTimeout = 10.0,
     dedupe_horizon: DedupeHorizon = 3600.0,
@@ -350,6 +363,8 @@ def flow_run(
         recovery_dir or Path("data/recovery") / name,
         workers=workers,
         snapshot_interval_s=snapshot_interval,
+        process_id=process_id,
+        addresses=[a.strip() for a in addresses.split(";") if a.strip()] if addresses else None,
     )
 
 

@@ -7,15 +7,17 @@ import json
 import logging
 import shutil
 import signal
+import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from streamlane.errors import UserError
-from streamlane.kafka import check_reachable
+from streamlane.kafka import check_reachable, partitions_of
 from streamlane.settings import FlowSettings
 
 log = logging.getLogger(__name__)
@@ -47,18 +49,29 @@ def run_flow(
     *,
     workers: int = 1,
     snapshot_interval_s: float = 5.0,
+    process_id: int | None = None,
+    addresses: list[str] | None = None,
 ) -> None:
     """Run flow `flows.<name>` until interrupted; resumes from its recovery store when present.
 
     On the first start the flow reads its input from the earliest offset; later
     starts continue after the last snapshot (records after it are processed
     again and their outputs re-emitted with the same ids, which the landing absorbs).
+    With `addresses` (one `host:port` per process) this process is `process_id` of a
+    cluster; every process runs `workers` threads and must see the same recovery store.
+    The cluster's total worker count must divide the input partition count, so every
+    worker owns as many partitions as the others.
     """
     if name not in FLOWS:
         raise UserError(f"unknown flow {name!r} (known: {', '.join(FLOWS)})")
+    cluster = cluster_options(process_id, addresses)
     cluster_id = check_reachable(settings.brokers)
-    prepare_recovery(recovery_dir, cluster_id)
     module = importlib.import_module(f"flows.{name}")
+    check_balanced(settings.brokers, module.INPUT_TOPIC, workers * len(addresses or [None]))
+    if process_id in (None, 0):
+        prepare_recovery(recovery_dir, cluster_id)
+    else:
+        wait_for_recovery(recovery_dir, cluster_id)
     flow = module.build_flow(settings)
     # SIGTERM stops the flow like Ctrl-C does, so bytewax shuts down cleanly.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -66,6 +79,7 @@ def run_flow(
         cli_main(
             flow,
             workers_per_process=workers,
+            **cluster,
             epoch_interval=timedelta(seconds=snapshot_interval_s),
             recovery_config=RecoveryConfig(recovery_dir),
         )
@@ -75,6 +89,56 @@ def run_flow(
         if not _interrupted(exc):
             raise
         log.info("flow %s stopped", name)
+    except BaseException as exc:
+        # A cluster process whose peer stopped panics in bytewax's network thread; that is
+        # the end of this process too, and its state is safe in the recovery store.
+        if not cluster or type(exc).__name__ != "PanicException":
+            raise
+        log.error("flow %s stopped: another process of the cluster went away", name)
+        raise SystemExit(1) from None
+
+
+def cluster_options(process_id: int | None, addresses: list[str] | None) -> dict[str, Any]:
+    """bytewax's cluster arguments, after checking that the two options agree."""
+    if addresses is None and process_id is None:
+        return {}
+    if addresses is None or process_id is None:
+        raise UserError("--process-id and --addresses go together")
+    if not 0 <= process_id < len(addresses):
+        raise UserError(
+            f"--process-id {process_id} is not in the cluster of {len(addresses)} addresses"
+        )
+    return {"process_id": process_id, "addresses": addresses}
+
+
+def check_balanced(brokers: str, topic: str, total_workers: int) -> None:
+    """Refuse a cluster whose workers would own unequal numbers of input partitions.
+
+    bytewax 0.21.1 can stall when its workers own uneven numbers of partitions (a known
+    upstream defect in its partitioned input); an even split avoids it.
+    """
+    if total_workers == 1:
+        return
+    count = len(partitions_of({"bootstrap.servers": brokers}, topic))
+    if count % total_workers:
+        raise UserError(
+            f"{total_workers} workers cannot share the {count} partitions of {topic} evenly; "
+            f"use a worker count that divides {count}"
+        )
+
+
+def wait_for_recovery(directory: Path, cluster_id: str, timeout_s: float = 60.0) -> None:
+    """Wait until process 0 has prepared the shared recovery store for this broker."""
+    marker = directory / "broker.json"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if marker.exists() and json.loads(marker.read_text()).get("cluster_id") == cluster_id:
+            return
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"no recovery store for this broker in {directory} (process 0 makes it)"
+            )
+        time.sleep(0.1)
 
 
 def _interrupted(exc: BaseException) -> bool:

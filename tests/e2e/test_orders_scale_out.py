@@ -1,0 +1,52 @@
+"""Scale-out: the same input through 1, 2 and 4 worker threads and through a two-process
+cluster gives the same warehouse contents, equal to the oracle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows import orders
+from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.kafka import ensure_topics
+from streamlane.publish import publish
+from tests.e2e.orders_run import finish_and_check, order_stream, start_flow, start_warehouse
+from tests.helpers import Processes
+
+PARTITIONS = 8
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize("layout", ["1 worker", "2 workers", "4 workers", "2 processes"])
+def test_every_layout_lands_the_oracle(
+    layout: str, fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
+) -> None:
+    brokers = fresh_broker.bootstrap
+    warehouse = tmp_path / "warehouse.duckdb"
+    ensure_topics(brokers, orders.TOPICS, PARTITIONS)
+    main, too_late = order_stream()
+    publish(brokers, orders.INPUT_TOPIC, [(r.key, r.value) for r in main])
+    start_warehouse(processes, brokers, warehouse)
+    recovery = tmp_path / "recovery"
+    count, unit = layout.split()
+    if unit.startswith("worker"):
+        start_flow(processes, brokers, recovery, "--idle-timeout", "4", "--workers", count)
+    else:
+        addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(int(count)))
+        for index in range(int(count)):
+            start_flow(
+                processes, brokers, recovery, "--idle-timeout", "4",
+                "--process-id", str(index), "--addresses", addresses, name=f"flow-{index}",
+            )  # fmt: skip
+    finish_and_check(brokers, warehouse, main, too_late)
+
+
+def test_uneven_worker_count_is_refused(
+    fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
+) -> None:
+    ensure_topics(fresh_broker.bootstrap, orders.TOPICS, PARTITIONS)
+    flow = start_flow(processes, fresh_broker.bootstrap, tmp_path / "recovery", "--workers", "3")
+    assert flow.wait(60) == 2
+    log = processes.log("flow").strip().splitlines()
+    assert log[-1].startswith("streamlane: error: 3 workers cannot share the 8 partitions")
