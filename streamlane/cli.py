@@ -127,6 +127,14 @@ def run(
             help="Partitions per topic created.",
         ),
     ] = 4,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            min=1,
+            help="Flow processes, as one cluster; must divide --partitions.",
+        ),
+    ] = 1,
     rate: Annotated[float, typer.Option("--rate", help="Demo events per second.")] = 200.0,
     lateness: Lateness = 30.0,
     idle_timeout: IdleTimeout = 10.0,
@@ -155,6 +163,7 @@ def run(
             warehouse=warehouse,
             data_dir=data_dir,
             partitions=partitions,
+            processes=processes,
             demo=demo,
             demo_rate=rate,
             pg_host=pg_host,

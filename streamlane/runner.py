@@ -43,6 +43,7 @@ class RunSettings:
     warehouse: Path
     data_dir: Path
     partitions: int = 4
+    processes: int = 1
     demo: bool = False
     demo_rate: float = 200.0
     embedded: bool = False
@@ -115,6 +116,11 @@ class Pipeline:
             brokers = self.broker.bootstrap
             self.console.print(f"embedded broker on {brokers}")
         cluster_id = check_reachable(brokers)
+        if s.partitions % s.processes:
+            raise UserError(
+                f"{s.processes} flow processes cannot share {s.partitions} partitions evenly; "
+                f"use a process count that divides {s.partitions}"
+            )
         created = ensure_topics(brokers, orders.TOPICS, s.partitions)
         if created:
             self.console.print(f"created topics: {', '.join(created)}")
@@ -128,16 +134,22 @@ class Pipeline:
             ],
         )  # fmt: skip
         f = s.flow
-        self._spawn(
-            "flow",
-            [
-                "flow", "run", "orders", *common,
-                "--recovery-dir", str(s.data_dir / "recovery" / f"orders-{cluster_id}"),
-                "--lateness", str(f.lateness_s),
-                "--idle-timeout", str(f.idle_timeout_s),
-                "--dedupe-horizon", str(f.dedupe_horizon_s),
-            ],
-        )  # fmt: skip
+        flow_args = [
+            "flow", "run", "orders", *common,
+            "--recovery-dir", str(s.data_dir / "recovery" / f"orders-{cluster_id}"),
+            "--lateness", str(f.lateness_s),
+            "--idle-timeout", str(f.idle_timeout_s),
+            "--dedupe-horizon", str(f.dedupe_horizon_s),
+        ]  # fmt: skip
+        if s.processes == 1:
+            self._spawn("flow", flow_args)
+        else:
+            addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(s.processes))
+            for index in range(s.processes):
+                self._spawn(
+                    f"flow-{index}",
+                    [*flow_args, "--process-id", str(index), "--addresses", addresses],
+                )
         if s.demo:
             self._spawn(
                 "generator",
@@ -159,9 +171,12 @@ class Pipeline:
         )
 
     def _progress(self) -> Table:
-        flow = next((c for c in self.children if c.name == "flow"), None)
+        flows = [c for c in self.children if c.name.startswith("flow") and c.metrics_port]
         wh = next((c for c in self.children if c.name == "warehouse"), None)
-        m = scrape(flow.metrics_port) if flow and flow.metrics_port else {}
+        m: dict[str, float] = {}
+        for flow in flows:  # a cluster's processes each count their own partitions
+            for key, value in scrape(flow.metrics_port or 0).items():
+                m[key] = m.get(key, 0.0) + value
         w = scrape(wh.metrics_port) if wh and wh.metrics_port else {}
         table = Table(title=f"streamlane · {time.monotonic() - self.started:,.0f}s", expand=False)
         for col in (

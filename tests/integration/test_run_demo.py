@@ -28,13 +28,15 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 @pytest.mark.timeout(240)
-def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -> None:
     warehouse = tmp_path / "warehouse.duckdb"
     out = tmp_path / "run.out"
     with open(out, "wb") as sink:
         run = subprocess.Popen(
             [sys.executable, "-m", "streamlane", "run", "--demo", "--warehouse", str(warehouse),
-             "--data-dir", str(tmp_path / "data"), "--rate", "100", "--pg-port", "0", "--quack-port", "0"],
+             "--data-dir", str(tmp_path / "data"), "--rate", "100", "--pg-port", "0", "--quack-port", "0",
+             "--processes", str(processes)],
             stdout=sink, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -51,7 +53,8 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path) -> None:
         children = _processes_mentioning(str(tmp_path)) + _processes_mentioning(
             f"127.0.0.1:{port.group(1).decode()}"
         )
-        assert len(set(children)) >= 4  # broker, warehouse, flow, generator
+        # broker, warehouse, generator and each flow process
+        assert len(set(children)) >= 3 + processes
         run.send_signal(signal.SIGTERM)
         run.wait(30)
     finally:

@@ -29,14 +29,21 @@ def compose_config() -> dict:
 def test_compose_file_is_valid() -> None:
     assert shutil.which(str(COMPOSE)), "docker-compose (compose v2) comes with the dev dependencies"
     services = compose_config()["services"]
-    assert {"kafka", "topics", "generator", "flow", "warehouse", "grafana", "prometheus"} <= set(
-        services
-    )
+    assert {
+        "kafka",
+        "topics",
+        "generator",
+        "flow-0",
+        "flow-1",
+        "warehouse",
+        "grafana",
+        "prometheus",
+    } <= set(services)
     for mount in services["grafana"]["volumes"]:
         assert Path(mount["source"]).exists(), mount["source"]
 
 
-@pytest.mark.parametrize("service", ["topics", "generator", "flow", "warehouse"])
+@pytest.mark.parametrize("service", ["topics", "generator", "flow-0", "flow-1", "warehouse"])
 def test_app_service_command_parses(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = compose_config()["services"][service]
     for name, value in spec.get("environment", {}).items():
