@@ -62,7 +62,8 @@ class Child:
 
 
 def scrape(port: int) -> dict[str, float]:
-    """A process's metrics summed by name and by name|topic; {} when unreachable."""
+    """A process's metrics summed by name, name|topic and name|topic/partition; {} when
+    unreachable."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as response:
             text = response.read().decode()
@@ -74,6 +75,10 @@ def scrape(port: int) -> dict[str, float]:
             keys = [sample.name]
             if "topic" in sample.labels:
                 keys.append(f"{sample.name}|{sample.labels['topic']}")
+                if "partition" in sample.labels:
+                    keys.append(
+                        f"{sample.name}|{sample.labels['topic']}/{sample.labels['partition']}"
+                    )
             for key in keys:
                 totals[key] = totals.get(key, 0.0) + sample.value
     return totals
@@ -197,10 +202,20 @@ class Pipeline:
             f"{self._out(m, orders.DEAD_LETTER_TOPIC):,.0f}",
             f"{m.get('streamlane_late_events_total', 0):,.0f}",
             f"{m.get('streamlane_duplicates_dropped_total', 0):,.0f}",
-            f"{m.get('streamlane_consumer_lag', 0):,.0f}",
+            self._lag(m),
             f"{w.get('streamlane_landed_rows_total', 0):,.0f}",
         )
         return table
+
+    def _lag(self, metrics: dict[str, float]) -> str:
+        """Total input lag and the partition furthest behind (from fetch high watermarks)."""
+        prefix = f"streamlane_consumer_lag|{orders.INPUT_TOPIC}/"
+        per_partition = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
+        total = metrics.get("streamlane_consumer_lag", 0.0)
+        if not per_partition or total == 0:
+            return f"{total:,.0f}"
+        worst = max(per_partition, key=lambda p: per_partition[p])
+        return f"{total:,.0f} (p{worst}: {per_partition[worst]:,.0f})"
 
     def _out(self, metrics: dict[str, float], topic: str) -> float:
         return metrics.get(f"streamlane_events_out_total|{topic}", 0.0)

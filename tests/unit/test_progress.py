@@ -1,0 +1,29 @@
+"""The progress display's lag column: total input lag and the partition furthest behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlane.runner import Pipeline, RunSettings
+from streamlane.settings import FlowSettings
+
+
+def _pipeline(tmp_path: Path) -> Pipeline:
+    return Pipeline(
+        RunSettings(flow=FlowSettings(brokers=""), warehouse=tmp_path / "w", data_dir=tmp_path)
+    )
+
+
+def test_lag_names_the_partition_furthest_behind(tmp_path: Path) -> None:
+    metrics = {
+        "streamlane_consumer_lag": 1_530.0,
+        "streamlane_consumer_lag|pizza.orders": 1_530.0,
+        "streamlane_consumer_lag|pizza.orders/0": 30.0,
+        "streamlane_consumer_lag|pizza.orders/5": 1_500.0,
+    }
+    assert _pipeline(tmp_path)._lag(metrics) == "1,530 (p5: 1,500)"
+
+
+def test_no_lag_is_a_plain_zero(tmp_path: Path) -> None:
+    assert _pipeline(tmp_path)._lag({}) == "0"
+    assert _pipeline(tmp_path)._lag({"streamlane_consumer_lag|pizza.orders/1": 0.0}) == "0"
