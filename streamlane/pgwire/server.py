@@ -85,6 +85,19 @@ def _cstr(text: str) -> bytes:
     return text.encode() + b"\x00"
 
 
+def _fields(row: tuple[Any, ...], encoders: list[Any]) -> bytes:
+    """A row's values as length-prefixed fields (-1 for NULL), as DataRow and binary COPY
+    both carry them."""
+    parts = []
+    for value, encode in zip(row, encoders, strict=True):
+        if value is None:
+            parts.append(b"\xff\xff\xff\xff")
+        else:
+            raw = encode(value)
+            parts.append(struct.pack("!i", len(raw)) + raw)
+    return b"".join(parts)
+
+
 def _message(kind: bytes, payload: bytes = b"") -> bytes:
     return kind + struct.pack("!i", len(payload) + 4) + payload
 
@@ -449,14 +462,7 @@ class Session:
                 result.pending.reverse()
                 continue
             row = result.pending.pop()
-            parts = [count]
-            for value, encode in zip(row, encoders, strict=True):
-                if value is None:
-                    parts.append(b"\xff\xff\xff\xff")
-                else:
-                    raw = encode(value)
-                    parts.append(struct.pack("!i", len(raw)) + raw)
-            self.send(b"D", b"".join(parts))
+            self.send(b"D", count + _fields(row, encoders))
             sent_now += 1
             result.sent += 1
         return False
@@ -481,15 +487,8 @@ class Session:
             header = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
             encoders = [ctype.binary for _, ctype in result.columns]
             for row in self._rows(result):
-                parts = [header, struct.pack("!h", n)]
+                self.send(b"d", header + struct.pack("!h", n) + _fields(row, encoders))
                 header = b""
-                for value, encode in zip(row, encoders, strict=True):
-                    if value is None:
-                        parts.append(b"\xff\xff\xff\xff")
-                    else:
-                        raw = encode(value)
-                        parts.append(struct.pack("!i", len(raw)) + raw)
-                self.send(b"d", b"".join(parts))
                 result.sent += 1
             if header:
                 self.send(b"d", header)
