@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-_HASH_SEED = 0x5EED57AE
+ID_HASH_SEED = 0x5EED57AE
 
 
 def hash_ids(ids: pl.Series) -> np.ndarray:
     """64-bit hashes of event ids, stable for a given polars version."""
-    return ids.hash(seed=_HASH_SEED).to_numpy()
+    return ids.hash(seed=ID_HASH_SEED).to_numpy()
 
 
 class SeenIds:

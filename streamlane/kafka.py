@@ -34,8 +34,9 @@ def consumer_config(brokers: str, extra: dict[str, Any] | None = None) -> dict[s
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "enable.partition.eof": False,
-        "fetch.max.bytes": 64 * 1024 * 1024,
-        "queued.max.messages.kbytes": 64 * 1024,
+        # Bounded per partition reader: a backlog waits in Kafka, not in the flow's memory.
+        "fetch.max.bytes": 8 * 1024 * 1024,
+        "queued.max.messages.kbytes": 16 * 1024,
         "logger": log,
         **(extra or {}),
     }

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from streamlane import metrics
-from streamlane.dedupe import SeenIds, hash_ids
+from streamlane.dedupe import ID_HASH_SEED, SeenIds
 from streamlane.windows import NEVER, Aggregate, PartitionProgress, TumblingWindows, Watermark
 
 
@@ -48,20 +48,38 @@ class WindowSpec:
     id_column: str = "event_id"
 
 
+ID_HASH = "__id_hash"
+WINDOW_END = "__window_end_us"
+OWN_MARK = "__own_mark_us"
+_SHARD = "__shard"
+
+
 def route(
     spec: WindowSpec, rows: pl.DataFrame, progress: PartitionProgress
 ) -> list[tuple[str, ShardInput]]:
-    """Split a batch's rows by key hash over the shards; every shard gets the progress."""
+    """Split a batch's rows by key hash over the shards; every shard gets the progress.
+
+    What every shard needs per row and can compute without its state (the id hash, the
+    end of the row's window, the row's own-partition watermark) is computed here, once
+    per batch, so a shard step does a handful of array operations however many
+    columns the rows carry.
+    """
     by_shard: dict[int, pl.DataFrame] = {}
     if rows.height:
-        shard_of = (pl.col(spec.key).hash(seed=7) % spec.shards).alias("__shard")
-        for (shard,), part in (
-            rows.with_columns(shard_of)
-            .partition_by("__shard", as_dict=True, include_key=False, maintain_order=True)
-            .items()
-        ):
+        prepared = rows.with_columns(
+            pl.col(spec.id_column).hash(seed=ID_HASH_SEED).alias(ID_HASH),
+            ((pl.col("event_time_us") // spec.size_us + 1) * spec.size_us).alias(WINDOW_END),
+            (pl.col("own_newest_before_us") - spec.lateness_us).fill_null(NEVER).alias(OWN_MARK),
+            (pl.col(spec.key).hash(seed=7) % spec.shards).alias(_SHARD),
+        )
+        for (shard,), part in prepared.partition_by(
+            _SHARD, as_dict=True, include_key=False, maintain_order=True
+        ).items():
             by_shard[int(shard)] = part  # type: ignore[call-overload]
     return [(str(s), ShardInput(by_shard.get(s), progress)) for s in range(spec.shards)]
+
+
+_INTERNAL = (ID_HASH, WINDOW_END, OWN_MARK)
 
 
 class ShardState:
@@ -78,27 +96,38 @@ class ShardState:
 
         Duplicates (an id already seen within the dedupe horizon) are dropped
         before anything else. Late events are returned with their
-        `window_start`, `window_end` and the `watermark_us` they met; they are
-        still unique events and part of `unique`.
+        `window_start_us`, `window_end_us` and the `watermark_us` they met; they
+        are still unique events and part of `unique`.
         """
         unique = late = None
         rows = item.rows
         if rows is not None and rows.height:
-            first = hash_ids(rows[self.spec.id_column])
-            mask = self.seen.first_seen(first, rows["event_time_us"].to_numpy())
-            unique = rows.filter(pl.Series(mask))
-            metrics.DUPLICATES.inc(rows.height - unique.height)
-            arrival = self.watermark.at_arrival(
-                item.progress.partition, pl.col("own_newest_before_us")
+            times = rows["event_time_us"].to_numpy()
+            first = self.seen.first_seen(rows[ID_HASH].to_numpy(), times)
+            metrics.DUPLICATES.inc(rows.height - int(first.sum()))
+            marks = self.watermark.arrival_marks(item.progress.partition, rows[OWN_MARK].to_numpy())
+            ends = rows[WINDOW_END].to_numpy()
+            is_late = first & (ends <= marks)
+            on_time = first & ~is_late
+            unique = rows.filter(pl.Series(first)).drop(_INTERNAL)
+            if is_late.any():
+                late = (
+                    rows.filter(pl.Series(is_late))
+                    .with_columns(
+                        watermark_us=pl.Series(marks[is_late]),
+                        window_end_us=pl.col(WINDOW_END),
+                        window_start_us=pl.col(WINDOW_END) - self.spec.size_us,
+                    )
+                    .drop(_INTERNAL)
+                )
+                metrics.LATE_EVENTS.inc(late.height)
+            self.windows.add_partial(
+                rows.lazy()
+                .filter(pl.Series(on_time))
+                .group_by(self.spec.key, window_start=pl.col(WINDOW_END) - self.spec.size_us)
+                .agg([a.partial.alias(a.name) for a in self.spec.aggregates])
+                .collect()
             )
-            end = self.windows.window_end()
-            flagged = unique.with_columns(watermark_us=arrival, window_end_us=end)
-            is_late = pl.col("window_end_us") <= pl.col("watermark_us")
-            late = flagged.filter(is_late).with_columns(
-                window_start_us=pl.col("window_end_us") - self.spec.size_us
-            )
-            self.windows.add(flagged.filter(~is_late))
-            metrics.LATE_EVENTS.inc(late.height)
         watermark = self.watermark.advance(item.progress)
         if watermark > NEVER:
             metrics.WATERMARK.set(watermark / 1e6)

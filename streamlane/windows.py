@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 NEVER = -(2**62)
@@ -76,6 +77,15 @@ class Watermark:
         own = (own_newest_before - self.lateness_us).fill_null(NEVER)
         return pl.max_horizontal(pl.lit(self.value_us), pl.min_horizontal(pl.lit(others), own))
 
+    def arrival_marks(self, partition: str, own_marks: np.ndarray) -> np.ndarray:
+        """Per-row watermark at arrival, as `at_arrival`, from the rows' own partition marks.
+
+        `own_marks` is, per row, the newest event time its partition had delivered
+        before that row minus the lateness (`NEVER` before the first).
+        """
+        others = self._held_back_by(exclude=partition)
+        return np.maximum(self.value_us, np.minimum(others, own_marks))
+
     def advance(self, update: PartitionProgress) -> int:
         """Take a partition's progress and return the (never decreasing) flow watermark."""
         self.progress[update.partition] = update
@@ -108,25 +118,60 @@ class Aggregate:
 
 @dataclass
 class TumblingWindows:
-    """Open tumbling windows `[start, start + size)` per key, merged batch by batch."""
+    """Open tumbling windows `[start, start + size)` per key, merged batch by batch.
+
+    Each batch's events are reduced to one partial row per key and window; partials
+    are kept as they come and merged only when windows close (or when enough have
+    piled up), so a batch that closes nothing costs one group-by. `earliest_start`
+    lets `close` return at once when no open window can have ended yet.
+    """
 
     key: str
     size_us: int
     aggregates: tuple[Aggregate, ...]
     open: pl.DataFrame | None = None
+    pending: list[pl.DataFrame] = field(default_factory=list)
+    earliest_start: int | None = None
+
+    _COMPACT_AFTER = 32
 
     def add(self, events: pl.DataFrame, time_col: str = "event_time_us") -> None:
         """Fold on-time events into their windows (callers drop late events first)."""
         if events.is_empty():
             return
         partial = (
-            events.with_columns(window_start=(pl.col(time_col) // self.size_us) * self.size_us)
+            events.lazy()
+            .with_columns(window_start=(pl.col(time_col) // self.size_us) * self.size_us)
             .group_by(self.key, "window_start")
             .agg([a.partial.alias(a.name) for a in self.aggregates])
+            .collect()
         )
-        merged = partial if self.open is None else pl.concat([self.open, partial])
-        self.open = merged.group_by(self.key, "window_start").agg(
-            [a.merged() for a in self.aggregates]
+        self._take(partial)
+
+    def add_partial(self, partial: pl.DataFrame) -> None:
+        """Fold already-reduced rows (key, `window_start`, one column per aggregate)."""
+        if not partial.is_empty():
+            self._take(partial)
+
+    def _take(self, partial: pl.DataFrame) -> None:
+        first = int(partial["window_start"].min())  # type: ignore[arg-type]
+        if self.earliest_start is None or first < self.earliest_start:
+            self.earliest_start = first
+        self.pending.append(partial)
+        if len(self.pending) >= self._COMPACT_AFTER:
+            self._compact()
+
+    def _compact(self) -> None:
+        parts = ([] if self.open is None else [self.open]) + self.pending
+        self.pending = []
+        if not parts:
+            return
+        self.open = (
+            pl.concat(parts)
+            .lazy()
+            .group_by(self.key, "window_start")
+            .agg([a.merged() for a in self.aggregates])
+            .collect()
         )
 
     def window_end(self, time_col: str = "event_time_us") -> pl.Expr:
@@ -135,11 +180,16 @@ class TumblingWindows:
 
     def close(self, watermark_us: int) -> pl.DataFrame:
         """Remove and return the windows whose end is at or before the watermark."""
-        if self.open is None:
+        if self.earliest_start is None or self.earliest_start + self.size_us > watermark_us:
             return pl.DataFrame()
+        self._compact()
+        assert self.open is not None
         end = pl.col("window_start") + self.size_us
         done = self.open.filter(end <= watermark_us)
+        self.open = self.open.filter(end > watermark_us)
+        self.earliest_start = (
+            None if self.open.is_empty() else int(self.open["window_start"].min())  # type: ignore[arg-type]
+        )
         if done.is_empty():
             return done
-        self.open = self.open.filter(end > watermark_us)
         return done.with_columns(window_end=end).sort(self.key, "window_start")
