@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import secrets
 import threading
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 from confluent_kafka import Consumer, TopicPartition
 
@@ -32,9 +34,9 @@ from sinks.duckdb import (
     TopicBatch,
     dead_letter_rows,
     enriched_rows,
+    insert_new,
     late_rows,
     revenue_rows,
-    upsert,
 )
 from sinks.quack import serve_quack
 from streamlane import metrics
@@ -48,33 +50,60 @@ from streamlane.query import endpoint_file
 log = logging.getLogger(__name__)
 
 ORDER_TABLES: dict[str, Table] = {
-    "pizza.orders.enriched": Table("orders_enriched", enriched_rows, ("event_id",)),
-    "pizza.orders.by_store.1m": Table(
-        "store_revenue_1m", revenue_rows, ("store_id", "window_start")
+    "pizza.orders.enriched": Table(
+        "orders_enriched", enriched_rows, ("event_id",), near="event_time"
     ),
-    "pizza.orders.dlq": Table("dead_letters", dead_letter_rows, ("topic", "partition", "offset")),
-    "pizza.orders.late": Table("late_events", late_rows, ("event_id",)),
+    "pizza.orders.by_store.1m": Table(
+        "store_revenue_1m", revenue_rows, ("store_id", "window_start"), near="window_start"
+    ),
+    "pizza.orders.dlq": Table(
+        "dead_letters", dead_letter_rows, ("topic", "partition", "offset"), near="offset"
+    ),
+    "pizza.orders.late": Table("late_events", late_rows, ("event_id",), near="event_time"),
 }
 
 
+@dataclass(frozen=True)
+class PreparedBatch:
+    """One poll, decoded and ready to write: rows per table, the positions after it, lags."""
+
+    rows: list[tuple[Table, pl.DataFrame]]
+    offsets: dict[tuple[str, int], int]
+    lags: dict[tuple[str, int], int]
+    records: int
+
+
 class Landing:
-    """Consumes the output topics and upserts them into their tables, offsets in the same transaction."""
+    """Consumes the output topics and inserts them into their tables, offsets in the same transaction.
+
+    A reader thread polls and decodes the next batch while the current one is written,
+    so reading (which needs the interpreter) overlaps writing (which DuckDB does
+    without it). At most `depth` decoded batches of at most `max_batch` records wait
+    between the two: a backlog stays in Kafka.
+    """
 
     def __init__(
         self,
         con: duckdb.DuckDBPyConnection,
         brokers: str,
         tables: dict[str, Table],
-        max_batch: int = 50_000,
+        max_batch: int = 200_000,
+        poll_timeout_s: float = 0.2,
+        depth: int = 1,
     ) -> None:
         self.con = con
         self.brokers = brokers
         self.tables = tables
         self.max_batch = max_batch
+        self.poll_timeout_s = poll_timeout_s
         self.cluster_id = check_reachable(brokers)
         self.consumer = Consumer(consumer_config(brokers))
         self.consumer.assign(self._positions())
         self.landed = 0
+        self._ready: queue.Queue[PreparedBatch | BaseException] = queue.Queue(maxsize=depth)
+        self._stopping = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="landing-reader", daemon=True)
+        self._reader.start()
 
     def _positions(self) -> list[TopicPartition]:
         stored = {
@@ -96,9 +125,26 @@ class Landing:
                 positions.append(TopicPartition(topic, index, offset))
         return positions
 
-    def poll_once(self, timeout_s: float = 0.5) -> int:
-        """Land what one poll returns; return the number of records landed."""
-        messages = self.consumer.consume(self.max_batch, timeout_s)
+    def _read(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                prepared = self._prepare()
+            except BaseException as exc:  # handed to the writer, which raises it
+                self._put(exc)
+                return
+            if prepared is not None:
+                self._put(prepared)
+
+    def _put(self, item: PreparedBatch | BaseException) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _prepare(self) -> PreparedBatch | None:
+        messages = self.consumer.consume(self.max_batch, self.poll_timeout_s)
         by_topic: dict[str, list[Any]] = {}
         for m in messages:
             err = m.error()
@@ -107,49 +153,64 @@ class Landing:
             elif not err.retriable():
                 log.warning("landing consumer: %s", err)
         if not by_topic:
+            return None
+        rows = []
+        offsets: dict[tuple[str, int], int] = {}
+        for topic, records in by_topic.items():
+            table = self.tables[topic]
+            batch = TopicBatch(
+                topic=topic,
+                values=[m.value() or b"" for m in records],
+                keys=[m.key() for m in records],
+                partitions=[m.partition() for m in records],
+                offsets=[m.offset() for m in records],
+                timestamps_ms=[m.timestamp()[1] for m in records],
+                headers=[
+                    {k: v.decode("utf-8", "replace") for k, v in (m.headers() or [])}
+                    for m in records
+                ]
+                if table.name == "dead_letters"
+                else [],
+            )
+            rows.append((table, table.rows(batch)))
+            for p, o in zip(batch.partitions, batch.offsets, strict=True):
+                if o + 1 > offsets.get((topic, p), -1):
+                    offsets[(topic, p)] = o + 1
+        return PreparedBatch(rows, offsets, self._lags(offsets), len(messages))
+
+    def poll_once(self, timeout_s: float = 0.5) -> int:
+        """Write the next decoded batch, if one is ready within `timeout_s`; return its records."""
+        try:
+            item = self._ready.get(timeout=timeout_s)
+        except queue.Empty:
             return 0
+        if isinstance(item, BaseException):
+            raise item
         started = time.monotonic()
         self.con.execute("BEGIN TRANSACTION")
         try:
-            offsets: dict[tuple[str, int], int] = {}
-            for topic, records in by_topic.items():
-                batch = TopicBatch(
-                    topic=topic,
-                    values=[m.value() or b"" for m in records],
-                    keys=[m.key() for m in records],
-                    partitions=[m.partition() for m in records],
-                    offsets=[m.offset() for m in records],
-                    timestamps_ms=[m.timestamp()[1] for m in records],
-                    headers=[
-                        {k: v.decode("utf-8", "replace") for k, v in (m.headers() or [])}
-                        for m in records
-                    ]
-                    if self.tables[topic].name == "dead_letters"
-                    else [],
-                )
-                table = self.tables[topic]
-                rows = table.rows(batch)
-                upsert(self.con, table.name, rows, table.key)
+            for table, rows in item.rows:
+                insert_new(self.con, table, rows)
                 metrics.LANDED_ROWS.labels(table=table.name).inc(rows.height)
-                for p, o in zip(batch.partitions, batch.offsets, strict=True):
-                    offsets[(topic, p)] = max(offsets.get((topic, p), -1), o + 1)
-            lags = self._lags(offsets)
             self.con.executemany(
                 "INSERT OR REPLACE INTO landing_offsets VALUES (?, ?, ?, ?, ?)",
-                [(t, p, o, self.cluster_id, lags[(t, p)]) for (t, p), o in offsets.items()],
+                [
+                    (t, p, o, self.cluster_id, item.lags[(t, p)])
+                    for (t, p), o in item.offsets.items()
+                ],
             )
             self.con.execute(
                 "INSERT INTO landing_batches VALUES (now(), ?, ?, ?)",
-                [len(messages), time.monotonic() - started, sum(lags.values())],
+                [item.records, time.monotonic() - started, sum(item.lags.values())],
             )
             self.con.execute("COMMIT")
         except Exception:
             self.con.execute("ROLLBACK")
             raise
         metrics.LANDING_BATCH_SECONDS.set(time.monotonic() - started)
-        metrics.LANDING_BATCH_ROWS.set(len(messages))
-        self.landed += len(messages)
-        return len(messages)
+        metrics.LANDING_BATCH_ROWS.set(item.records)
+        self.landed += item.records
+        return item.records
 
     def _lags(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
         """Records behind each partition's high watermark (from fetch responses) after this batch."""
@@ -164,6 +225,8 @@ class Landing:
         return lags
 
     def close(self) -> None:
+        self._stopping.set()
+        self._reader.join(timeout=10)
         self.consumer.close()
 
 

@@ -308,3 +308,37 @@ def decode_batch(values: list[bytes], schema: EventSchema) -> Decoded:
         ]
     ).sort("row")
     return Decoded(valid=valid, rejects=rejects)
+
+
+def decode_own_output(values: list[bytes], schema: EventSchema) -> Decoded:
+    """Decode records a streamlane flow wrote itself: one columnar parse, no screening.
+
+    The flow's outputs are serialized from typed frames, so each record has the
+    schema's shape; the strict columnar parser still refuses any record that does not,
+    and then the whole batch goes through `decode_batch`, whose rejects name the
+    reason. The schema's value rules (enums, ranges) are not re-checked here.
+    """
+    if not values:
+        return decode_batch(values, schema)
+    parse = pa_json.ParseOptions(
+        explicit_schema=schema.arrow_schema, unexpected_field_behavior="ignore"
+    )
+    whole = pa_json.ReadOptions(use_threads=True, block_size=_PARALLEL_BLOCK_BYTES)
+    joined = b"\n".join(values)
+    if joined.count(b"\n") != len(values) - 1:
+        return decode_batch(values, schema)
+    try:
+        table = pa_json.read_json(pa.py_buffer(joined), read_options=whole, parse_options=parse)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return decode_batch(values, schema)
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    if frame.height != len(values):  # an empty record: only the exact path can say which
+        return decode_batch(values, schema)
+    valid = (
+        frame.lazy()
+        .with_columns(event_time=parse_rfc3339(pl.col("time")), row=pl.int_range(pl.len()))
+        .collect()
+    )
+    rejects = pl.DataFrame(schema={"row": pl.Int64, "reason": pl.String})
+    return Decoded(valid=valid.with_columns(pl.col("row").cast(pl.Int64)), rejects=rejects)

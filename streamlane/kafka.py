@@ -34,12 +34,23 @@ def consumer_config(brokers: str, extra: dict[str, Any] | None = None) -> dict[s
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "enable.partition.eof": False,
-        # Bounded per partition reader: a backlog waits in Kafka, not in the flow's memory.
-        "fetch.max.bytes": 8 * 1024 * 1024,
-        "queued.max.messages.kbytes": 16 * 1024,
+        # Measured on the embedded broker: a consumer of several partitions reads about twice
+        # as fast with 64 MiB fetches and prefetch queue as with 8-16 MiB.
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        "queued.max.messages.kbytes": 64 * 1024,
         "logger": log,
         **(extra or {}),
     }
+
+
+PARTITION_READER_CONFIG = {
+    "fetch.max.bytes": 16 * 1024 * 1024,
+    "max.partition.fetch.bytes": 16 * 1024 * 1024,
+    "queued.max.messages.kbytes": 32 * 1024,
+}
+"""A consumer of one partition: 32 MiB of prefetch keeps it reading at full speed (measured:
+16 MiB halves it, since one 50k-record poll drains the queue), and bounds what a backlog
+holds in the flow's memory to 32 MiB per partition."""
 
 
 def producer_config(brokers: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -25,7 +25,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from streamlane import metrics
 from streamlane.decode import Decoded
-from streamlane.kafka import admin_config, consumer_config, partitions_of
+from streamlane.kafka import (
+    PARTITION_READER_CONFIG,
+    admin_config,
+    consumer_config,
+    partitions_of,
+)
 from streamlane.windows import PartitionProgress
 
 log = logging.getLogger(__name__)
@@ -78,7 +83,9 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         self._next_offset, self._newest_us = (
             resume if resume is not None else (OFFSET_BEGINNING, None)
         )
-        self._consumer = Consumer(consumer_config(source.brokers, source.client_config))
+        self._consumer = Consumer(
+            consumer_config(source.brokers, {**PARTITION_READER_CONFIG, **source.client_config})
+        )
         self._consumer.assign([TopicPartition(topic, index, self._next_offset)])
         now = time.monotonic()
         self._last_delivery = now
