@@ -119,6 +119,10 @@ def main() -> None:
         action="store_true",
         help="profile the flow and the landing (bench/results/*.prof)",
     )
+    parser.add_argument("--workers", type=int, default=1, help="flow worker threads")
+    parser.add_argument(
+        "--flow-only", action="store_true", help="measure the ceiling and the flow, nothing else"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="streamlane-bench-"))
     stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
@@ -136,9 +140,12 @@ def main() -> None:
     print(f"(written to {out})")
 
 
-def run_flow(brokers: str, work: Path, profile: Path | None) -> tuple[subprocess.Popen[bytes], int]:
+def run_flow(
+    brokers: str, work: Path, profile: Path | None, workers: int = 1
+) -> tuple[subprocess.Popen[bytes], int]:
     """The orders flow as the CLI runs it, with its own recovery store under `work`."""
-    args = ["flow", "run", "orders", "--brokers", brokers, "--recovery-dir", str(work / "recovery")]
+    args = ["flow", "run", "orders", "--brokers", brokers, "--recovery-dir", str(work / "recovery"),
+            "--workers", str(workers)]  # fmt: skip
     return child(args, work / "flow.log", profile)
 
 
@@ -182,18 +189,35 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
     records = [(r.key, r.value) for r in OrderGenerator(settings)]
     profile = (lambda name: RESULTS / f"{stamp}-{name}.prof") if args.profile else (lambda _: None)
 
+    result: dict[str, object] = {
+        "cores": os.cpu_count(),
+        "events": args.events,
+        "partitions": args.partitions,
+        "flow_workers": args.workers,
+    }
     with fresh_input(work / "separate", records, args.partitions) as broker:
         print("measuring the bare consume+decode ceiling…", file=sys.stderr)
         ceiling_eps = ceiling(broker.bootstrap, args.partitions, args.events)
+        result["ceiling_events_per_s"] = round(ceiling_eps)
 
         print("running the flow…", file=sys.stderr)
-        flow, flow_port = run_flow(broker.bootstrap, work / "separate", profile("flow"))
+        flow, flow_port = run_flow(
+            broker.bootstrap, work / "separate", profile("flow"), args.workers
+        )
         # Timed from the first record read, so process start-up is not counted.
         wait_metric(flow_port, "streamlane_events_in_total", 1, 120)
         flow_s = wait_metric(flow_port, "streamlane_events_in_total", args.events, 900)
-        outputs = scrape(flow_port).get("streamlane_events_out_total", 0)
+        outputs = settled(flow_port, "streamlane_events_out_total")
         stop(flow)
         flow_cpu, flow_rss = usage_of_children()
+        result |= {
+            "flow_events_per_s": round(args.events / flow_s),
+            "flow_ratio_to_ceiling": round(args.events / flow_s / ceiling_eps, 3),
+            "flow_cpu_s": round(flow_cpu, 1),
+            "flow_peak_rss_mib": round(flow_rss),
+        }
+        if args.flow_only:
+            return result
 
         print("running the landing…", file=sys.stderr)
         landing, landing_port = run_landing(broker.bootstrap, work / "separate", profile("landing"))
@@ -201,32 +225,39 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         land_s = wait_metric(landing_port, "streamlane_landed_rows_total", outputs, 900)
         stop(landing)
         total_cpu, max_rss = usage_of_children()
+        result |= {
+            "landing_rows_per_s": round(outputs / land_s),
+            "landing_rows": int(outputs),
+            "landing_cpu_s": round(total_cpu - flow_cpu, 1),
+            "landing_peak_rss_mib": round(max_rss),
+        }
 
     with fresh_input(work / "together", records, args.partitions) as broker:
         print("running the flow and the landing together…", file=sys.stderr)
         landing, landing_port = run_landing(broker.bootstrap, work / "together", None)
         wait_ready(landing_port, 120)
-        flow, flow_port = run_flow(broker.bootstrap, work / "together", None)
+        flow, flow_port = run_flow(broker.bootstrap, work / "together", None, args.workers)
         wait_metric(flow_port, "streamlane_events_in_total", 1, 120)
         together_s = wait_metric(landing_port, "streamlane_landed_rows_total", outputs, 900)
         stop(flow)
         stop(landing)
+    result["flow_plus_landing_events_per_s"] = round(args.events / together_s)
+    return result
 
-    return {
-        "cores": os.cpu_count(),
-        "events": args.events,
-        "partitions": args.partitions,
-        "ceiling_events_per_s": round(ceiling_eps),
-        "flow_events_per_s": round(args.events / flow_s),
-        "flow_ratio_to_ceiling": round(args.events / flow_s / ceiling_eps, 3),
-        "landing_rows_per_s": round(outputs / land_s),
-        "landing_rows": int(outputs),
-        "flow_plus_landing_events_per_s": round(args.events / together_s),
-        "flow_cpu_s": round(flow_cpu, 1),
-        "flow_peak_rss_mib": round(flow_rss),
-        "landing_cpu_s": round(total_cpu - flow_cpu, 1),
-        "peak_rss_mib_any_child": round(max_rss),
-    }
+
+def settled(port: int, name: str, quiet_s: float = 1.0, timeout_s: float = 60) -> float:
+    """The value of counter `name` once it has not changed for `quiet_s` (outputs in flight
+    when the last input was read are still counted)."""
+    deadline = time.perf_counter() + timeout_s
+    last, since = scrape(port).get(name, 0), time.perf_counter()
+    while time.perf_counter() < deadline:
+        time.sleep(0.1)
+        now = scrape(port).get(name, 0)
+        if now != last:
+            last, since = now, time.perf_counter()
+        elif time.perf_counter() - since >= quiet_s:
+            break
+    return last
 
 
 if __name__ == "__main__":
