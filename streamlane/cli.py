@@ -198,6 +198,20 @@ def generate(
             "--backfill", min=0, help="With --rate: first produce this many seconds of history."
         ),
     ] = 0.0,
+    burst: Annotated[
+        float,
+        typer.Option(
+            "--burst",
+            min=1,
+            help="With --rate: produce this many times the rate during a burst.",
+        ),
+    ] = 1.0,
+    burst_after: Annotated[
+        float, typer.Option("--burst-after", min=0, help="Seconds of --rate before the burst.")
+    ] = 10.0,
+    burst_for: Annotated[
+        float, typer.Option("--burst-for", min=0, help="How long the burst lasts, in seconds.")
+    ] = 60.0,
     metrics_port: MetricsPort = 0,
 ) -> None:
     """Produce realistic order events: seeded, with duplicates, malformed and out-of-order ones."""
@@ -225,7 +239,12 @@ def generate(
         malformed=malformed,
         out_of_order=out_of_order,
         too_late=too_late,
+        burst_factor=burst,
+        burst_after_s=burst_after,
+        burst_for_s=burst_for,
     )
+    if burst > 1 and rate is None:
+        raise UserError("--burst needs --rate (a burst is a multiple of the live rate)")
     generator = OrderGenerator(settings)
     records = generator.records(live=rate is not None)
     with Progress(transient=False) as bar:
@@ -351,6 +370,15 @@ def flow_run(
     snapshot_interval: Annotated[
         float, typer.Option("--snapshot-interval", envvar="STREAMLANE_SNAPSHOT_INTERVAL", min=0.1)
     ] = 5.0,
+    max_poll: Annotated[
+        int,
+        typer.Option(
+            "--max-poll",
+            envvar="STREAMLANE_MAX_POLL",
+            min=1,
+            help="Most records taken from one partition per poll (one columnar batch).",
+        ),
+    ] = 50_000,
     metrics_port: MetricsPort = 0,
 ) -> None:
     """Run one flow on bytewax, resuming from its recovery store."""
@@ -365,6 +393,7 @@ def flow_run(
         lateness_s=lateness,
         idle_timeout_s=idle_timeout,
         dedupe_horizon_s=dedupe_horizon,
+        batch_size=max_poll,
     )
     run_flow(
         name,

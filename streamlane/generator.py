@@ -11,6 +11,7 @@ Every record says what kind it is, so tests can compute the expected answer.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import random
@@ -62,6 +63,11 @@ class GeneratorSettings:
     too_late: float = 0.002
     lateness_s: float = 30.0
     too_late_by_s: float = 600.0
+    burst_factor: float = 1.0
+    """In live mode, `orders_per_second` times this during the burst."""
+    burst_after_s: float = 10.0
+    """Seconds of live production before the burst starts."""
+    burst_for_s: float = 60.0
     stores_csv: Path = REFERENCE_DIR / "stores.csv"
 
 
@@ -130,7 +136,11 @@ class OrderGenerator:
         stores = _load_stores(settings.stores_csv)
         self.rng.shuffle(stores)
         self.stores = stores
-        self.weights = [1.0 / (rank + 1) ** 1.1 for rank in range(len(stores))]
+        weights = [1.0 / (rank + 1) ** 1.1 for rank in range(len(stores))]
+        # Cumulative once: choices() with plain weights sums all of them on every call.
+        self.cum_weights = list(itertools.accumulate(weights))
+        self.channels = [c for c, _ in CHANNELS]
+        self.channel_cum_weights = list(itertools.accumulate(w for _, w in CHANNELS))
         self.unknown_store = max(s for s, _ in stores) + 1000
         start = settings.start or datetime.now(UTC).replace(microsecond=0)
         self.clock = start
@@ -138,10 +148,11 @@ class OrderGenerator:
         self.n = 0
         self.n_ticks = 0
         self.live_since: tuple[float, int] | None = None
+        self.next_due = 0.0
 
     def _order(self, event_time: datetime) -> tuple[bytes, dict]:
         rng = self.rng
-        store_id, currency = rng.choices(self.stores, weights=self.weights)[0]
+        store_id, currency = rng.choices(self.stores, cum_weights=self.cum_weights)[0]
         items: list[dict[str, Any]] = []
         for sku, price in rng.sample(MENU, rng.choice((1, 1, 2, 2, 3, 4))):
             items.append({"sku": sku, "qty": rng.choice((1, 1, 1, 2, 3)), "unit_price": price})
@@ -160,7 +171,7 @@ class OrderGenerator:
                 "order_id": f"o-{self.settings.seed}-{self.n}",
                 "customer_id": f"c-{rng.randint(1, 50_000)}",
                 "store_id": store_id,
-                "channel": rng.choices([c for c, _ in CHANNELS], [w for _, w in CHANNELS])[0],
+                "channel": rng.choices(self.channels, cum_weights=self.channel_cum_weights)[0],
                 "items": items,
                 "total": total,
                 "currency": currency,
@@ -170,16 +181,23 @@ class OrderGenerator:
             event["data"]["coupon"] = "LUNCH10"  # extra fields must be tolerated
         return str(store_id).encode(), event
 
+    def _rate_at(self, live_s: float) -> float:
+        """Live events per second, `live_s` seconds after going live."""
+        s = self.settings
+        bursting = s.burst_after_s <= live_s < s.burst_after_s + s.burst_for_s
+        return s.orders_per_second * (s.burst_factor if bursting else 1.0)
+
     def _tick(self, live: bool) -> datetime:
         now = datetime.now(UTC)
         if live and self.clock >= now:
             if self.live_since is None:
                 self.live_since = (time.monotonic(), self.n_ticks)
-            started, ticks_before = self.live_since
-            due = started + (self.n_ticks - ticks_before) / self.settings.orders_per_second
-            delay = due - time.monotonic()
+                self.next_due = self.live_since[0]
+            started = self.live_since[0]
+            delay = self.next_due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            self.next_due += 1.0 / self._rate_at(self.next_due - started)
             self.n_ticks += 1
             return datetime.now(UTC)
         # Simulated clock: the whole stream (count mode) or the backfill before going live.
