@@ -26,37 +26,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.json as pa_json
-from confluent_kafka import Consumer, TopicPartition
-
+from bench.baselines.bare_consumer import consume_and_decode
 from flows import orders
 from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.generator import GeneratorSettings, OrderGenerator
-from streamlane.kafka import consumer_config, ensure_topics
+from streamlane.kafka import ensure_topics
 from streamlane.publish import publish
 from streamlane.runner import scrape
 
 RESULTS = Path(__file__).parent / "results"
 CHILDREN: list[subprocess.Popen[bytes]] = []  # stopped by main() however it ends
-
-
-def ceiling(brokers: str, partitions: int, total: int) -> float:
-    """Events/s of a bare consumer decoding each poll with Arrow's JSON reader."""
-    consumer = Consumer(consumer_config(brokers))
-    consumer.assign([TopicPartition(orders.INPUT_TOPIC, p, 0) for p in range(partitions)])
-    started = time.perf_counter()
-    seen = 0
-    while seen < total:
-        batch = [m.value() for m in consumer.consume(20_000, 1.0) if m.error() is None]
-        if batch:
-            # Malformed records fail the decode: the ceiling still counts the attempt.
-            with contextlib.suppress(pa.ArrowInvalid):
-                pa_json.read_json(pa.py_buffer(b"\n".join(v or b"" for v in batch)))
-            seen += len(batch)
-    elapsed = time.perf_counter() - started
-    consumer.close()
-    return total / elapsed
 
 
 def child(
@@ -121,6 +100,9 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="flow worker threads")
     parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the per-event bytewax baseline"
+    )
+    parser.add_argument(
         "--flow-only", action="store_true", help="measure the ceiling and the flow, nothing else"
     )
     args = parser.parse_args()
@@ -137,7 +119,31 @@ def main() -> None:
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f"{key:<{width}}  {value}")
+    print()
+    for line in target_table(result):
+        print(line)
     print(f"(written to {out})")
+
+
+TARGETS = (
+    ("flow_ratio_to_ceiling", ">=", 0.6),
+    ("landing_rows_per_s", ">=", 200_000),
+    ("flow_plus_landing_events_per_s", ">=", 100_000),
+    ("flow_peak_rss_mib", "<", 1024),
+)
+"""The throughput and memory targets on the project's 2-core reference machine."""
+
+
+def target_table(result: dict[str, object]) -> list[str]:
+    """One line per target: the measured figure, the target and whether it is met."""
+    lines = [f"{'measure':<32} {'result':>10} {'target':>12}  met  (cores: {result['cores']})"]
+    for name, op, goal in TARGETS:
+        if name not in result:
+            continue
+        value = float(result[name])  # type: ignore[arg-type]
+        met = value >= goal if op == ">=" else value < goal
+        lines.append(f"{name:<32} {value:>10,.6g} {op + f'{goal:,}':>12}  {'yes' if met else 'NO'}")
+    return lines
 
 
 def run_flow(
@@ -197,7 +203,9 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
     }
     with fresh_input(work / "separate", records, args.partitions) as broker:
         print("measuring the bare consume+decode ceiling…", file=sys.stderr)
-        ceiling_eps = ceiling(broker.bootstrap, args.partitions, args.events)
+        ceiling_eps = consume_and_decode(
+            broker.bootstrap, orders.INPUT_TOPIC, args.partitions, args.events
+        )
         result["ceiling_events_per_s"] = round(ceiling_eps)
 
         print("running the flow…", file=sys.stderr)
@@ -242,7 +250,37 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         stop(flow)
         stop(landing)
     result["flow_plus_landing_events_per_s"] = round(args.events / together_s)
+    if not args.no_baseline:
+        with fresh_input(work / "per-event", records, args.partitions) as broker:
+            print("running the per-event bytewax baseline…", file=sys.stderr)
+            per_event_eps = per_event_baseline(broker.bootstrap, work / "per-event", args.events)
+        result["per_event_baseline_events_per_s"] = round(per_event_eps)
+        result["flow_ratio_to_per_event"] = round(
+            float(result["flow_events_per_s"]) / per_event_eps,
+            2,  # type: ignore[arg-type]
+        )
     return result
+
+
+def per_event_baseline(brokers: str, work: Path, total: int) -> float:
+    """Events/s of the same job on bytewax's per-event operators (bench/baselines/per_event.py)."""
+    report = work / "per-event.seconds"
+    command = [sys.executable, "-m", "bench.baselines.per_event", "--brokers", brokers,
+               "--events", str(total), "--report", str(report)]  # fmt: skip
+    with open(work / "per-event.log", "ab") as out:
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    CHILDREN.append(proc)
+    deadline = time.perf_counter() + 1800
+    while not report.exists():
+        if proc.poll() is not None or time.perf_counter() > deadline:
+            raise SystemExit(
+                f"benchmark: the per-event baseline failed (see {work / 'per-event.log'})"
+            )
+        time.sleep(0.2)
+    stop(proc)
+    return total / float(report.read_text())
 
 
 def settled(port: int, name: str, quiet_s: float = 1.0, timeout_s: float = 60) -> float:
