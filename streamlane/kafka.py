@@ -34,6 +34,8 @@ def consumer_config(brokers: str, extra: dict[str, Any] | None = None) -> dict[s
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "enable.partition.eof": False,
+        # A caught-up reader should not wait half a second (the default) for a fetch to fill.
+        "fetch.wait.max.ms": 50,
         # Measured on the embedded broker: a consumer of several partitions reads about twice
         # as fast with 64 MiB fetches and prefetch queue as with 8-16 MiB.
         "fetch.max.bytes": 64 * 1024 * 1024,

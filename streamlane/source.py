@@ -1,7 +1,8 @@
 """Kafka input for bytewax that yields one decoded polars batch per poll of a partition.
 
 Each Kafka partition is one bytewax source partition (the unit of parallelism).
-A poll of up to `batch_size` records becomes ONE item: the records decoded by the
+Up to `batch_size` records (collected for at most `linger_s` once the partition is
+caught up) become ONE item: the records decoded by the
 flow's `decode` function, their dead letters, and the partition's progress
 (newest event time, idleness) that drives the watermark. When a partition has
 nothing to deliver it still emits an empty batch every `heartbeat_s`, so idleness
@@ -91,6 +92,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         self._last_delivery = now
         self._last_emit = 0.0
         self._wake_at: datetime | None = None
+        self._pending: list[Any] = []
         self._labels = {"topic": topic, "partition": str(index)}
 
     def _progress(self, now: float) -> PartitionProgress:
@@ -112,25 +114,36 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             metrics.CONSUMER_LAG.labels(**self._labels).set(max(0, high - self._next_offset))
 
     def next_batch(self) -> list[PartitionBatch]:
-        messages = self._consumer.consume(self._source.batch_size, 0)
+        source = self._source
+        messages = self._consumer.consume(source.batch_size - len(self._pending), 0)
         now = time.monotonic()
-        records = [m for m in messages if m.error() is None]
         for m in messages:
             err = m.error()
-            if err is not None and err.code() != KafkaError._PARTITION_EOF:
+            if err is None:
+                self._pending.append(m)
+            elif err.code() != KafkaError._PARTITION_EOF:
                 if err.fatal():
                     raise RuntimeError(f"Kafka consumer for {self._name} failed: {err}")
                 log.warning("Kafka consumer for %s: %s", self._name, err)
-        if not records:
+        if messages:
+            self._last_delivery = now
+        if not self._pending:
             self._wake_at = datetime.now(UTC) + timedelta(seconds=0.02)
-            if now - self._last_emit < self._source.heartbeat_s:
+            if now - self._last_emit < source.heartbeat_s:
                 return []
             self._last_emit = now
             self._report_lag()
             return [self._batch(None, now)]
+        waited = now - self._last_emit
+        if len(self._pending) < source.batch_size and waited < source.linger_s:
+            # A caught-up partition collects records for a moment: every batch costs a fixed
+            # amount of work per state shard, so many tiny batches would cost more than
+            # the records themselves.
+            self._wake_at = datetime.now(UTC) + timedelta(seconds=source.linger_s - waited)
+            return []
         self._wake_at = None
-        self._last_delivery = now
         self._last_emit = now
+        records, self._pending = self._pending, []
         batch = self._batch(records, now)
         self._report_lag()
         return [batch]
@@ -207,6 +220,7 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         batch_size: int = 20_000,
         idle_timeout_s: float = 10.0,
         heartbeat_s: float = 0.25,
+        linger_s: float = 0.2,
         client_config: dict[str, Any] | None = None,
     ) -> None:
         self.brokers = brokers
@@ -215,6 +229,7 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         self.batch_size = batch_size
         self.idle_timeout_s = idle_timeout_s
         self.heartbeat_s = heartbeat_s
+        self.linger_s = linger_s
         self.client_config = client_config or {}
 
     def partition_names(self) -> list[str]:
