@@ -1,0 +1,160 @@
+"""Freshness at a steady rate: how soon produced events and closed windows are queryable.
+
+    python -m bench.freshness --rate 20000 --seconds 60
+
+Starts a fresh embedded broker, the warehouse and the orders flow, then produces live
+events at `--rate` (split over `--generators` generator processes, since one process
+generates about 20k events/s at most) for `--seconds`. Meanwhile it polls the warehouse
+and the flow's metrics every `--poll` seconds and measures:
+
+- event freshness: for every row of `orders_enriched`, the time it was first seen in
+  a query minus its event time (the generator stamps events with the wall clock as it
+  produces them, so this is produce-to-visible; out-of-order and late events are not
+  generated, so every event time is its produce time);
+- window freshness: for every closed minute, the time its first `store_revenue_1m`
+  row was seen minus the time the flow's watermark metric was first seen past its end.
+
+Both are upper bounds by up to one poll interval. Percentiles print as a table and go
+to bench/results/freshness-<timestamp>.json with the machine's core count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from bench.run import CHILDREN, RESULTS, child, stop, wait_ready
+from flows import orders
+from streamlane.broker import EmbeddedBroker
+from streamlane.kafka import ensure_topics
+from streamlane.query import endpoint_file, run_sql
+from streamlane.runner import scrape
+
+WARM_UP_S = 5.0
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {}
+    values = np.asarray(samples)
+    return {f"p{p}": round(float(np.percentile(values, p)), 3) for p in (50, 95, 99)} | {
+        "max": round(float(values.max()), 3),
+        "samples": len(samples),
+    }
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
+    warehouse = work / "warehouse.duckdb"
+    with EmbeddedBroker(log_path=work / "broker.log") as broker:
+        brokers = broker.bootstrap
+        ensure_topics(brokers, orders.TOPICS, args.partitions)
+        _, landing_port = child(
+            ["serve", "--brokers", brokers, "--warehouse", str(warehouse),
+             "--pg-port", "0", "--quack-port", "0"], work / "warehouse.log",
+        )  # fmt: skip
+        wait_ready(landing_port, 120)
+        _, flow_port = child(
+            ["flow", "run", "orders", "--brokers", brokers, "--recovery-dir",
+             str(work / "recovery"), "--lateness", str(args.lateness)], work / "flow.log",
+        )  # fmt: skip
+        wait_ready(flow_port, 120)
+        while not endpoint_file(warehouse).exists():
+            time.sleep(0.1)
+        per_generator = args.rate / args.generators
+        generators = [
+            child(
+                ["generate", "--brokers", brokers, "--rate", str(per_generator),
+                 "--seed", str(100 + g), "--out-of-order", "0", "--too-late", "0"],
+                work / f"generate-{g}.log",
+            )[0]
+            for g in range(args.generators)
+        ]  # fmt: skip
+        event_delays: list[float] = []
+        window_delays: list[float] = []
+        watermark_passed: dict[int, float] = {}
+        window_seen: set[int] = set()
+        last_rowid = -1
+        started = time.time()
+        produced_before = 0.0
+        while time.time() - started < args.seconds:
+            time.sleep(args.poll)
+            now = time.time()
+            rows = run_sql(
+                warehouse,
+                "SELECT rowid AS r, epoch_us(event_time) AS t FROM orders_enriched "
+                f"WHERE rowid > {last_rowid}",
+            )
+            if rows.height:
+                last_rowid = int(rows["r"].max())  # type: ignore[arg-type]
+                times = rows["t"].to_numpy() / 1e6
+                # Generators start with a short catch-up to the wall clock: not steady state.
+                steady = times > started + WARM_UP_S
+                event_delays.extend((now - times[steady]).tolist())
+            watermark = scrape(flow_port).get("streamlane_watermark_seconds", 0.0)
+            minute = int(watermark // 60) * 60
+            if minute > 0:
+                first = minute if not watermark_passed else max(watermark_passed) + 60
+                for passed in range(first, minute + 1, 60):
+                    watermark_passed[passed] = now
+            windows = run_sql(
+                warehouse,
+                "SELECT DISTINCT epoch(window_end)::BIGINT AS e FROM store_revenue_1m",
+            )["e"].to_list()
+            for end in windows:
+                if end not in window_seen:
+                    window_seen.add(end)
+                    if end in watermark_passed:
+                        window_delays.append(now - watermark_passed[end])
+            produced_before = now
+        for proc in generators:
+            stop(proc)
+        elapsed = produced_before - started
+        landed = int(run_sql(warehouse, "SELECT count(*) AS n FROM orders_enriched")["n"][0])
+        for proc in list(CHILDREN):
+            stop(proc)
+    # The first minute's watermark may have passed before polling began: not a sample.
+    return {
+        "cores": os.cpu_count(),
+        "rate_target_events_per_s": args.rate,
+        "landed_events_per_s": round(landed / elapsed),
+        "seconds": args.seconds,
+        "lateness_s": args.lateness,
+        "poll_s": args.poll,
+        "event_produce_to_visible_s": percentiles(event_delays),
+        "window_watermark_to_visible_s": percentiles(window_delays),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=20_000)
+    parser.add_argument("--generators", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--lateness", type=float, default=5.0)
+    parser.add_argument("--poll", type=float, default=0.2)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="streamlane-freshness-"))
+    RESULTS.mkdir(exist_ok=True)
+    try:
+        result = measure(args, work)
+    finally:
+        for proc in CHILDREN:
+            stop(proc)
+    out = RESULTS / f"freshness-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for key, value in result.items():
+        print(f"{key:<32} {value}")
+    print(f"(written to {out}; logs in {work})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
