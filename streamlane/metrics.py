@@ -21,6 +21,11 @@ DEAD_LETTERS = Counter(
 DUPLICATES = Counter("streamlane_duplicates_dropped", "Events dropped as duplicates")
 LATE_EVENTS = Counter("streamlane_late_events", "Events that arrived after their window closed")
 WINDOWS = Counter("streamlane_windows_emitted", "Window results emitted")
+STATE_SHARDS = Gauge(
+    "streamlane_state_shards",
+    "Keyed state shards (dedupe and windows) held, by worker (process id and thread)",
+    ["worker"],
+)
 WATERMARK = Gauge("streamlane_watermark_seconds", "Flow watermark (event time, Unix seconds)")
 PARTITION_EVENT_TIME = Gauge(
     "streamlane_partition_newest_event_seconds",

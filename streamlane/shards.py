@@ -8,6 +8,8 @@ behind that batch's rows, so all shards see the same watermark.
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 
 import polars as pl
@@ -142,6 +144,9 @@ def shard_step(spec: WindowSpec):  # type: ignore[no-untyped-def]
     def step(state: ShardState | None, item: ShardInput) -> tuple[ShardState, ShardOutput]:
         if state is None:
             state = ShardState(spec)
+            # Where bytewax placed this key: lets a cluster's spread of state be checked.
+            worker = f"{os.getpid()}/{threading.current_thread().name}"
+            metrics.STATE_SHARDS.labels(worker=worker).inc()
         return state, state.process(item)
 
     return step

@@ -1,16 +1,20 @@
 """Scale-out: the same input through 1, 2 and 4 worker threads and through a two-process
-cluster gives the same warehouse contents, equal to the oracle."""
+cluster gives the same warehouse contents, equal to the oracle, with the keyed state shards
+spread over every worker."""
 
 from __future__ import annotations
 
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from flows import orders
 from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.kafka import ensure_topics
 from streamlane.publish import publish
+from streamlane.settings import FlowSettings
 from tests.e2e.orders_run import finish_and_check, order_stream, start_flow, start_warehouse
 from tests.helpers import Processes
 
@@ -30,16 +34,37 @@ def test_every_layout_lands_the_oracle(
     start_warehouse(processes, brokers, warehouse)
     recovery = tmp_path / "recovery"
     count, unit = layout.split()
+    ports = [free_port() for _ in range(int(count) if unit.startswith("process") else 1)]
     if unit.startswith("worker"):
-        start_flow(processes, brokers, recovery, "--idle-timeout", "4", "--workers", count)
+        start_flow(
+            processes, brokers, recovery, "--idle-timeout", "4", "--workers", count,
+            "--metrics-port", str(ports[0]),
+        )  # fmt: skip
     else:
         addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(int(count)))
         for index in range(int(count)):
             start_flow(
                 processes, brokers, recovery, "--idle-timeout", "4",
-                "--process-id", str(index), "--addresses", addresses, name=f"flow-{index}",
+                "--process-id", str(index), "--addresses", addresses,
+                "--metrics-port", str(ports[index]), name=f"flow-{index}",
             )  # fmt: skip
     finish_and_check(brokers, warehouse, main, too_late)
+    placement = shards_by_worker(ports)
+    assert sum(placement.values()) == FlowSettings(brokers="").shards, placement
+    assert len(placement) == int(count), f"state shards not spread over every worker: {placement}"
+
+
+def shards_by_worker(ports: list[int]) -> dict[str, float]:
+    """State shards each worker of the flow holds, from the flows' metrics."""
+    held: dict[str, float] = {}
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "streamlane_state_shards" and sample.value > 0:
+                    held[sample.labels["worker"]] = sample.value
+    return held
 
 
 def test_uneven_worker_count_is_refused(
