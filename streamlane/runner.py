@@ -207,15 +207,20 @@ class Pipeline:
         )
         return table
 
-    def _lag(self, metrics: dict[str, float]) -> str:
-        """Total input lag and the partition furthest behind (from fetch high watermarks)."""
+    def _lag(self, metrics: dict[str, float], shown: int = 4) -> str:
+        """Total input lag and the partitions furthest behind, most first (from fetch high
+        watermarks); every partition's lag is in the metrics."""
         prefix = f"streamlane_consumer_lag|{orders.INPUT_TOPIC}/"
         per_partition = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
         total = metrics.get("streamlane_consumer_lag", 0.0)
-        if not per_partition or total == 0:
+        behind = sorted(
+            (p for p, v in per_partition.items() if v > 0), key=lambda p: -per_partition[p]
+        )
+        if not behind or total == 0:
             return f"{total:,.0f}"
-        worst = max(per_partition, key=lambda p: per_partition[p])
-        return f"{total:,.0f} (p{worst}: {per_partition[worst]:,.0f})"
+        parts = ", ".join(f"p{p}: {per_partition[p]:,.0f}" for p in behind[:shown])
+        more = f", +{len(behind) - shown} more" if len(behind) > shown else ""
+        return f"{total:,.0f} ({parts}{more})"
 
     def _out(self, metrics: dict[str, float], topic: str) -> float:
         return metrics.get(f"streamlane_events_out_total|{topic}", 0.0)
