@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +33,7 @@ from flows import orders
 from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.generator import GeneratorSettings, OrderGenerator
 from streamlane.kafka import ensure_topics
+from streamlane.paths import REFERENCE_DIR
 from streamlane.publish import publish
 from streamlane.runner import scrape
 
@@ -99,6 +102,16 @@ def main() -> None:
         help="profile the flow and the landing (bench/results/*.prof)",
     )
     parser.add_argument("--workers", type=int, default=1, help="flow worker threads")
+    parser.add_argument(
+        "--stores", type=int, default=0, help="distinct stores (default: the shipped list)"
+    )
+    parser.add_argument(
+        "--event-rate",
+        type=float,
+        default=40.0,
+        help="orders per second of event time at the daily peak (sets how much event time "
+        "the events span, so how many ids the dedupe horizon holds)",
+    )
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the per-event bytewax baseline"
     )
@@ -187,9 +200,14 @@ def wait_ready(port: int, timeout_s: float) -> None:
 
 def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, object]:
     """Run every measurement, each stage on its own fresh broker; the figures as a flat dict."""
+    stores_csv = REFERENCE_DIR / "stores.csv"
+    if args.stores:
+        stores_csv = many_stores(work / "reference", args.stores)
+        os.environ["STREAMLANE_REFERENCE_DIR"] = str(stores_csv.parent)  # read by the children
     settings = GeneratorSettings(
         seed=1, count=args.events, start=datetime(2026, 11, 2, 11, 0, tzinfo=UTC),
-        duplicates=0.01, malformed=0.01,
+        duplicates=0.01, malformed=0.01, stores_csv=stores_csv,
+        orders_per_second=args.event_rate,
     )  # fmt: skip
     print(f"generating {args.events:,} events…", file=sys.stderr)
     records = [(r.key, r.value) for r in OrderGenerator(settings)]
@@ -200,6 +218,8 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         "events": args.events,
         "partitions": args.partitions,
         "flow_workers": args.workers,
+        "stores": args.stores or "shipped list",
+        "event_rate_per_s": args.event_rate,
     }
     with fresh_input(work / "separate", records, args.partitions) as broker:
         print("measuring the bare consume+decode ceiling…", file=sys.stderr)
@@ -260,6 +280,23 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             2,  # type: ignore[arg-type]
         )
     return result
+
+
+def many_stores(folder: Path, count: int) -> Path:
+    """A reference folder like `reference/` whose store list has `count` stores."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REFERENCE_DIR / "fx_rates.csv", folder / "fx_rates.csv")
+    shipped = list(csv.DictReader((REFERENCE_DIR / "stores.csv").open()))
+    path = folder / "stores.csv"
+    with path.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(shipped[0]))
+        writer.writeheader()
+        for n in range(count):
+            row = dict(shipped[n % len(shipped)])
+            row["store_id"] = str(n + 1)
+            row["name"] = f"{row['name']} #{n + 1}"
+            writer.writerow(row)
+    return path
 
 
 def per_event_baseline(brokers: str, work: Path, total: int) -> float:
