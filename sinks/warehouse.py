@@ -173,9 +173,10 @@ class Landing:
                 else [],
             )
             rows.append((table, table.rows(batch)))
-            for p, o in zip(batch.partitions, batch.offsets, strict=True):
-                if o + 1 > offsets.get((topic, p), -1):
-                    offsets[(topic, p)] = o + 1
+            # Records come in offset order per partition: the last one's offset is the highest.
+            offsets |= {
+                (topic, p): o + 1 for p, o in zip(batch.partitions, batch.offsets, strict=True)
+            }
         return PreparedBatch(rows, offsets, self._lags(offsets), len(messages))
 
     def poll_once(self, timeout_s: float = 0.5) -> int:

@@ -4,9 +4,8 @@ A flow allocates and frees tens of megabytes per batch (the joined records, the 
 columns, the encoded outputs). polars' jemalloc keeps freed pages dirty for ten seconds
 by default; returning them after one second (read from the environment when polars
 first allocates, so this module is imported before polars) keeps a flow's resident
-memory near what it uses. Returning glibc's and Arrow's freed blocks as well was
-measured too: it saved a little more memory and cost about 15% of throughput, so it
-is not done.
+memory near what it uses. Returning glibc's and Arrow's freed blocks as well saved a
+little more memory but slowed the flow noticeably in the benchmark, so it is not done.
 """
 
 from __future__ import annotations
