@@ -261,6 +261,7 @@ def build_flow(settings: FlowSettings) -> Dataflow:
         decode_orders,
         batch_size=settings.batch_size,
         idle_timeout_s=settings.idle_timeout_s,
+        broker_timeout_s=settings.broker_timeout_s,
     )
     spec = WindowSpec(
         partitions=tuple(source.partition_names()),
@@ -272,8 +273,10 @@ def build_flow(settings: FlowSettings) -> Dataflow:
         shards=settings.shards,
     )
 
-    def sink(topic: str, **kw: bool) -> KafkaFrameSink:
-        return KafkaFrameSink(settings.brokers, topic, **kw)
+    def sink(topic: str, headers: bool = False) -> KafkaFrameSink:
+        return KafkaFrameSink(
+            settings.brokers, topic, headers=headers, broker_timeout_s=settings.broker_timeout_s
+        )
 
     flow = Dataflow("orders")
     batches = op.input("read_orders", flow, source)

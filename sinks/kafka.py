@@ -2,8 +2,9 @@
 
 A frame has a `key` and a `value` column (strings or bytes); each row is one
 record. Producers are idempotent with a bounded queue: when it is full the sink
-waits for deliveries (back pressure) instead of growing memory. A delivery
-failure stops the flow rather than losing records.
+waits for deliveries (back pressure) instead of growing memory, during a Kafka
+outage up to the outage limit. A delivery failure stops the flow rather than
+losing records.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaException, Producer
 
 from streamlane import metrics
+from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S, watch
 from streamlane.kafka import producer_config
 
 _CHUNK = 10_000
@@ -31,17 +33,22 @@ class _Delivery:
 
 
 class _FramePartition(StatelessSinkPartition[pl.DataFrame]):
-    def __init__(self, brokers: str, topic: str, with_headers: bool) -> None:
+    def __init__(
+        self, brokers: str, topic: str, with_headers: bool, broker_timeout_s: float
+    ) -> None:
         # Only failed deliveries call back into Python: one callback per record would cost
         # as much as producing it.
         self._producer = Producer(producer_config(brokers, {"delivery.report.only.error": True}))
         self._topic = topic
         self._with_headers = with_headers
         self._delivery = _Delivery()
+        self._broker = watch(brokers, broker_timeout_s)
 
     def _check(self) -> None:
         if self._delivery.error is not None:
             raise KafkaException(self._delivery.error)
+        # A full queue during an outage waits for Kafka, up to the outage limit.
+        self._broker.check()
 
     def _queue(self, messages: list[dict[str, Any]]) -> None:
         for start in range(0, len(messages), _CHUNK):
@@ -75,6 +82,7 @@ class _FramePartition(StatelessSinkPartition[pl.DataFrame]):
                     break
                 except BufferError:
                     self._producer.poll(0.05)
+                    self._check()
         self._producer.poll(0)
 
     def write_batch(self, items: list[pl.DataFrame]) -> None:
@@ -105,10 +113,18 @@ class KafkaFrameSink(DynamicSink[pl.DataFrame]):
     (used for dead letters, whose value must stay the original bytes).
     """
 
-    def __init__(self, brokers: str, topic: str, *, headers: bool = False) -> None:
+    def __init__(
+        self,
+        brokers: str,
+        topic: str,
+        *,
+        headers: bool = False,
+        broker_timeout_s: float = DEFAULT_OUTAGE_LIMIT_S,
+    ) -> None:
         self.brokers = brokers
         self.topic = topic
         self.headers = headers
+        self.broker_timeout_s = broker_timeout_s
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _FramePartition:
-        return _FramePartition(self.brokers, self.topic, self.headers)
+        return _FramePartition(self.brokers, self.topic, self.headers, self.broker_timeout_s)

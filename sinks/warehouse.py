@@ -41,6 +41,7 @@ from sinks.duckdb import (
 from sinks.quack import serve_quack
 from streamlane import metrics
 from streamlane.broker import free_port
+from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S, watch
 from streamlane.errors import UserError
 from streamlane.kafka import check_reachable, consumer_config, partitions_of
 from streamlane.pgwire.auth import Credentials
@@ -90,6 +91,7 @@ class Landing:
         max_batch: int = 200_000,
         poll_timeout_s: float = 0.2,
         depth: int = 1,
+        broker_timeout_s: float = DEFAULT_OUTAGE_LIMIT_S,
     ) -> None:
         self.con = con
         self.brokers = brokers
@@ -97,6 +99,7 @@ class Landing:
         self.max_batch = max_batch
         self.poll_timeout_s = poll_timeout_s
         self.cluster_id = check_reachable(brokers)
+        self.broker = watch(brokers, broker_timeout_s)
         self.consumer = Consumer(consumer_config(brokers))
         self.consumer.assign(self._positions())
         self.landed = 0
@@ -180,7 +183,11 @@ class Landing:
         return PreparedBatch(rows, offsets, self._lags(offsets), len(messages))
 
     def poll_once(self, timeout_s: float = 0.5) -> int:
-        """Write the next decoded batch, if one is ready within `timeout_s`; return its records."""
+        """Write the next decoded batch, if one is ready within `timeout_s`; return its records.
+
+        While Kafka does not answer this waits; past the outage limit it raises BrokerOutage.
+        """
+        self.broker.check()
         try:
             item = self._ready.get(timeout=timeout_s)
         except queue.Empty:
@@ -342,8 +349,10 @@ class Warehouse:
         path: Path,
         brokers: str | None,
         endpoint: EndpointSettings | None = None,
+        broker_timeout_s: float = DEFAULT_OUTAGE_LIMIT_S,
     ) -> None:
         self.path = path
+        self.broker_timeout_s = broker_timeout_s
         self.con = open_warehouse(path)
         endpoint = endpoint or EndpointSettings()
         quack_token, _ = credential(path, "quack-token", "STREAMLANE_QUACK_TOKEN")
@@ -414,7 +423,9 @@ class Warehouse:
         log.info("warehouse %s serving queries at %s", self.path, self.url)
         try:
             if self.brokers:
-                self.landing = Landing(self.con, self.brokers, ORDER_TABLES)
+                self.landing = Landing(
+                    self.con, self.brokers, ORDER_TABLES, broker_timeout_s=self.broker_timeout_s
+                )
                 while not self.stopping.is_set():
                     self.landing.poll_once()
             else:

@@ -68,6 +68,15 @@ DedupeHorizon = Annotated[
         "--dedupe-horizon", envvar="STREAMLANE_DEDUPE_HORIZON", help="Dedupe horizon, seconds."
     ),
 ]
+BrokerTimeout = Annotated[
+    float,
+    typer.Option(
+        "--broker-timeout",
+        envvar="STREAMLANE_BROKER_TIMEOUT",
+        min=1,
+        help="How long to wait for Kafka during an outage before stopping, seconds.",
+    ),
+]
 PgHost = Annotated[
     str,
     typer.Option("--pg-host", envvar="STREAMLANE_PG_HOST", help="PostgreSQL endpoint address."),
@@ -143,6 +152,7 @@ def run(
         Path,
         typer.Option("--data-dir", envvar="STREAMLANE_DATA_DIR", help="Logs and recovery state."),
     ] = Path("data"),
+    broker_timeout: BrokerTimeout = 120.0,
     pg_host: PgHost = "127.0.0.1",
     pg_port: PgPort = 5433,
     quack_port: QuackPort = 9494,
@@ -156,6 +166,7 @@ def run(
         lateness_s=lateness,
         idle_timeout_s=idle_timeout,
         dedupe_horizon_s=dedupe_horizon,
+        broker_timeout_s=broker_timeout,
     )
     Pipeline(
         RunSettings(
@@ -285,6 +296,7 @@ def serve(
     ] = "scram-sha-256",
     quack_host: QuackHost = "127.0.0.1",
     quack_port: QuackPort = 9494,
+    broker_timeout: BrokerTimeout = 120.0,
     metrics_port: MetricsPort = 0,
 ) -> None:
     """Own the warehouse: land the output topics (when --brokers is given) and serve queries,
@@ -306,7 +318,7 @@ def serve(
         quack_host=quack_host,
         quack_port=quack_port,
     )
-    server = WarehouseServer(warehouse, brokers, endpoint)
+    server = WarehouseServer(warehouse, brokers, endpoint, broker_timeout_s=broker_timeout)
     try:
         server.serve()
     except KeyboardInterrupt:
@@ -379,6 +391,7 @@ def flow_run(
             help="Most records taken from one partition per poll (one columnar batch).",
         ),
     ] = 50_000,
+    broker_timeout: BrokerTimeout = 120.0,
     metrics_port: MetricsPort = 0,
 ) -> None:
     """Run one flow on bytewax, resuming from its recovery store."""
@@ -394,6 +407,7 @@ def flow_run(
         idle_timeout_s=idle_timeout,
         dedupe_horizon_s=dedupe_horizon,
         batch_size=max_poll,
+        broker_timeout_s=broker_timeout,
     )
     run_flow(
         name,

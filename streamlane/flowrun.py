@@ -86,6 +86,8 @@ def run_flow(
     except KeyboardInterrupt:
         log.info("flow %s stopped", name)
     except BytewaxRuntimeError as exc:
+        if (cause := _user_error(exc)) is not None:
+            raise cause from None
         if not _interrupted(exc):
             raise
         log.info("flow %s stopped", name)
@@ -139,6 +141,17 @@ def wait_for_recovery(directory: Path, cluster_id: str, timeout_s: float = 60.0)
                 f"no recovery store for this broker in {directory} (process 0 makes it)"
             )
         time.sleep(0.1)
+
+
+def _user_error(exc: BaseException) -> UserError | None:
+    """The UserError a step raised (a broker outage past its limit, say), if that is what
+    stopped bytewax: it is reported as one line, not as bytewax's wrapped traceback."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, UserError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _interrupted(exc: BaseException) -> bool:

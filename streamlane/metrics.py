@@ -32,6 +32,7 @@ PARTITION_EVENT_TIME = Gauge(
     "Newest event time read from an input partition (its watermark plus the lateness)",
     ["topic", "partition"],
 )
+BROKER_UP = Gauge("streamlane_broker_up", "1 while Kafka answers metadata requests, else 0")
 LANDED_ROWS = Counter("streamlane_landed_rows", "Rows written to the warehouse", ["table"])
 LANDING_BATCH_SECONDS = Gauge(
     "streamlane_landing_batch_seconds", "Duration of the last landing batch"

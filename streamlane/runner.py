@@ -136,6 +136,7 @@ class Pipeline:
                 "serve", *common, "--warehouse", str(s.warehouse),
                 "--pg-host", s.pg_host, "--pg-port", str(s.pg_port),
                 "--quack-port", str(s.quack_port),
+                "--broker-timeout", str(s.flow.broker_timeout_s),
             ],
         )  # fmt: skip
         f = s.flow
@@ -145,6 +146,7 @@ class Pipeline:
             "--lateness", str(f.lateness_s),
             "--idle-timeout", str(f.idle_timeout_s),
             "--dedupe-horizon", str(f.dedupe_horizon_s),
+            "--broker-timeout", str(f.broker_timeout_s),
         ]  # fmt: skip
         if s.processes == 1:
             self._spawn("flow", flow_args)

@@ -15,3 +15,4 @@ class FlowSettings:
     dedupe_horizon_s: float = 3600.0
     batch_size: int = 50_000
     shards: int = 16
+    broker_timeout_s: float = 120.0

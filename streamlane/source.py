@@ -25,6 +25,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from streamlane import metrics
+from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S, watch
 from streamlane.decode import Decoded
 from streamlane.kafka import (
     PARTITION_READER_CONFIG,
@@ -94,9 +95,15 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         self._wake_at: datetime | None = None
         self._pending: list[Any] = []
         self._labels = {"topic": topic, "partition": str(index)}
+        self._broker = watch(source.brokers, source.broker_timeout_s)
 
     def _progress(self, now: float) -> PartitionProgress:
-        idle_for = now - self._last_delivery
+        # Silence during a Kafka outage is not idleness: time without an answer does not
+        # count towards the idle timeout, so an outage never makes later events late.
+        if self._broker.down_for_s is not None:
+            idle_for = 0.0
+        else:
+            idle_for = now - max(self._last_delivery, self._broker.up_since)
         return PartitionProgress(
             partition=self._name,
             newest_us=self._newest_us,
@@ -115,6 +122,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
 
     def next_batch(self) -> list[PartitionBatch]:
         source = self._source
+        self._broker.check()
         messages = self._consumer.consume(source.batch_size - len(self._pending), 0)
         now = time.monotonic()
         for m in messages:
@@ -209,7 +217,11 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
 
 
 class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
-    """All partitions of one Kafka topic, read from the earliest offset on a first start."""
+    """All partitions of one Kafka topic, read from the earliest offset on a first start.
+
+    While Kafka does not answer, readers wait (the client retries) and partitions do not
+    turn idle; an outage longer than `broker_timeout_s` stops the flow with BrokerOutage.
+    """
 
     def __init__(
         self,
@@ -221,6 +233,7 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         idle_timeout_s: float = 10.0,
         heartbeat_s: float = 0.25,
         linger_s: float = 0.2,
+        broker_timeout_s: float = DEFAULT_OUTAGE_LIMIT_S,
         client_config: dict[str, Any] | None = None,
     ) -> None:
         self.brokers = brokers
@@ -230,6 +243,7 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         self.idle_timeout_s = idle_timeout_s
         self.heartbeat_s = heartbeat_s
         self.linger_s = linger_s
+        self.broker_timeout_s = broker_timeout_s
         self.client_config = client_config or {}
 
     def partition_names(self) -> list[str]:

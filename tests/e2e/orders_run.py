@@ -7,6 +7,7 @@ events are produced only after every window of the main stream was emitted.
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 from collections import Counter
@@ -112,9 +113,19 @@ def assert_windows_match(actual: pl.DataFrame, expected: pl.DataFrame) -> None:
             assert math.isclose(a, e, rel_tol=1e-9), (col, a, e)
 
 
+def _announced_by(warehouse: Path, proc: subprocess.Popen[bytes]) -> bool:
+    announce = endpoint_file(warehouse)
+    try:
+        return json.loads(announce.read_text())["pid"] == proc.pid
+    except (OSError, ValueError, KeyError):
+        return False
+
+
 def start_warehouse(
-    processes: Processes, brokers: str, warehouse: Path, name: str = "warehouse"
+    processes: Processes, brokers: str, warehouse: Path, *extra: str, name: str = "warehouse"
 ) -> subprocess.Popen[bytes]:
+    """Start `streamlane serve` and wait until it announces its endpoint (a file left by a
+    killed predecessor does not count)."""
     proc = processes.start(
         name,
         "serve",
@@ -126,8 +137,9 @@ def start_warehouse(
         "0",
         "--quack-port",
         "0",
+        *extra,
     )
-    wait_until(lambda: endpoint_file(warehouse).exists(), 60, "the warehouse endpoint")
+    wait_until(lambda: _announced_by(warehouse, proc), 60, "the warehouse endpoint")
     return proc
 
 
@@ -167,6 +179,9 @@ def finish_and_check(
         wait_until(lambda t=table, n=expected: count(warehouse, t) >= n, 120, table, every_s=1)
 
     tables = snapshot(warehouse)
+    for table, key in TABLE_KEYS.items():
+        counted = run_sql(warehouse, f"SELECT count(*) AS n, count(DISTINCT ({key})) AS k FROM {table}")
+        assert counted["n"][0] == counted["k"][0], f"{table} holds a key twice"
     assert set(tables["orders_enriched"]["event_id"].to_list()) == unique_ids | late_ids
     assert set(tables["late_events"]["event_id"].to_list()) == late_ids
     dead = tables["dead_letters"]
