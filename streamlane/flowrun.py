@@ -6,7 +6,6 @@ import importlib
 import json
 import logging
 import shutil
-import signal
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
+from streamlane import shutdown
 from streamlane.errors import UserError
 from streamlane.kafka import check_reachable, partitions_of
 from streamlane.settings import FlowSettings
@@ -73,8 +73,7 @@ def run_flow(
     else:
         wait_for_recovery(recovery_dir, cluster_id)
     flow = module.build_flow(settings)
-    # SIGTERM stops the flow like Ctrl-C does, so bytewax shuts down cleanly.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    shutdown.install()
     try:
         cli_main(
             flow,
@@ -83,6 +82,8 @@ def run_flow(
             epoch_interval=timedelta(seconds=snapshot_interval_s),
             recovery_config=RecoveryConfig(recovery_dir),
         )
+        if shutdown.stop_requested():
+            log.info("flow %s stopped after a final snapshot", name)
     except KeyboardInterrupt:
         log.info("flow %s stopped", name)
     except BytewaxRuntimeError as exc:

@@ -252,15 +252,23 @@ class Pipeline:
             self.stop()
 
     def stop(self) -> None:
-        """Stop children (newest first) and the embedded broker, each within the stop timeout."""
-        for child in reversed(self.children):
-            if child.process.poll() is None:
-                child.process.send_signal(signal.SIGINT)
-                try:
-                    child.process.wait(timeout=STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    child.process.kill()
-                    child.process.wait()
+        """Stop every child within the stop timeout, then the embedded broker.
+
+        All children are asked at once (SIGINT): the flow finishes its batch and snapshots,
+        the warehouse commits its batch, so none waits for another. A child still running
+        at the deadline is killed; Kafka and the last snapshot keep what it had in hand.
+        """
+        running = [c for c in reversed(self.children) if c.process.poll() is None]
+        for child in running:
+            child.process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for child in running:
+            try:
+                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s; killing it", child.name, STOP_TIMEOUT_S)
+                child.process.kill()
+                child.process.wait()
         self.children.clear()
         if self.broker:
             self.broker.stop()

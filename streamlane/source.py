@@ -24,7 +24,7 @@ import polars as pl
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from streamlane import metrics
+from streamlane import metrics, shutdown
 from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S, watch
 from streamlane.decode import Decoded
 from streamlane.kafka import (
@@ -123,6 +123,9 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
     def next_batch(self) -> list[PartitionBatch]:
         source = self._source
         self._broker.check()
+        if shutdown.stop_requested():
+            # EOF: bytewax closes the epoch, snapshotting this partition's position.
+            raise StopIteration
         messages = self._consumer.consume(source.batch_size - len(self._pending), 0)
         now = time.monotonic()
         for m in messages:

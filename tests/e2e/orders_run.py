@@ -180,7 +180,9 @@ def finish_and_check(
 
     tables = snapshot(warehouse)
     for table, key in TABLE_KEYS.items():
-        counted = run_sql(warehouse, f"SELECT count(*) AS n, count(DISTINCT ({key})) AS k FROM {table}")
+        counted = run_sql(
+            warehouse, f"SELECT count(*) AS n, count(DISTINCT ({key})) AS k FROM {table}"
+        )
         assert counted["n"][0] == counted["k"][0], f"{table} holds a key twice"
     assert set(tables["orders_enriched"]["event_id"].to_list()) == unique_ids | late_ids
     assert set(tables["late_events"]["event_id"].to_list()) == late_ids

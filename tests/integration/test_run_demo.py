@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,8 +56,10 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
         )
         # broker, warehouse, generator and each flow process
         assert len(set(children)) >= 3 + processes
+        stopping = time.monotonic()
         run.send_signal(signal.SIGTERM)
         run.wait(30)
+        stop_s = time.monotonic() - stopping
     finally:
         if run.poll() is None:
             run.kill()
@@ -64,3 +67,7 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
     assert run.returncode == 0, out.read_text()[-2000:]
     leftovers = [p for p in set(children) if Path(f"/proc/{p}").exists()]
     assert not leftovers, f"children still running after SIGTERM: {leftovers}"
+    # Every child gets 10 s; the broker stops after them.
+    assert stop_s < 12, f"stopping took {stop_s:.1f} s"
+    for log in (tmp_path / "data" / "logs").glob("flow*.log"):
+        assert "stopped after a final snapshot" in log.read_text(), log.name
