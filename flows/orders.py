@@ -245,12 +245,30 @@ def _key_value(orders: pl.DataFrame) -> pl.DataFrame:
     return orders.select("key", "value")
 
 
+Keyed = tuple[str, pl.DataFrame]
+
+
 def _outputs(kind: str):  # type: ignore[no-untyped-def]
-    def pick(out: ShardOutput) -> list[pl.DataFrame]:
-        frame = getattr(out, kind)
-        return [] if frame is None or frame.is_empty() else [frame]
+    def pick(keyed: tuple[str, ShardOutput]) -> list[Keyed]:
+        frame = getattr(keyed[1], kind)
+        return [] if frame is None or frame.is_empty() else [(keyed[0], frame)]
 
     return pick
+
+
+def _keyed(encode):  # type: ignore[no-untyped-def]
+    """`encode` applied to the frame of a (key, frame) item; the key picks the sink partition."""
+
+    def apply(item: Keyed) -> Keyed:
+        return item[0], encode(item[1])
+
+    return apply
+
+
+def _dead_letters(batch: EnrichedBatch) -> list[Keyed]:
+    if batch.dead_letters.is_empty():
+        return []
+    return [(batch.source.partition, dead_letter_records(batch.dead_letters))]
 
 
 def build_flow(settings: FlowSettings) -> Dataflow:
@@ -281,19 +299,23 @@ def build_flow(settings: FlowSettings) -> Dataflow:
     flow = Dataflow("orders")
     batches = op.input("read_orders", flow, source)
     enriched = op.map("validate_and_enrich", batches, enrich_batch)
-    dead = op.map("dead_letters", enriched, lambda b: dead_letter_records(b.dead_letters))
+    dead = op.flat_map("dead_letters", enriched, _dead_letters)
     op.output("to_dlq", dead, sink(DEAD_LETTER_TOPIC, headers=True))
 
     shards = op.flat_map(
         "key_by_store", enriched, lambda b: route(spec, b.orders, b.source.progress)
     )
     results = op.stateful_map("dedupe_and_window", shards, shard_step(spec))
-    results = op.map("drop_shard_key", results, lambda kv: kv[1])
 
     unique = op.flat_map("unique_orders", results, _outputs("unique"))
-    op.output("to_enriched", op.map("enriched_events", unique, _key_value), sink(ENRICHED_TOPIC))
+    enriched_events = op.map("enriched_events", unique, _keyed(_key_value))
+    op.output("to_enriched", enriched_events, sink(ENRICHED_TOPIC))
     windows = op.flat_map("closed_windows", results, _outputs("windows"))
-    op.output("to_revenue", op.map("revenue_events", windows, revenue_records), sink(REVENUE_TOPIC))
+    op.output(
+        "to_revenue",
+        op.map("revenue_events", windows, _keyed(revenue_records)),
+        sink(REVENUE_TOPIC),
+    )
     late = op.flat_map("late_orders", results, _outputs("late"))
-    op.output("to_late", op.map("late_events", late, late_records), sink(LATE_TOPIC))
+    op.output("to_late", op.map("late_events", late, _keyed(late_records)), sink(LATE_TOPIC))
     return flow

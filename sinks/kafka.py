@@ -1,54 +1,87 @@
-"""bytewax sinks that write polars frames to Kafka topics.
+"""bytewax sinks that write polars frames to Kafka topics, delivered before each snapshot.
 
-A frame has a `key` and a `value` column (strings or bytes); each row is one
-record. Producers are idempotent with a bounded queue: when it is full the sink
-waits for deliveries (back pressure) instead of growing memory, during a Kafka
-outage up to the outage limit. A delivery failure stops the flow rather than
+A frame has a `key` and a `value` column (strings or bytes); each row is one record.
+Producing is asynchronous, so a recovery snapshot must not be taken while records of
+its epoch are still queued: a crash right after it would resume past records that
+never reached Kafka. The sink is therefore partitioned (bytewax calls a partitioned
+sink's `snapshot()` at the end of every epoch, after its last write of the epoch),
+and its snapshot waits until every queued record is delivered. Between snapshots
+records stream out in the background.
+
+One idempotent producer per process and broker list serves every sink partition.
+Its queue is bounded: when full, a write waits for deliveries (back pressure), during
+a Kafka outage up to the outage limit. A delivery failure stops the flow rather than
 losing records.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 import polars as pl
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaException, Producer
 
 from streamlane import metrics
-from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S, watch
+from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S, BrokerWatch, watch
 from streamlane.kafka import producer_config
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 10_000
 _QUEUE_LIMIT = 100_000
+SINK_PARTITIONS = 16
+"""Fixed in the recovery store with the flow; as many as the flow's state shards."""
 
 
-class _Delivery:
-    def __init__(self) -> None:
+class _SharedProducer:
+    """The process's producer for one broker list, and the first delivery error it saw."""
+
+    def __init__(self, brokers: str, broker: BrokerWatch) -> None:
+        # Only failed deliveries call back into Python: one callback per record would cost
+        # as much as producing it.
+        self.producer = Producer(producer_config(brokers, {"delivery.report.only.error": True}))
+        self.broker = broker
         self.error: Any = None
 
-    def __call__(self, err: Any, _msg: Any) -> None:
+    def on_delivery(self, err: Any, _msg: Any) -> None:
         if err is not None and self.error is None:
             self.error = err
 
+    def check(self) -> None:
+        """Raise on a failed delivery, or when an outage has outlasted its limit."""
+        if self.error is not None:
+            raise KafkaException(self.error)
+        self.broker.check_or_exit()
 
-class _FramePartition(StatelessSinkPartition[pl.DataFrame]):
-    def __init__(
-        self, brokers: str, topic: str, with_headers: bool, broker_timeout_s: float
-    ) -> None:
-        # Only failed deliveries call back into Python: one callback per record would cost
-        # as much as producing it.
-        self._producer = Producer(producer_config(brokers, {"delivery.report.only.error": True}))
+    def deliver_all(self) -> None:
+        """Wait until every queued record is delivered (an outage is waited out, up to its limit)."""
+        while self.producer.flush(0.5) > 0:
+            self.check()
+        self.check()
+
+
+_producers: dict[tuple[str, float], _SharedProducer] = {}
+_producers_lock = threading.Lock()
+
+
+def _shared(brokers: str, broker_timeout_s: float) -> _SharedProducer:
+    with _producers_lock:
+        found = _producers.get((brokers, broker_timeout_s))
+        if found is None:
+            found = _SharedProducer(brokers, watch(brokers, broker_timeout_s))
+            _producers[(brokers, broker_timeout_s)] = found
+        return found
+
+
+class _FramePartition(StatefulSinkPartition[pl.DataFrame, None]):
+    def __init__(self, shared: _SharedProducer, topic: str, with_headers: bool) -> None:
+        self._shared = shared
+        self._producer = shared.producer
         self._topic = topic
         self._with_headers = with_headers
-        self._delivery = _Delivery()
-        self._broker = watch(brokers, broker_timeout_s)
-
-    def _check(self) -> None:
-        if self._delivery.error is not None:
-            raise KafkaException(self._delivery.error)
-        # A full queue during an outage waits for Kafka, up to the outage limit.
-        self._broker.check()
 
     def _queue(self, messages: list[dict[str, Any]]) -> None:
         for start in range(0, len(messages), _CHUNK):
@@ -56,8 +89,10 @@ class _FramePartition(StatelessSinkPartition[pl.DataFrame]):
             # Back pressure: wait for deliveries until the whole chunk fits the queue.
             while len(self._producer) + len(chunk) > _QUEUE_LIMIT:
                 self._producer.poll(0.05)
-                self._check()
-            queued = self._producer.produce_batch(self._topic, chunk, on_delivery=self._delivery)
+                self._shared.check()
+            queued = self._producer.produce_batch(
+                self._topic, chunk, on_delivery=self._shared.on_delivery
+            )
             if queued < len(chunk):
                 for message in chunk:
                     if "_error" in message:
@@ -77,17 +112,17 @@ class _FramePartition(StatelessSinkPartition[pl.DataFrame]):
                         value=row["value"],
                         key=row["key"],
                         headers=headers,
-                        on_delivery=self._delivery,
+                        on_delivery=self._shared.on_delivery,
                     )
                     break
                 except BufferError:
                     self._producer.poll(0.05)
-                    self._check()
+                    self._shared.check()
         self._producer.poll(0)
 
-    def write_batch(self, items: list[pl.DataFrame]) -> None:
-        self._check()
-        frames = [frame for frame in items if not frame.is_empty()]
+    def write_batch(self, values: list[pl.DataFrame]) -> None:
+        self._shared.check()
+        frames = [frame for frame in values if not frame.is_empty()]
         if not frames:
             return
         if self._with_headers:
@@ -97,20 +132,30 @@ class _FramePartition(StatelessSinkPartition[pl.DataFrame]):
             # One conversion for everything bytewax handed over, not one per frame.
             both = frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical_relaxed")
             keys = both["key"].to_list()
-            values = both["value"].to_list()
-            self._queue([{"key": k, "value": v} for k, v in zip(keys, values, strict=True)])
+            values_ = both["value"].to_list()
+            self._queue([{"key": k, "value": v} for k, v in zip(keys, values_, strict=True)])
         metrics.EVENTS_OUT.labels(topic=self._topic).inc(sum(f.height for f in frames))
 
+    def snapshot(self) -> None:
+        # The epoch's records are in Kafka before its snapshot can be committed.
+        self._shared.deliver_all()
+
     def close(self) -> None:
-        self._producer.flush(30)
-        self._check()
+        # Raising here would abort the process mid-shutdown; the snapshot before the end
+        # of the dataflow has already waited for every delivery.
+        remaining = self._producer.flush(0 if self._shared.broker.down_for_s else 10)
+        if remaining:
+            log.error("%d records for %s not delivered at shutdown", remaining, self._topic)
 
 
-class KafkaFrameSink(DynamicSink[pl.DataFrame]):
-    """Writes each row of each frame (`key`, `value`) as one record to `topic`.
+class KafkaFrameSink(FixedPartitionedSink[pl.DataFrame, None]):
+    """Writes each row of each `(key, frame)` item (`key`, `value` columns) as one record to
+    `topic`; the item key only spreads frames over the sink's partitions.
 
-    With `headers=True`, every `header_<name>` column becomes a record header
-    (used for dead letters, whose value must stay the original bytes).
+    With `headers=True`, every `header_<name>` column becomes a record header (used for
+    dead letters, whose value must stay the original bytes). Every record written in an
+    epoch is delivered before that epoch's snapshot, so a restart after a crash re-emits
+    (never skips) what the flow produced after its last snapshot.
     """
 
     def __init__(
@@ -126,5 +171,10 @@ class KafkaFrameSink(DynamicSink[pl.DataFrame]):
         self.headers = headers
         self.broker_timeout_s = broker_timeout_s
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _FramePartition:
-        return _FramePartition(self.brokers, self.topic, self.headers, self.broker_timeout_s)
+    def list_parts(self) -> list[str]:
+        return [str(i) for i in range(SINK_PARTITIONS)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _FramePartition:
+        return _FramePartition(
+            _shared(self.brokers, self.broker_timeout_s), self.topic, self.headers
+        )

@@ -13,6 +13,8 @@ end the process (one line, exit status 2, state kept) when they outlast the limi
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 
@@ -115,6 +117,21 @@ class BrokerWatch:
                 f"Kafka at {self.brokers} has not answered for {down_for:.0f} s "
                 f"(limit {self.limit_s:.0f} s, --broker-timeout); stopping with state kept"
             )
+
+    def check_or_exit(self) -> None:
+        """`check()`, ending the process at once (one line, status 2) instead of raising.
+
+        For flow steps: bytewax turns an exception in a step into a panic and a teardown
+        that waits on Kafka again, while the recovery store already holds the last
+        snapshot, which is all the next start needs.
+        """
+        try:
+            self.check()
+        except BrokerOutage as exc:
+            log.error("%s", exc)
+            sys.stderr.write(f"streamlane: error: {exc}\n")
+            sys.stderr.flush()
+            os._exit(2)
 
 
 _watches: dict[tuple[str, float], BrokerWatch] = {}

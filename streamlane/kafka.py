@@ -84,7 +84,13 @@ def check_reachable(brokers: str, timeout_s: float = REACH_TIMEOUT_S) -> str:
 
 def partitions_of(config: dict[str, Any], topic: str) -> list[int]:
     """Partition indexes of an existing topic; UserError if it does not exist."""
-    metadata = AdminClient(config).list_topics(topic, timeout=REACH_TIMEOUT_S)
+    try:
+        metadata = AdminClient(config).list_topics(topic, timeout=REACH_TIMEOUT_S)
+    except KafkaException as exc:
+        raise UserError(
+            f"cannot reach Kafka at {config['bootstrap.servers']} to list the partitions of "
+            f"{topic!r} ({exc.args[0].str()})"
+        ) from None
     info = metadata.topics.get(topic)
     if info is None or info.error is not None or not info.partitions:
         raise UserError(f"topic {topic!r} does not exist on {config['bootstrap.servers']}")

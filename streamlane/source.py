@@ -122,7 +122,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
 
     def next_batch(self) -> list[PartitionBatch]:
         source = self._source
-        self._broker.check()
+        self._broker.check_or_exit()
         if shutdown.stop_requested():
             # EOF: bytewax closes the epoch, snapshotting this partition's position.
             raise StopIteration
@@ -223,7 +223,7 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
     """All partitions of one Kafka topic, read from the earliest offset on a first start.
 
     While Kafka does not answer, readers wait (the client retries) and partitions do not
-    turn idle; an outage longer than `broker_timeout_s` stops the flow with BrokerOutage.
+    turn idle; an outage longer than `broker_timeout_s` ends the process (one line, status 2).
     """
 
     def __init__(

@@ -1,0 +1,54 @@
+"""A Kafka outage longer than --broker-timeout stops the flow and the warehouse with one line
+each and exit status 2, and the flow's state is still there for the next start."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from flows import orders
+from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.kafka import ensure_topics
+from streamlane.runner import scrape
+from tests.e2e.orders_run import start_flow, start_warehouse
+from tests.helpers import Processes, wait_until
+
+
+@pytest.mark.timeout(180)
+def test_outage_past_the_limit_stops_with_one_line(
+    fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
+) -> None:
+    brokers = fresh_broker.bootstrap
+    ensure_topics(brokers, orders.TOPICS, 4)
+    warehouse = start_warehouse(
+        processes, brokers, tmp_path / "warehouse.duckdb", "--broker-timeout", "3"
+    )
+    port = free_port()
+    flow = start_flow(
+        processes, brokers, tmp_path / "recovery", "--broker-timeout", "3",
+        "--metrics-port", str(port),
+    )  # fmt: skip
+    # Built and reading: the partition readers have started watching the broker.
+    wait_until(
+        lambda: scrape(port).get("streamlane_broker_up") == 1, 60, "the flow to read its input"
+    )
+    assert fresh_broker._process is not None
+    broker_pid = fresh_broker._process.pid
+    os.kill(broker_pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: flow.poll() is not None, 60, "the flow to give up on Kafka")
+        wait_until(lambda: warehouse.poll() is not None, 60, "the warehouse to give up on Kafka")
+    finally:
+        os.kill(broker_pid, signal.SIGCONT)
+    for proc, name in ((flow, "flow"), (warehouse, "warehouse")):
+        assert proc.returncode == 2, processes.log(name)[-2000:]
+        log = processes.log(name)
+        assert "Traceback" not in log and "panicked" not in log, log[-3000:]
+        errors = [line for line in log.splitlines() if line.startswith("streamlane: error:")]
+        assert len(errors) == 1, log[-2000:]
+        assert f"Kafka at {brokers} has not answered for" in errors[0]
+        assert log.count("does not answer; waiting up to 3 s") == 1, "the outage is told once"
+    assert (tmp_path / "recovery" / "broker.json").exists(), "the flow's state is kept"
