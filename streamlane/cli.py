@@ -30,6 +30,8 @@ dashboards_app = typer.Typer(no_args_is_help=True, help="Grafana dashboards.")
 app.add_typer(topics_app, name="topics")
 app.add_typer(flow_app, name="flow")
 app.add_typer(dashboards_app, name="dashboards")
+dlq_app = typer.Typer(no_args_is_help=True, help="List, show and replay dead letters.")
+app.add_typer(dlq_app, name="dlq")
 
 Brokers = Annotated[
     str | None,
@@ -418,6 +420,152 @@ def flow_run(
         process_id=process_id,
         addresses=[a.strip() for a in addresses.split(";") if a.strip()] if addresses else None,
     )
+
+
+DlqTopic = Annotated[str, typer.Option("--topic", help="Dead-letter topic.")]
+OriginTopic = Annotated[
+    str,
+    typer.Option("--origin", help="Where dead letters without origin headers came from."),
+]
+DlqRefs = Annotated[
+    list[str] | None,
+    typer.Argument(help="Dead letters by position in the dead-letter topic, partition:offset."),
+]
+ReasonFilter = Annotated[
+    str | None, typer.Option("--reason", help="Only dead letters whose reason contains this.")
+]
+
+
+def _preview(value: bytes, width: int = 60) -> str:
+    text = value.decode("utf-8", "backslashreplace")
+    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@dlq_app.command("list")
+def dlq_list(
+    brokers: RequiredBrokers,
+    topic: DlqTopic = "pizza.orders.dlq",
+    origin: OriginTopic = "pizza.orders",
+    reason: ReasonFilter = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Rows to show (0: all).")] = 50,
+    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """Dead letters, oldest first per partition, with their reason and origin; then counts by
+    kind of reason."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from streamlane.dlq import read_dead_letters, select
+    from streamlane.kafka import check_reachable
+    from streamlane.metrics import reason_kind
+
+    check_reachable(brokers)
+    letters = select(read_dead_letters(brokers, topic, origin), reason)
+    shown = letters if limit == 0 else letters[:limit]
+    if format != Format.table:
+        rows = [
+            {
+                "ref": d.ref,
+                "reason": d.reason,
+                "origin_topic": d.origin_topic,
+                "origin_partition": d.origin_partition,
+                "origin_offset": d.origin_offset,
+                "key": d.key.decode("utf-8", "replace") if d.key is not None else None,
+                "value": d.value.decode("utf-8", "replace"),
+            }
+            for d in shown
+        ]
+        if format == Format.json:
+            print(json.dumps(rows))
+        else:
+            import polars as pl
+
+            sys.stdout.write(pl.DataFrame(rows).write_csv())
+        return
+    console = Console()
+    table = Table(title=f"{topic}: {len(letters):,} dead letters", title_justify="left")
+    for column in ("ref", "reason", "origin", "record"):
+        table.add_column(column, overflow="fold")
+    for d in shown:
+        table.add_row(
+            d.ref,
+            d.reason,
+            f"{d.origin_topic}/{d.origin_partition}@{d.origin_offset}",
+            _preview(d.value),
+        )
+    console.print(table)
+    kinds: dict[str, int] = {}
+    for d in letters:
+        kinds[reason_kind(d.reason)] = kinds.get(reason_kind(d.reason), 0) + 1
+    for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        console.print(f"{n:>8,}  {kind}")
+    if len(shown) < len(letters):
+        console.print(f"showing {len(shown):,} of {len(letters):,} (--limit 0 for all)")
+
+
+@dlq_app.command("show")
+def dlq_show(
+    refs: DlqRefs = None,
+    brokers: RequiredBrokers = "",
+    topic: DlqTopic = "pizza.orders.dlq",
+    origin: OriginTopic = "pizza.orders",
+) -> None:
+    """Everything about the given dead letters: reason, origin, key and the original record
+    (pretty-printed when it is JSON)."""
+    import json
+
+    from streamlane.dlq import read_dead_letters, select
+    from streamlane.kafka import check_reachable
+
+    if not refs:
+        raise UserError("name the dead letters to show, as partition:offset (see `dlq list`)")
+    check_reachable(brokers)
+    for d in select(read_dead_letters(brokers, topic, origin), refs=refs):
+        print(f"dead letter {d.ref} in {topic}")
+        print(f"  reason: {d.reason}")
+        print(f"  origin: {d.origin_topic} partition {d.origin_partition} offset {d.origin_offset}")
+        print(f"  key:    {d.key.decode('utf-8', 'backslashreplace') if d.key else None}")
+        try:
+            body = json.dumps(json.loads(d.value), indent=2, ensure_ascii=False)
+        except ValueError:
+            body = d.value.decode("utf-8", "backslashreplace")
+        print("  record:")
+        print("\n".join("    " + line for line in body.splitlines() or [""]))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    refs: DlqRefs = None,
+    brokers: RequiredBrokers = "",
+    topic: DlqTopic = "pizza.orders.dlq",
+    origin: OriginTopic = "pizza.orders",
+    reason: ReasonFilter = None,
+    all_: Annotated[bool, typer.Option("--all", help="Replay every dead letter.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be replayed; send nothing.")
+    ] = False,
+) -> None:
+    """Re-publish chosen dead letters, bytes and key unchanged (same event ids), to the topic
+    each came from, after the cause is fixed. Choose by ref, by --reason, or --all."""
+    from streamlane.dlq import read_dead_letters, replay, select
+    from streamlane.kafka import check_reachable
+
+    if not refs and reason is None and not all_:
+        raise UserError("choose dead letters to replay: partition:offset refs, --reason, or --all")
+    check_reachable(brokers)
+    chosen = select(read_dead_letters(brokers, topic, origin), reason, refs)
+    if not chosen:
+        print("no dead letters match; nothing replayed")
+        return
+    if dry_run:
+        for d in chosen:
+            print(f"would replay {d.ref} to {d.origin_topic}: {d.reason}")
+        return
+    for target, n in replay(brokers, chosen).items():
+        print(f"replayed {n:,} dead letter{'s' if n != 1 else ''} to {target}")
 
 
 @dashboards_app.command("push")
