@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,16 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from streamlane.schemas import EventSchema, parse_rfc3339
+
+MAX_DEPTH = 256
+"""Records nested deeper (objects and arrays, counted in any field) are dead letters: the
+exact per-record path could not parse them without exhausting the stack."""
+MAX_AHEAD_S = 86_400.0
+"""Events stamped further ahead of the wall clock are dead letters: one such event would move
+its partition's watermark past every real event to come, making them all late."""
+_FIRST_TIME = datetime(1, 1, 1, tzinfo=UTC)
+_LAST_TIME = datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 # Parse calls are kept inside one Arrow block so a reported row number is absolute.
 _BLOCK_BYTES = 1 << 21
@@ -68,12 +79,32 @@ def _conform(node: dict[str, Any], value: Any) -> Any:
     return value
 
 
+def nesting_depth(raw: bytes) -> int:
+    """How deeply objects and arrays nest in a JSON text (brackets inside strings do not count)."""
+    structure = np.frombuffer(_STRING.sub(b"", raw), dtype=np.uint8)
+    steps = (np.isin(structure, (ord("{"), ord("["))).astype(np.int64)) - np.isin(
+        structure, (ord("}"), ord("]"))
+    )
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a parsed JSON value holds a string no UTF-8 can carry (an unpaired `\\ud800`)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def decode_record(raw: bytes, schema: EventSchema) -> tuple[dict[str, Any] | None, str | None]:
     """Decode and validate one record the slow, exact way: (conformed event, None) or (None, reason)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 (byte {exc.start})"
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and nesting_depth(raw) > MAX_DEPTH:
+        return None, f"not accepted: JSON nested deeper than {MAX_DEPTH} levels"
     try:
         event = json.loads(
             text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant
@@ -82,6 +113,8 @@ def decode_record(raw: bytes, schema: EventSchema) -> tuple[dict[str, Any] | Non
         return None, f"not valid JSON: {exc}"
     except (ValueError, RecursionError) as exc:
         return None, f"not valid JSON: {str(exc)[:120]}"
+    if "\\u" in text and _has_lone_surrogate(event):
+        return None, "not valid JSON: a string holds an unpaired UTF-16 surrogate"
     if not isinstance(event, dict):
         return None, f"not a JSON object (got {type(event).__name__})"
     if event.get("specversion") != "1.0":
@@ -91,7 +124,9 @@ def decode_record(raw: bytes, schema: EventSchema) -> tuple[dict[str, Any] | Non
             return None, f"not a CloudEvent: {attr} is required"
     if event["type"] != schema.event_type:
         return None, f"unknown event type {str(event['type'])[:80]!r}"
-    error = next(iter(sorted(schema.validator.iter_errors(event), key=lambda e: e.path)), None)
+    # The first error in the validator's (deterministic) order: collecting every error of a
+    # large record would cost far more than finding one.
+    error = next(iter(schema.validator.iter_errors(event)), None)
     if error is not None:
         where = ".".join(str(p) for p in error.absolute_path) or "event"
         return None, f"{where}: {error.message[:160]}"
@@ -113,8 +148,17 @@ def _suspects(lines: list[bytes], joined: bytes, starts: np.ndarray, pattern: st
     screen misses is still caught by the parser, only more slowly.
     """
     n = len(lines)
-    raw = np.frombuffer(joined, dtype=np.uint8)
-    flagged = (raw[starts[:-1]] != ord("{")) | (raw[starts[1:] - 2] != ord("}"))
+    raw = np.frombuffer(joined + b"\n", dtype=np.uint8)
+    # An empty record is flagged by its length; its first/last-byte reads are its neighbours'.
+    empty = np.diff(starts) == 1
+    flagged = empty | (raw[starts[:-1]] != ord("{")) | (raw[starts[1:] - 2] != ord("}"))
+    # A record cannot nest deeper than it has opening brackets, nor have more of them than
+    # half its length: only long records with many are measured, and the too deep go to
+    # the exact path, which rejects them.
+    for row in np.flatnonzero(np.diff(starts) > 2 * MAX_DEPTH).tolist():
+        line = lines[row]
+        if line.count(b"{") + line.count(b"[") > MAX_DEPTH and nesting_depth(line) > MAX_DEPTH:
+            flagged[row] = True
     text = joined
     if not joined.isascii():
         wide = np.flatnonzero(raw >= 0x80)
@@ -149,15 +193,18 @@ def _parse_columnar(
     """Parse what Arrow accepts; return the tables, their row numbers, and the rows it refused."""
     lines = values
     joined = b"\n".join(lines)
+    broken: np.ndarray | None = None
     if joined.count(b"\n") != len(lines) - 1 or b"\r" in joined:
-        # A raw line break can only be insignificant whitespace in valid JSON: blank it so
-        # each record stays one line (checked on the joined batch, so clean batches pay nothing).
+        # Blank raw line breaks so each record stays one line (checked on the joined batch,
+        # so clean batches pay nothing). Outside strings they are insignificant whitespace,
+        # inside strings invalid JSON: only the exact path can tell, so those records take it.
+        broken = np.fromiter((b"\n" in v or b"\r" in v for v in values), bool, len(values))
         lines = [v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]
         joined = b"\n".join(lines)
     starts = _line_starts(lines)
-    empty = np.diff(starts) == 1
-    # An empty record is refused anyway; the screen's first/last-byte test needs none.
-    suspects = empty if empty.any() else _suspects(lines, joined, starts, schema.suspect_pattern)
+    suspects = _suspects(lines, joined, starts, schema.suspect_pattern)
+    if broken is not None:
+        suspects |= broken
     if not suspects.any():
         return _parse_lines(lines, joined, starts, schema)
     suspect_rows = np.flatnonzero(suspects)
@@ -199,7 +246,8 @@ def _parse_lines(
         whole = pa_json.ReadOptions(use_threads=True, block_size=_PARALLEL_BLOCK_BYTES)
         try:
             table = pa_json.read_json(pa.py_buffer(joined), read_options=whole, parse_options=parse)
-            return [table], [np.arange(len(lines))], []
+            if table.num_rows == len(lines):
+                return [table], [np.arange(len(lines))], []
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass  # isolate the refused records below, one block at a time
     read = pa_json.ReadOptions(use_threads=False, block_size=_BLOCK_BYTES)
@@ -211,7 +259,11 @@ def _parse_lines(
 
     def parse_range(lo: int, hi: int) -> pa.Table:
         chunk = buf[starts[lo] : starts[hi] - 1]
-        return pa_json.read_json(pa.py_buffer(chunk), read_options=read, parse_options=parse)
+        table = pa_json.read_json(pa.py_buffer(chunk), read_options=read, parse_options=parse)
+        if table.num_rows != hi - lo:
+            # A line that is not one record (blank, or two objects): refused like bad JSON.
+            raise pa.ArrowInvalid("record count differs from line count")
+        return table
 
     def first_refused(lo: int, hi: int) -> int:
         # The error names no row (a number Arrow cannot convert): bisect for it.
@@ -232,7 +284,10 @@ def _parse_lines(
                 return
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 found = _ROW_IN_ERROR.search(str(exc))
-                bad = lo + int(found.group(1)) if found else first_refused(lo, hi)
+                bad = lo + int(found.group(1)) if found else -1
+                if not lo <= bad < hi:
+                    # No row named, or one past the range (a line holding two values, say).
+                    bad = first_refused(lo, hi)
                 # Rows before `bad` may still hold a conversion error Arrow reports later.
                 take(lo, bad)
                 refused.append(bad)
@@ -251,13 +306,32 @@ def _parse_lines(
     return tables, rows, refused
 
 
-def decode_batch(values: list[bytes], schema: EventSchema) -> Decoded:
+def _event_time_reason(max_ahead_s: float | None) -> pl.Expr:
+    """Why an otherwise valid event's time is not accepted (null when it is)."""
+    t = pl.col("event_time")
+    outside = pl.when((t < _FIRST_TIME) | (t > _LAST_TIME)).then(
+        pl.lit("time is outside the years 0001-9999 in UTC")
+    )
+    if max_ahead_s is None:
+        return outside.otherwise(None)
+    limit = datetime.now(UTC) + timedelta(seconds=max_ahead_s)
+    ahead = f"time is more than {max_ahead_s / 3600:g} h ahead of the clock"
+    return outside.when(t > limit).then(pl.lit(ahead)).otherwise(None)
+
+
+def decode_batch(
+    values: list[bytes], schema: EventSchema, max_ahead_s: float | None = MAX_AHEAD_S
+) -> Decoded:
     """Decode a batch of raw records against one event schema, loss-free.
 
     Every input row ends up in exactly one of `valid` or `rejects`, identified by
     its position `row` in `values`; `valid` is in input order. Unknown extra
     attributes and data fields are ignored (tolerant reader); a wrong type is a
     reject, never coerced. `event_time` is the event's `time` in UTC microseconds.
+    Besides the schema's rules, a record is rejected when it nests deeper than
+    MAX_DEPTH, when a number does not fit a 64-bit float or integer, when its time is
+    outside the years 1-9999 in UTC, or (unless `max_ahead_s` is None) when its time is
+    more than `max_ahead_s` ahead of the wall clock.
     """
     tables, row_ids, refused = _parse_columnar(values, schema)
     reject_rows: list[int] = []
@@ -288,6 +362,7 @@ def decode_batch(values: list[bytes], schema: EventSchema) -> Decoded:
     checked = (
         frame.lazy()
         .with_columns(schema.reason_expr(), event_time=parse_rfc3339(pl.col("time")))
+        .with_columns(reason=pl.coalesce("reason", _event_time_reason(max_ahead_s)))
         .collect()
     )
     if checked["reason"].null_count() == checked.height:

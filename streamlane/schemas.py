@@ -23,6 +23,10 @@ import pyarrow as pa
 from streamlane.paths import SCHEMAS_DIR
 
 RFC3339_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%:z"
+# What the format parser alone lets through: years of other lengths, leap seconds.
+_RFC3339_SHAPE = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-5][0-9]:[0-5][0-9](\.[0-9]+)?[+-][0-9]{2}:[0-9]{2}$"
+)
 
 
 @dataclass(frozen=True)
@@ -54,10 +58,15 @@ class EventSchema:
 def parse_rfc3339(expr: pl.Expr) -> pl.Expr:
     """RFC 3339 timestamps (any UTC offset, `Z`, optional fraction) to UTC microseconds.
 
-    Anything else, including a missing offset, becomes null.
+    Anything else, including a missing offset or a year not of four digits, becomes null.
+    So does a leap second (`23:59:60`): RFC 3339 allows it, but no timestamp type
+    downstream can hold it, and the standard RFC 3339 validators refuse it too.
     """
     normalized = expr.str.to_uppercase().str.replace(r"Z$", "+00:00")
-    return normalized.str.to_datetime(RFC3339_FORMAT, time_zone="UTC", time_unit="us", strict=False)
+    parsed = normalized.str.to_datetime(
+        RFC3339_FORMAT, time_zone="UTC", time_unit="us", strict=False
+    )
+    return pl.when(normalized.str.contains(_RFC3339_SHAPE)).then(parsed)
 
 
 def _arrow_type(node: dict[str, Any], where: str) -> pa.DataType:
