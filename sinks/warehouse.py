@@ -10,6 +10,7 @@ transaction that is rolled back, so a query cannot change the warehouse.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -49,6 +50,8 @@ from streamlane.pgwire.server import PgServer
 from streamlane.query import endpoint_file
 
 log = logging.getLogger(__name__)
+
+STORAGE_RETRY_S = 5.0
 
 ORDER_TABLES: dict[str, Table] = {
     "pizza.orders.enriched": Table(
@@ -103,6 +106,10 @@ class Landing:
         self.consumer = Consumer(consumer_config(brokers))
         self.consumer.assign(self._positions())
         self.landed = 0
+        found = con.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchone()
+        self.path = str(found[0]) if found else "in memory"
+        self._held: PreparedBatch | None = None
+        self._paused_at = 0.0
         self._ready: queue.Queue[PreparedBatch | BaseException] = queue.Queue(maxsize=depth)
         self._stopping = threading.Event()
         self._reader = threading.Thread(target=self._read, name="landing-reader", daemon=True)
@@ -186,20 +193,47 @@ class Landing:
         """Write the next decoded batch, if one is ready within `timeout_s`; return its records.
 
         While Kafka does not answer this waits; past the outage limit it raises BrokerOutage.
+        When the warehouse file cannot be written (a full disk, say) the batch is rolled
+        back and kept, the landing says so once and stops consuming (Kafka keeps the
+        rest), and the batch is tried again every `STORAGE_RETRY_S` until it commits.
         """
         self.broker.check()
-        try:
-            item = self._ready.get(timeout=timeout_s)
-        except queue.Empty:
-            return 0
-        if isinstance(item, BaseException):
-            raise item
+        item = self._held
+        if item is None:
+            try:
+                got = self._ready.get(timeout=timeout_s)
+            except queue.Empty:
+                return 0
+            if isinstance(got, BaseException):
+                raise got
+            item = got
         started = time.monotonic()
+        try:
+            self._write(item, started)
+        except (duckdb.IOException, duckdb.TransactionException) as exc:
+            if not _storage_fault(exc):
+                raise
+            self._pause(item, exc)
+            return 0
+        if self._held is not None:
+            log.warning(
+                "warehouse %s is writable again after %.0f s; landing resumed",
+                self.path,
+                time.monotonic() - self._paused_at,
+            )
+            metrics.LANDING_PAUSED.set(0)
+            self._held = None
+        metrics.LANDING_BATCH_SECONDS.set(time.monotonic() - started)
+        metrics.LANDING_BATCH_ROWS.set(item.records)
+        self.landed += item.records
+        return item.records
+
+    def _write(self, item: PreparedBatch, started: float) -> None:
+        """One transaction: the batch's new rows, the positions after it, the batch log."""
         self.con.execute("BEGIN TRANSACTION")
         try:
             for table, rows in item.rows:
                 insert_new(self.con, table, rows)
-                metrics.LANDED_ROWS.labels(table=table.name).inc(rows.height)
             self.con.executemany(
                 "INSERT OR REPLACE INTO landing_offsets VALUES (?, ?, ?, ?, ?)",
                 [
@@ -213,12 +247,26 @@ class Landing:
             )
             self.con.execute("COMMIT")
         except Exception:
-            self.con.execute("ROLLBACK")
+            # A failed commit may already have ended the transaction.
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute("ROLLBACK")
             raise
-        metrics.LANDING_BATCH_SECONDS.set(time.monotonic() - started)
-        metrics.LANDING_BATCH_ROWS.set(item.records)
-        self.landed += item.records
-        return item.records
+        for table, rows in item.rows:
+            metrics.LANDED_ROWS.labels(table=table.name).inc(rows.height)
+
+    def _pause(self, item: PreparedBatch, exc: duckdb.Error) -> None:
+        if self._held is None:
+            self._paused_at = time.monotonic()
+            metrics.LANDING_PAUSED.set(1)
+            log.warning(
+                "cannot write warehouse %s (%s); landing paused, Kafka keeps the data; "
+                "retrying every %.0f s",
+                self.path,
+                _storage_fault(exc),
+                STORAGE_RETRY_S,
+            )
+        self._held = item
+        self._stopping.wait(STORAGE_RETRY_S)
 
     def _lags(self, offsets: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
         """Records behind each partition's high watermark (from fetch responses) after this batch."""
@@ -236,6 +284,18 @@ class Landing:
         self._stopping.set()
         self._reader.join(timeout=10)
         self.consumer.close()
+
+
+def _storage_fault(exc: duckdb.Error) -> str:
+    """What failed, when `exc` says the warehouse file could not be written; else ''.
+
+    DuckDB reports a failed data write as an IO error, a failed log write at commit as
+    a transaction error that names the file.
+    """
+    message = str(exc).splitlines()[0]
+    if isinstance(exc, duckdb.IOException) or "Could not write" in message:
+        return message.split(": ", 1)[-1] if "Could not write" in message else message
+    return ""
 
 
 def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
@@ -353,7 +413,10 @@ class Warehouse:
     ) -> None:
         self.path = path
         self.broker_timeout_s = broker_timeout_s
-        self.con = open_warehouse(path)
+        try:
+            self.con = open_warehouse(path)
+        except duckdb.IOException as exc:
+            raise UserError(f"cannot open warehouse {path}: {str(exc).splitlines()[0]}") from None
         endpoint = endpoint or EndpointSettings()
         quack_token, _ = credential(path, "quack-token", "STREAMLANE_QUACK_TOKEN")
         self.quack_port = endpoint.quack_port or free_port(endpoint.quack_host)

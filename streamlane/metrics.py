@@ -37,6 +37,9 @@ LANDED_ROWS = Counter("streamlane_landed_rows", "Rows written to the warehouse",
 LANDING_BATCH_SECONDS = Gauge(
     "streamlane_landing_batch_seconds", "Duration of the last landing batch"
 )
+LANDING_PAUSED = Gauge(
+    "streamlane_landing_paused", "1 while the warehouse file cannot be written (disk full)"
+)
 LANDING_BATCH_ROWS = Gauge("streamlane_landing_batch_records", "Records in the last landing batch")
 PG_QUERIES = Counter("streamlane_pg_queries", "Queries run on the PostgreSQL endpoint")
 PG_QUERY_SECONDS = Histogram(

@@ -54,9 +54,8 @@ def oracle_counts(records: list[bytes]) -> dict[str, int]:
     counts = {"enriched": 0, "duplicates": 0, "dead": 0}
     for raw in records:
         event = expected(raw, now)
-        if event is None or event["data"]["store_id"] not in stores:
-            counts["dead"] += 1
-        elif event["data"]["currency"] not in currencies:
+        known = event is not None and event["data"]["store_id"] in stores
+        if not known or event["data"]["currency"] not in currencies:  # type: ignore[index]
             counts["dead"] += 1
         elif (event["data"]["store_id"], event["id"]) in seen:
             counts["duplicates"] += 1
