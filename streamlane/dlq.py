@@ -14,17 +14,13 @@ as a duplicate; one whose window has closed by now is a late event.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
 from streamlane.errors import UserError
-from streamlane.kafka import consumer_config, partitions_of
 from streamlane.publish import publish
+from streamlane.topicread import read_to_end
 
-READ_TIMEOUT_S = 30.0
 _REF = re.compile(r"^(\d+):(\d+)$")
 
 
@@ -64,29 +60,7 @@ def read_dead_letters(brokers: str, topic: str, default_origin: str) -> Iterator
 
     A record without origin headers is taken to come from `default_origin`.
     """
-    indexes = partitions_of({"bootstrap.servers": brokers}, topic)
-    consumer = Consumer(consumer_config(brokers, {"enable.partition.eof": True}))
-    try:
-        consumer.assign([TopicPartition(topic, i, OFFSET_BEGINNING) for i in indexes])
-        at_end: set[int] = set()
-        records = []
-        deadline = time.monotonic() + READ_TIMEOUT_S
-        while len(at_end) < len(indexes):
-            if time.monotonic() > deadline:
-                raise UserError(f"could not read {topic} to its end within {READ_TIMEOUT_S:.0f} s")
-            for m in consumer.consume(10_000, 0.5):
-                err = m.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        at_end.add(int(m.partition() or 0))
-                    elif err.fatal():
-                        raise UserError(f"reading {topic}: {err.str()}")
-                    continue
-                records.append(m)
-    finally:
-        consumer.close()
-    records.sort(key=lambda m: (m.partition(), m.offset()))
-    for m in records:
+    for m in read_to_end(brokers, topic):
         headers: dict[str, str] = {}
         for header in m.headers() or []:
             name, raw = header[0], header[1]

@@ -181,11 +181,20 @@ class Pipeline:
         flows = [c for c in self.children if c.name.startswith("flow") and c.metrics_port]
         wh = next((c for c in self.children if c.name == "warehouse"), None)
         m: dict[str, float] = {}
+        kafka_down = False
         for flow in flows:  # a cluster's processes each count their own partitions
-            for key, value in scrape(flow.metrics_port or 0).items():
+            scraped = scrape(flow.metrics_port or 0)
+            kafka_down |= scraped.get("streamlane_broker_up", 1.0) == 0
+            for key, value in scraped.items():
                 m[key] = m.get(key, 0.0) + value
         w = scrape(wh.metrics_port) if wh and wh.metrics_port else {}
-        table = Table(title=f"streamlane · {time.monotonic() - self.started:,.0f}s", expand=False)
+        kafka_down |= w.get("streamlane_broker_up", 1.0) == 0
+        title = f"streamlane · {time.monotonic() - self.started:,.0f}s"
+        if kafka_down:
+            title += " · Kafka not answering: waiting (see logs)"
+        if w.get("streamlane_landing_paused", 0.0) == 1:
+            title += " · warehouse not writable: landing paused"
+        table = Table(title=title, expand=False)
         for col in (
             "events in",
             "enriched",

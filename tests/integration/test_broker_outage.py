@@ -12,7 +12,8 @@ import pytest
 from flows import orders
 from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.kafka import ensure_topics
-from streamlane.runner import scrape
+from streamlane.runner import Child, Pipeline, RunSettings, scrape
+from streamlane.settings import FlowSettings
 from tests.e2e.orders_run import start_flow, start_warehouse
 from tests.helpers import Processes, wait_until
 
@@ -23,22 +24,35 @@ def test_outage_past_the_limit_stops_with_one_line(
 ) -> None:
     brokers = fresh_broker.bootstrap
     ensure_topics(brokers, orders.TOPICS, 4)
+    wh_port, port = free_port(), free_port()
     warehouse = start_warehouse(
-        processes, brokers, tmp_path / "warehouse.duckdb", "--broker-timeout", "3"
-    )
-    port = free_port()
+        processes, brokers, tmp_path / "warehouse.duckdb", "--broker-timeout", "5",
+        "--metrics-port", str(wh_port),
+    )  # fmt: skip
     flow = start_flow(
-        processes, brokers, tmp_path / "recovery", "--broker-timeout", "3",
+        processes, brokers, tmp_path / "recovery", "--broker-timeout", "5",
         "--metrics-port", str(port),
     )  # fmt: skip
+    # The progress display of `streamlane run`, fed by these two processes.
+    display = Pipeline(RunSettings(FlowSettings(brokers), tmp_path / "w", tmp_path))
+    display.children = [
+        Child("flow", flow, tmp_path / "flow.log", port),
+        Child("warehouse", warehouse, tmp_path / "warehouse.log", wh_port),
+    ]
     # Built and reading: the partition readers have started watching the broker.
     wait_until(
         lambda: scrape(port).get("streamlane_broker_up") == 1, 60, "the flow to read its input"
     )
     assert fresh_broker._process is not None
     broker_pid = fresh_broker._process.pid
+    assert "Kafka not answering" not in str(display._progress().title)
     os.kill(broker_pid, signal.SIGSTOP)
     try:
+        wait_until(
+            lambda: "Kafka not answering" in str(display._progress().title),
+            5,
+            "the progress display to report the outage",
+        )
         wait_until(lambda: flow.poll() is not None, 60, "the flow to give up on Kafka")
         wait_until(lambda: warehouse.poll() is not None, 60, "the warehouse to give up on Kafka")
     finally:
@@ -50,5 +64,5 @@ def test_outage_past_the_limit_stops_with_one_line(
         errors = [line for line in log.splitlines() if line.startswith("streamlane: error:")]
         assert len(errors) == 1, log[-2000:]
         assert f"Kafka at {brokers} has not answered for" in errors[0]
-        assert log.count("does not answer; waiting up to 3 s") == 1, "the outage is told once"
+        assert log.count("does not answer; waiting up to 5 s") == 1, "the outage is told once"
     assert (tmp_path / "recovery" / "broker.json").exists(), "the flow's state is kept"

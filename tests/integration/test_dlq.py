@@ -19,6 +19,7 @@ from streamlane.kafka import ensure_topics
 from streamlane.paths import REFERENCE_DIR
 from streamlane.publish import publish
 from streamlane.runner import scrape
+from streamlane.topicread import read_to_end
 from tests.e2e.orders_run import start_flow
 from tests.helpers import Processes, wait_until
 
@@ -32,10 +33,9 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def enriched_ids(brokers: str) -> set[str]:
-    # The enriched topic read like a dead-letter topic: every record, to its end.
     return {
-        json.loads(r.value)["data"]["event_id"]
-        for r in read_dead_letters(brokers, orders.ENRICHED_TOPIC, "")
+        json.loads(m.value())["data"]["event_id"]
+        for m in read_to_end(brokers, orders.ENRICHED_TOPIC)
     }
 
 
