@@ -49,7 +49,8 @@ WINDOW_US = 60_000_000
 REVENUE = (
     Aggregate("orders", pl.len(), "sum"),
     Aggregate("items", pl.col("item_count").sum(), "sum"),
-    Aggregate("revenue_usd", pl.col("total_usd").sum(), "sum"),
+    # Exact, so a window recomputed after a restart has the very same revenue.
+    Aggregate("revenue_usd", pl.col("total_usd"), "fsum"),
     Aggregate("max_order_usd", pl.col("total_usd").max(), "max"),
 )
 

@@ -19,6 +19,7 @@ talking to each other.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,15 +106,40 @@ class Watermark:
 
 @dataclass(frozen=True)
 class Aggregate:
-    """A window aggregate: `partial` over a batch's events, combined across batches by `merge`."""
+    """A window aggregate: `partial` over a batch's events, combined across batches by `merge`.
+
+    `sum`, `max` and `min` combine partial values. Summing floats batch by batch gives
+    a result that depends (in its last bits) on how the events were batched, so a
+    window recomputed after a restart could differ from the one emitted before it.
+    `fsum` makes a float sum exact instead: `partial` yields the values themselves
+    (e.g. `pl.col("x")`), they are kept per window, and the window's result is their
+    correctly rounded sum, the same however the events arrived.
+    """
 
     name: str
     partial: pl.Expr
-    merge: str  # "sum" | "max" | "min"
+    merge: str  # "sum" | "max" | "min" | "fsum"
 
     def merged(self) -> pl.Expr:
         col = pl.col(self.name)
-        return {"sum": col.sum(), "max": col.max(), "min": col.min()}[self.merge].alias(self.name)
+        merges = {
+            "sum": col.sum(),
+            "max": col.max(),
+            "min": col.min(),
+            "fsum": col.list.explode(keep_nulls=False, empty_as_null=False),
+        }
+        return merges[self.merge].alias(self.name)
+
+
+def _finish(aggregates: tuple[Aggregate, ...], windows: pl.DataFrame) -> pl.DataFrame:
+    """Closed windows with every `fsum` aggregate's kept values replaced by their exact sum."""
+    exact = [a.name for a in aggregates if a.merge == "fsum"]
+    if not exact or windows.is_empty():
+        return windows
+    return windows.with_columns(
+        pl.Series(name, [math.fsum(v) for v in windows[name].to_list()], dtype=pl.Float64)
+        for name in exact
+    )
 
 
 @dataclass
@@ -192,4 +218,5 @@ class TumblingWindows:
         )
         if done.is_empty():
             return done
+        done = _finish(self.aggregates, done)
         return done.with_columns(window_end=end).sort(self.key, "window_start")

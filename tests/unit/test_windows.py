@@ -1,5 +1,8 @@
 """Watermark and tumbling windows: min over partitions, idleness, lateness, never backwards."""
 
+import math
+import random
+
 import polars as pl
 
 from streamlane.windows import NEVER, Aggregate, PartitionProgress, TumblingWindows, Watermark
@@ -55,3 +58,29 @@ def test_tumbling_windows_merge_batches_and_close_once() -> None:
     assert closed.select("k", "window_start", "n", "mx").rows() == [(1, 0, 3, 9)]
     assert windows.close(60 * S).is_empty()
     assert windows.close(120 * S).select("k", "n").rows() == [(2, 1)]
+
+
+def test_exact_sums_do_not_depend_on_how_events_were_batched() -> None:
+    rng = random.Random(11)
+    values = [rng.uniform(0.01, 500.0) for _ in range(2_000)] + [1e16, -1e16, 3.3]
+    events = pl.DataFrame({"k": [1] * len(values), "v": values, "event_time_us": [0] * len(values)})
+
+    def closed_sums(batch_sizes: list[int]) -> tuple[float, float]:
+        aggregates = (
+            Aggregate("exact", pl.col("v"), "fsum"),
+            Aggregate("plain", pl.col("v").sum(), "sum"),
+        )
+        windows = TumblingWindows("k", 60 * S, aggregates)
+        start = 0
+        for size in batch_sizes:
+            windows.add(events.slice(start, size))
+            start += size
+        windows.add(events.slice(start))
+        row = windows.close(60 * S).row(0, named=True)
+        return row["exact"], row["plain"]
+
+    layouts = [[len(values)], [1] * 40 + [7] * 90, [999, 3, 500], list(range(1, 60))]
+    sums = [closed_sums(layout) for layout in layouts]
+    assert {exact for exact, _ in sums} == {math.fsum(values)}
+    # The batch-by-batch float sum is what the exact one replaces: here it varies.
+    assert len({plain for _, plain in sums}) > 1

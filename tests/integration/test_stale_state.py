@@ -1,0 +1,54 @@
+"""State tied to an earlier embedded broker (whose topics died with it) is recognised and not
+resumed against: the flow's recovery store and the landing's positions start over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows import orders
+from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.generator import GeneratedRecord
+from streamlane.kafka import ensure_topics
+from streamlane.publish import publish
+from streamlane.runner import scrape
+from tests.e2e.orders_run import count, event_id, order_stream, start_flow, start_warehouse
+from tests.helpers import Processes, wait_until
+
+
+@pytest.mark.timeout(240)
+def test_state_of_an_earlier_broker_is_not_resumed(
+    fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
+) -> None:
+    main, _ = order_stream(4000)
+    first, second = main[: len(main) // 2], main[len(main) // 2 :]
+    warehouse = tmp_path / "warehouse.duckdb"
+    recovery = tmp_path / "recovery"
+
+    def run_against(broker: EmbeddedBroker, records: list[GeneratedRecord], name: str) -> None:
+        brokers = broker.bootstrap
+        ensure_topics(brokers, orders.TOPICS, 2)
+        publish(brokers, orders.INPUT_TOPIC, [(r.key, r.value) for r in records])
+        port = free_port()
+        wh = start_warehouse(processes, brokers, warehouse, name=f"warehouse-{name}")
+        flow = start_flow(
+            processes, brokers, recovery, "--metrics-port", str(port), name=f"flow-{name}"
+        )
+        wait_until(
+            lambda: scrape(port).get("streamlane_events_in_total") == len(records),
+            90,
+            f"the flow to read all {len(records)} records of broker {name} from its start",
+        )
+        unique = {event_id(r) for r in records if r.kind in ("valid", "out_of_order")}
+        wait_until(lambda: count(warehouse, "orders_enriched") >= len(unique), 90, "landing")
+        assert processes.stop(flow) == 0 and processes.stop(wh) == 0
+
+    run_against(fresh_broker, first, "a")
+    with EmbeddedBroker(log_path=tmp_path / "broker-b.log") as other:
+        # Same recovery store and warehouse, new broker: its offsets start at 0 again.
+        run_against(other, second, "b")
+    assert "belongs to another broker; starting fresh" in processes.log("flow-b")
+    assert "broker changed since the last landing" in processes.log("warehouse-b")
+    landed = {event_id(r) for r in main if r.kind in ("valid", "out_of_order")}
+    assert count(warehouse, "orders_enriched") == len(landed)
