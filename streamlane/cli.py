@@ -24,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="streamlane: Kafka events in; validated, deduplicated, enriched, windowed, landed in DuckDB.",
 )
-topics_app = typer.Typer(no_args_is_help=True, help="List or create topics.")
+topics_app = typer.Typer(no_args_is_help=True, help="List, create, tail or produce to topics.")
 flow_app = typer.Typer(no_args_is_help=True, help="Run a single flow.")
 dashboards_app = typer.Typer(no_args_is_help=True, help="Grafana dashboards.")
 app.add_typer(topics_app, name="topics")
@@ -354,6 +354,97 @@ def topics_create(
     check_reachable(brokers)
     created = ensure_topics(brokers, names or TOPICS, partitions)
     print(f"created: {', '.join(created) if created else 'nothing (all exist)'}")
+
+
+@topics_app.command("tail")
+def topics_tail(
+    topic: Annotated[str, typer.Argument(help="Topic to follow.")],
+    brokers: RequiredBrokers,
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at the oldest record, not now.")
+    ] = False,
+    types: Annotated[
+        list[str] | None, typer.Option("--type", help="Only events of this type (repeatable).")
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", help="Only events with PATH=VALUE, e.g. data.channel=web."),
+    ] = None,
+    path: Annotated[
+        str | None, typer.Option("--path", help="Print only this part, e.g. .data.items[0].")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=0, help="Stop after this many records (0: never).")
+    ] = 0,
+    no_color: Annotated[bool, typer.Option("--no-color", help="Plain text output.")] = False,
+) -> None:
+    """Print a topic's events as they arrive: decoded, pretty and coloured, filtered by type,
+    by PATH=VALUE, or cut down to one path. Records that are not JSON are shown escaped."""
+    import json
+
+    from rich.console import Console
+    from rich.json import JSON
+    from rich.markup import escape
+
+    from streamlane.kafka import check_reachable
+    from streamlane.topictools import condition, get_path, missing, parse_path, tail
+
+    check_reachable(brokers)
+    console = Console(no_color=no_color, highlight=not no_color, soft_wrap=True)
+    filters = [condition(w) for w in where or []]
+    selected = parse_path(path) if path else None
+    shown = 0
+    try:
+        for record in tail(brokers, topic, from_beginning):
+            event = record.event
+            if types and (not isinstance(event, dict) or event.get("type") not in types):
+                continue
+            if not all(f(event) for f in filters):
+                continue
+            key = record.key.decode("utf-8", "backslashreplace") if record.key else "-"
+            where_at = f"{topic}/{record.partition}@{record.offset} key={key}"
+            if event is None:
+                text = record.value.decode("utf-8", "backslashreplace")
+                console.print(f"[bold]{escape(where_at)}[/] [red]not JSON:[/] {escape(text[:500])}")
+            else:
+                kind = event.get("type", "") if isinstance(event, dict) else ""
+                when = event.get("time", "") if isinstance(event, dict) else ""
+                console.print(f"[bold]{escape(where_at)}[/] [cyan]{escape(str(kind))}[/] {when}")
+                part = get_path(event, selected) if selected is not None else event
+                body = "(no such path)" if missing(part) else json.dumps(part, ensure_ascii=False)
+                console.print(JSON(body) if not missing(part) else body)
+            shown += 1
+            if limit and shown >= limit:
+                return
+    except KeyboardInterrupt:
+        return
+
+
+@topics_app.command("produce")
+def topics_produce(
+    topic: Annotated[str, typer.Argument(help="Topic to send to.")],
+    brokers: RequiredBrokers,
+    file: Annotated[Path, typer.Option("--file", help="JSONL file, one event per line.")],
+    key: Annotated[
+        str, typer.Option("--key", help="Path of the record key in each event (absent: no key).")
+    ] = "data.store_id",
+) -> None:
+    """Send the events of a JSONL file, each validated against the schema of its `type` first:
+    if any line is invalid, every bad line is listed and nothing is sent."""
+    from streamlane.kafka import check_reachable
+    from streamlane.topictools import produce_file, validate_file
+
+    records, rejected = validate_file(file)
+    if rejected:
+        for bad in rejected[:20]:
+            print(f"{file}:{bad.line}: {bad.reason}", file=sys.stderr)
+        more = " (first 20 shown)" if len(rejected) > 20 else ""
+        raise UserError(f"{len(rejected)} invalid line(s) in {file}{more}; nothing sent")
+    if not records:
+        raise UserError(f"no events in {file}")
+    check_reachable(brokers)
+    sent = produce_file(brokers, topic, records, key)
+    print(f"{sent} events sent to {topic}")
 
 
 @flow_app.command("run")
