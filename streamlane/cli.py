@@ -30,6 +30,8 @@ dashboards_app = typer.Typer(no_args_is_help=True, help="Grafana dashboards.")
 app.add_typer(topics_app, name="topics")
 app.add_typer(flow_app, name="flow")
 app.add_typer(dashboards_app, name="dashboards")
+schemas_app = typer.Typer(no_args_is_help=True, help="Event schemas and their evolution.")
+app.add_typer(schemas_app, name="schemas")
 dlq_app = typer.Typer(no_args_is_help=True, help="List, show and replay dead letters.")
 app.add_typer(dlq_app, name="dlq")
 
@@ -445,6 +447,37 @@ def topics_produce(
     check_reachable(brokers)
     sent = produce_file(brokers, topic, records, key)
     print(f"{sent} events sent to {topic}")
+
+
+@schemas_app.command("check")
+def schemas_check(
+    against: Annotated[
+        str, typer.Option("--against", help="Git ref to compare with (a branch, tag, HEAD~1).")
+    ] = "HEAD",
+    folder: Annotated[Path, typer.Option("--dir", help="Schema folder.")] = Path("schemas"),
+) -> None:
+    """Fail when a schema changed in a breaking way without a new version: a removed property,
+    a changed type, a newly required property, a narrowed enum, a tightened bound, a deleted
+    version. Additive changes and new versions pass."""
+    from streamlane.schemacheck import breaking_changes, schemas_at, schemas_in, work_tree_root
+
+    if not folder.is_dir():
+        raise UserError(f"no schema folder {folder}")
+    top = work_tree_root(folder.resolve())
+    relative = folder.resolve().relative_to(top).as_posix()
+    before = schemas_at(top, against, relative)
+    after = schemas_in(folder)
+    found = breaking_changes(before, after)
+    for change in found:
+        print(f"breaking: {change}", file=sys.stderr)
+    if found:
+        raise UserError(
+            f"{len(found)} breaking change(s) against {against}: publish them as a new "
+            "version of the event type (a new schema file, e.g. ….v2.json) instead"
+        )
+    added = sorted(set(after) - set(before))
+    extra = f"; new: {', '.join(added)}" if added else ""
+    print(f"{len(before)} schema(s) compared with {against}: no breaking changes{extra}")
 
 
 @flow_app.command("run")
