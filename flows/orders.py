@@ -181,6 +181,7 @@ def enriched_records(orders: pl.DataFrame) -> pl.DataFrame:
 
 def revenue_records(windows: pl.DataFrame) -> pl.DataFrame:
     """`pizza.store.revenue.1m.v1` events, one per store and closed minute."""
+    metrics.EVENTS_BY_TYPE.labels(direction="out", type=STORE_REVENUE).inc(windows.height)
     start = rfc3339(pl.col("window_start"))
     data = pl.struct(
         "store_id",
@@ -208,6 +209,7 @@ def revenue_records(windows: pl.DataFrame) -> pl.DataFrame:
 
 def late_records(late: pl.DataFrame) -> pl.DataFrame:
     """Late orders: the enriched event plus the window it missed and the watermark it met."""
+    metrics.EVENTS_BY_TYPE.labels(direction="out", type=ORDER_LATE).inc(late.height)
     data = pl.struct(
         "event_id",
         "order_id",
@@ -243,6 +245,7 @@ def dead_letter_records(dead: pl.DataFrame) -> pl.DataFrame:
 
 def _key_value(orders: pl.DataFrame) -> pl.DataFrame:
     """The enriched records built in `enrich_batch`, for the rows a shard kept."""
+    metrics.EVENTS_BY_TYPE.labels(direction="out", type=ORDER_ENRICHED).inc(orders.height)
     return orders.select("key", "value")
 
 

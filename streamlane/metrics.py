@@ -14,6 +14,11 @@ CONSUMER_LAG = Gauge(
     "Records behind the partition's high watermark",
     ["topic", "partition"],
 )
+EVENTS_BY_TYPE = Counter(
+    "streamlane_events_by_type",
+    "Events accepted (in) and emitted (out) per CloudEvents type, version included",
+    ["direction", "type"],
+)
 EVENTS_OUT = Counter("streamlane_events_out", "Records written to an output topic", ["topic"])
 DEAD_LETTERS = Counter(
     "streamlane_dead_letters", "Records sent to a dead-letter topic", ["topic", "reason"]

@@ -173,6 +173,10 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         offsets = np.fromiter((m.offset() for m in records), dtype=np.int64, count=len(records))
         decoded = self._source.decode(values)
         rows = decoded.valid["row"]
+        if "type" in decoded.valid.columns:
+            # Per type and version, so a retiring version can be seen going quiet.
+            for event_type, n in decoded.valid["type"].value_counts().iter_rows():
+                metrics.EVENTS_BY_TYPE.labels(direction="in", type=event_type).inc(n)
         events = decoded.valid.with_columns(
             offset=pl.Series(offsets).gather(rows),
             key=pl.Series(keys, dtype=pl.Binary).gather(rows),

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import random
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from flows import orders
 from streamlane.broker import EmbeddedBroker, free_port
@@ -51,9 +53,10 @@ def oracle_counts(records: list[bytes]) -> dict[str, int]:
     stores = set(pl.read_csv(REFERENCE_DIR / "stores.csv")["store_id"].to_list())
     currencies = set(pl.read_csv(REFERENCE_DIR / "fx_rates.csv")["currency"].to_list())
     seen: set[tuple[int, str]] = set()
-    counts = {"enriched": 0, "duplicates": 0, "dead": 0}
+    counts = {"enriched": 0, "duplicates": 0, "dead": 0, "accepted": 0}
     for raw in records:
         event = expected(raw, now)
+        counts["accepted"] += event is not None
         known = event is not None and event["data"]["store_id"] in stores
         if not known or event["data"]["currency"] not in currencies:  # type: ignore[index]
             counts["dead"] += 1
@@ -63,6 +66,18 @@ def oracle_counts(records: list[bytes]) -> dict[str, int]:
             seen.add((event["data"]["store_id"], event["id"]))
             counts["enriched"] += 1
     return counts
+
+
+def by_type_counts(port: int) -> dict[tuple[str, str], float]:
+    """`streamlane_events_by_type_total` by (direction, type), from the flow's endpoint."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.labels["direction"], sample.labels["type"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "streamlane_events_by_type_total"
+    }
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -97,7 +112,11 @@ def test_flow_accounts_for_every_hostile_record(
         return got if read == len(records) and sum(got.values()) >= len(records) else None
 
     got = wait_until(settled, 180, "every hostile record to be accounted for", every_s=0.5)
+    accepted = want.pop("accepted")
     assert got == {k: float(v) for k, v in want.items()}
+    by_type = by_type_counts(port)
+    assert by_type[("in", "pizza.order.confirmed.v1")] == accepted
+    assert by_type[("out", "pizza.order.enriched.v1")] == want["enriched"]
     assert flow.poll() is None, "the flow keeps running"
     assert peak_rss_mib(flow.pid) < 1024
     assert "Traceback" not in processes.log("flow")
