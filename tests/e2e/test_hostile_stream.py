@@ -21,7 +21,7 @@ from streamlane.paths import REFERENCE_DIR
 from streamlane.publish import publish
 from streamlane.runner import scrape
 from tests.e2e.orders_run import start_flow
-from tests.helpers import Processes, wait_until
+from tests.helpers import Processes, memory_mib, wait_until
 from tests.hostile import base_event, dumps, expected, mutate
 
 RECORDS = 3_000
@@ -80,13 +80,6 @@ def by_type_counts(port: int) -> dict[tuple[str, str], float]:
     }
 
 
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
-
-
 @pytest.mark.timeout(300)
 def test_flow_accounts_for_every_hostile_record(
     fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
@@ -118,5 +111,5 @@ def test_flow_accounts_for_every_hostile_record(
     assert by_type[("in", "pizza.order.confirmed.v1")] == accepted
     assert by_type[("out", "pizza.order.enriched.v1")] == want["enriched"]
     assert flow.poll() is None, "the flow keeps running"
-    assert peak_rss_mib(flow.pid) < 1024
+    assert memory_mib(flow.pid, "VmHWM") < 1024
     assert "Traceback" not in processes.log("flow")
