@@ -30,7 +30,7 @@ from streamlane.schemas import load_schema
 from streamlane.settings import FlowSettings
 from streamlane.shards import ShardOutput, WindowSpec, route, shard_step
 from streamlane.source import DEAD_LETTER_SCHEMA, EventSource, PartitionBatch
-from streamlane.windows import Aggregate
+from streamlane.windows import Aggregate, Tumbling
 
 INPUT_TOPIC = "pizza.orders"
 DEAD_LETTER_TOPIC = "pizza.orders.dlq"
@@ -288,7 +288,7 @@ def build_flow(settings: FlowSettings) -> Dataflow:
     spec = WindowSpec(
         partitions=tuple(source.partition_names()),
         key="store_id",
-        size_us=WINDOW_US,
+        window=Tumbling(WINDOW_US),
         lateness_us=int(settings.lateness_s * 1e6),
         dedupe_horizon_us=int(settings.dedupe_horizon_s * 1e6),
         aggregates=REVENUE,

@@ -1,4 +1,4 @@
-"""Event-time watermarks and tumbling windows over polars frames.
+"""Event-time watermarks and tumbling, hopping and session windows over polars frames.
 
 Watermark semantics (the README's "Watermark and lateness" section):
 
@@ -19,11 +19,12 @@ talking to each other.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+
+from streamlane.aggregates import Aggregate, compact_sketches, finish
 
 NEVER = -(2**62)
 """A watermark before any event time (microseconds)."""
@@ -105,46 +106,62 @@ class Watermark:
 
 
 @dataclass(frozen=True)
-class Aggregate:
-    """A window aggregate: `partial` over a batch's events, combined across batches by `merge`.
+class Tumbling:
+    """Windows of `size_us` one after another, aligned to the epoch: each event is in one."""
 
-    `sum`, `max` and `min` combine partial values. Summing floats batch by batch gives
-    a result that depends (in its last bits) on how the events were batched, so a
-    window recomputed after a restart could differ from the one emitted before it.
-    `fsum` makes a float sum exact instead: `partial` yields the values themselves
-    (e.g. `pl.col("x")`), they are kept per window, and the window's result is their
-    correctly rounded sum, the same however the events arrived.
+    size_us: int
+
+    def __post_init__(self) -> None:
+        if self.size_us <= 0:
+            raise ValueError(f"window size must be positive, got {self.size_us} us")
+
+    @property
+    def every_us(self) -> int:
+        return self.size_us
+
+
+@dataclass(frozen=True)
+class Hopping:
+    """Windows of `size_us` starting every `every_us` (epoch-aligned): an event is in size/every.
+
+    The size must be a whole number of steps, so every window starts on a step.
     """
 
-    name: str
-    partial: pl.Expr
-    merge: str  # "sum" | "max" | "min" | "fsum"
+    size_us: int
+    every_us: int
 
-    def merged(self) -> pl.Expr:
-        col = pl.col(self.name)
-        merges = {
-            "sum": col.sum(),
-            "max": col.max(),
-            "min": col.min(),
-            "fsum": col.list.explode(keep_nulls=False, empty_as_null=False),
-        }
-        return merges[self.merge].alias(self.name)
+    def __post_init__(self) -> None:
+        if self.every_us <= 0 or self.size_us <= 0 or self.size_us % self.every_us:
+            raise ValueError(
+                f"hopping window size ({self.size_us} us) must be a positive multiple "
+                f"of its step ({self.every_us} us)"
+            )
 
 
-def _finish(aggregates: tuple[Aggregate, ...], windows: pl.DataFrame) -> pl.DataFrame:
-    """Closed windows with every `fsum` aggregate's kept values replaced by their exact sum."""
-    exact = [a.name for a in aggregates if a.merge == "fsum"]
-    if not exact or windows.is_empty():
-        return windows
-    return windows.with_columns(
-        pl.Series(name, [math.fsum(v) for v in windows[name].to_list()], dtype=pl.Float64)
-        for name in exact
-    )
+@dataclass(frozen=True)
+class Session:
+    """Per key, events less than `gap_us` apart form one session `[first, last + gap)`."""
+
+    gap_us: int
+
+    def __post_init__(self) -> None:
+        if self.gap_us <= 0:
+            raise ValueError(f"session gap must be positive, got {self.gap_us} us")
+
+
+WindowKind = Tumbling | Hopping | Session
+
+
+def window_starts(window: Tumbling | Hopping, time: pl.Expr) -> pl.Expr:
+    """Per event time, the list of starts of the fixed windows that contain it (ascending)."""
+    last = (time // window.every_us) * window.every_us
+    first = last - (window.size_us - window.every_us)
+    return pl.int_ranges(first, last + window.every_us, window.every_us)
 
 
 @dataclass
-class TumblingWindows:
-    """Open tumbling windows `[start, start + size)` per key, merged batch by batch.
+class FixedWindows:
+    """Open fixed-size windows `[start, start + size)` per key (tumbling or hopping), merged batch by batch.
 
     Each batch's events are reduced to one partial row per key and window; partials
     are kept as they come and merged only when windows close (or when enough have
@@ -155,19 +172,28 @@ class TumblingWindows:
     key: str
     size_us: int
     aggregates: tuple[Aggregate, ...]
+    every_us: int | None = None
+    """Step between window starts (hopping); None for tumbling windows."""
     open: pl.DataFrame | None = None
     pending: list[pl.DataFrame] = field(default_factory=list)
     earliest_start: int | None = None
 
     _COMPACT_AFTER = 32
 
+    @property
+    def kind(self) -> Tumbling | Hopping:
+        if self.every_us is None:
+            return Tumbling(self.size_us)
+        return Hopping(self.size_us, self.every_us)
+
     def add(self, events: pl.DataFrame, time_col: str = "event_time_us") -> None:
-        """Fold on-time events into their windows (callers drop late events first)."""
+        """Fold on-time events into every window they fall in (callers drop late events first)."""
         if events.is_empty():
             return
         partial = (
             events.lazy()
-            .with_columns(window_start=(pl.col(time_col) // self.size_us) * self.size_us)
+            .with_columns(window_start=window_starts(self.kind, pl.col(time_col)))
+            .explode("window_start")
             .group_by(self.key, "window_start")
             .agg([a.partial.alias(a.name) for a in self.aggregates])
             .collect()
@@ -192,17 +218,14 @@ class TumblingWindows:
         self.pending = []
         if not parts:
             return
-        self.open = (
+        merged = (
             pl.concat(parts)
             .lazy()
             .group_by(self.key, "window_start")
             .agg([a.merged() for a in self.aggregates])
             .collect()
         )
-
-    def window_end(self, time_col: str = "event_time_us") -> pl.Expr:
-        """Expression: end of the window an event falls in."""
-        return (pl.col(time_col) // self.size_us + 1) * self.size_us
+        self.open = compact_sketches(self.aggregates, merged)
 
     def close(self, watermark_us: int) -> pl.DataFrame:
         """Remove and return the windows whose end is at or before the watermark."""
@@ -218,5 +241,123 @@ class TumblingWindows:
         )
         if done.is_empty():
             return done
-        done = _finish(self.aggregates, done)
+        done = finish(self.aggregates, done)
         return done.with_columns(window_end=end).sort(self.key, "window_start")
+
+
+@dataclass
+class SessionWindows:
+    """Open sessions per key: events closer than `gap_us` to a session join (and may merge) it.
+
+    A session is `[first event, last event + gap)` and closes once the watermark
+    reaches its end. Closed sessions are final: an event that arrives after its
+    session was emitted, and would have extended it, is late, as is an event whose own
+    session `[t, t + gap)` has already ended. Everything else is on time, so the
+    sessions emitted are exactly the sessions of the on-time events. The newest
+    emitted session per key is remembered only while an on-time event could still
+    fall into it.
+    """
+
+    key: str
+    gap_us: int
+    aggregates: tuple[Aggregate, ...]
+    open: pl.DataFrame | None = None
+    """One row per open session: key, `window_start`, `last_us`, one column per aggregate."""
+    emitted: pl.DataFrame | None = None
+    """Per key, the newest emitted session: key, `emitted_start`, `emitted_end`."""
+    earliest_last: int | None = None
+
+    def split_late(
+        self, events: pl.DataFrame, marks: np.ndarray, time_col: str = "event_time_us"
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(on-time events, late events) against each event's watermark at arrival.
+
+        Late events get `window_start_us` and `window_end_us` (the emitted session
+        they missed, or their own session) and `watermark_us`.
+        """
+        t = pl.col(time_col)
+        frame = events.with_columns(watermark_us=pl.Series(marks, dtype=pl.Int64))
+        if self.emitted is not None and self.emitted.height:
+            frame = frame.join(self.emitted, on=self.key, how="left", maintain_order="left")
+        else:
+            frame = frame.with_columns(
+                emitted_start=pl.lit(None, pl.Int64), emitted_end=pl.lit(None, pl.Int64)
+            )
+        missed = t < pl.col("emitted_end").fill_null(NEVER)
+        own_ended = t + self.gap_us <= pl.col("watermark_us")
+        joins_emitted = missed & (t >= pl.col("emitted_start") - self.gap_us)
+        frame = frame.with_columns(__late=missed | own_ended)
+        late = frame.filter("__late").with_columns(
+            window_start_us=pl.when(joins_emitted).then("emitted_start").otherwise(t),
+            window_end_us=pl.when(joins_emitted).then("emitted_end").otherwise(t + self.gap_us),
+        )
+        helpers = ["emitted_start", "emitted_end", "__late"]
+        on_time = frame.filter(~pl.col("__late")).drop([*helpers, "watermark_us"])
+        return on_time, late.drop(helpers)
+
+    def add(self, events: pl.DataFrame, time_col: str = "event_time_us") -> None:
+        """Fold on-time events into sessions, merging sessions an event now bridges."""
+        if events.is_empty():
+            return
+        partial = (
+            events.lazy()
+            .group_by(self.key, window_start=pl.col(time_col))
+            .agg([a.partial.alias(a.name) for a in self.aggregates])
+            .with_columns(last_us=pl.col("window_start"))
+            .collect()
+        )
+        untouched = None
+        parts = [partial]
+        if self.open is not None and self.open.height:
+            touched = self.open[self.key].is_in(partial[self.key].unique().implode())
+            parts.insert(0, self.open.filter(touched).select(partial.columns))
+            untouched = self.open.filter(~touched)
+        ordered = pl.concat(parts).sort(self.key, "window_start")
+        reach = pl.col("last_us").cum_max().shift(1).over(self.key)
+        starts_new = reach.is_null() | (pl.col("window_start") >= reach + self.gap_us)
+        merged = (
+            ordered.lazy()
+            .with_columns(__session=starts_new.cum_sum())
+            .group_by(self.key, "__session")
+            .agg(
+                pl.col("window_start").min(),
+                pl.col("last_us").max(),
+                *[a.merged() for a in self.aggregates],
+            )
+            .drop("__session")
+            .collect()
+        )
+        merged = compact_sketches(self.aggregates, merged).select(partial.columns)
+        self.open = merged if untouched is None else pl.concat([untouched, merged])
+        earliest = int(merged["last_us"].min())  # type: ignore[arg-type]
+        if self.earliest_last is None or earliest < self.earliest_last:
+            self.earliest_last = earliest
+
+    def close(self, watermark_us: int) -> pl.DataFrame:
+        """Remove and return the sessions whose end (last event + gap) is at or before the watermark."""
+        if self.emitted is not None and self.emitted.height:
+            self.emitted = self.emitted.filter(pl.col("emitted_end") + self.gap_us > watermark_us)
+        if self.earliest_last is None or self.earliest_last + self.gap_us > watermark_us:
+            return pl.DataFrame()
+        assert self.open is not None
+        end = pl.col("last_us") + self.gap_us
+        done = self.open.filter(end <= watermark_us)
+        self.open = self.open.filter(end > watermark_us)
+        self.earliest_last = (
+            None if self.open.is_empty() else int(self.open["last_us"].min())  # type: ignore[arg-type]
+        )
+        if done.is_empty():
+            return done
+        done = done.with_columns(window_end=end).drop("last_us")
+        newest = (
+            done.group_by(self.key)
+            .agg(pl.all().sort_by("window_end").last())
+            .select(self.key, emitted_start="window_start", emitted_end="window_end")
+        )
+        kept = (
+            []
+            if self.emitted is None
+            else [self.emitted.filter(~pl.col(self.key).is_in(newest[self.key].implode()))]
+        )
+        self.emitted = pl.concat([*kept, newest])
+        return finish(self.aggregates, done).sort(self.key, "window_start")
