@@ -55,7 +55,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
     warehouse = work / "warehouse.duckdb"
     with EmbeddedBroker(log_path=work / "broker.log") as broker:
         brokers = broker.bootstrap
-        ensure_topics(brokers, orders.TOPICS, args.partitions)
+        ensure_topics(brokers, orders.FLOW.topics, args.partitions)
         _, landing_port = child(
             ["serve", "--brokers", brokers, "--warehouse", str(warehouse),
              "--pg-port", "0", "--quack-port", "0"], work / "warehouse.log",

@@ -33,7 +33,8 @@ from dashboards.generate import DASHBOARDS
 from dashboards.macros import expand
 from enrichers.stores import STORES_CSV
 from flows import orders
-from sinks.duckdb import TABLES_DDL
+from sinks.duckdb import create_tables
+from sinks.warehouse import landed_tables
 from streamlane.broker import EmbeddedBroker
 from streamlane.generator import GeneratorSettings, OrderGenerator
 from streamlane.kafka import ensure_topics
@@ -66,14 +67,16 @@ def dashboard_queries() -> dict[str, str]:
 def build_warehouse(path: Path, rows: int) -> None:
     """Synthetic but realistically shaped tables: orders over 24 h, windows derived from them."""
     con = duckdb.connect(str(path))
-    con.execute(TABLES_DDL)
+    create_tables(con, landed_tables())
     con.execute(f"CREATE OR REPLACE TABLE stores AS SELECT * FROM read_csv('{STORES_CSV}')")
     con.execute(
         f"""
-        INSERT INTO orders_enriched
-        SELECT 'e-' || i, 'o-' || i, 'c-' || (i % 50000), s.store_id,
-               ['web', 'app', 'phone'][1 + i % 3], t, total, s.currency, total * 1.1,
-               s.name, s.city, s.region, NULL, s.latitude, s.longitude, 1.1, NULL, t + INTERVAL 1 SECOND
+        INSERT INTO orders_enriched BY NAME
+        SELECT 'e-' || i AS event_id, 'o-' || i AS order_id, 'c-' || (i % 50000) AS customer_id,
+               s.store_id, ['web', 'app', 'phone'][1 + i % 3] AS channel, t AS event_time,
+               total, s.currency, total * 1.1 AS total_usd, s.name AS store_name, s.city,
+               s.region, s.latitude, s.longitude, 1.1 AS usd_rate,
+               t + INTERVAL 1 SECOND AS produced_at
         FROM (
             SELECT i, now() - to_microseconds((i * 86400000000 // {rows})::BIGINT) AS t,
                    1 + (hash(i) % 308)::INTEGER AS sid, 5 + (hash(i * 7) % 6000) / 100.0 AS total
@@ -83,9 +86,12 @@ def build_warehouse(path: Path, rows: int) -> None:
     )
     con.execute(
         """
-        INSERT INTO store_revenue_1m
-        SELECT store_id, time_bucket(INTERVAL 1 MINUTE, event_time) AS ws, ws + INTERVAL 1 MINUTE,
-               count(*), count(*) * 2, sum(total_usd), avg(total_usd), max(total_usd), max(produced_at)
+        INSERT INTO store_revenue_1m BY NAME
+        SELECT store_id, time_bucket(INTERVAL 1 MINUTE, event_time) AS window_start,
+               window_start + INTERVAL 1 MINUTE AS window_end, count(*) AS orders,
+               count(*) * 2 AS items, sum(total_usd) AS revenue_usd,
+               avg(total_usd) AS avg_order_usd, max(total_usd) AS max_order_usd,
+               max(produced_at) AS produced_at
         FROM orders_enriched GROUP BY ALL
         """
     )
@@ -190,13 +196,13 @@ def main() -> None:
 
     print(f"landing {args.landing_events:,} events' output with 0 and 8 readers…", flush=True)
     with EmbeddedBroker(log_path=work / "broker.log") as broker:
-        ensure_topics(broker.bootstrap, orders.TOPICS, 8)
+        ensure_topics(broker.bootstrap, orders.FLOW.topics, 8)
         settings = GeneratorSettings(
             seed=3, count=args.landing_events, start=datetime.now(UTC) - timedelta(hours=2)
         )
         publish(
             broker.bootstrap,
-            orders.INPUT_TOPIC,
+            orders.FLOW.input_topic,
             ((r.key, r.value) for r in OrderGenerator(settings)),
         )
         flow, flow_port = child(

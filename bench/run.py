@@ -184,8 +184,8 @@ def fresh_input(
     """A new embedded broker holding the input topic, so each stage starts from nothing."""
     work.mkdir(parents=True, exist_ok=True)
     with EmbeddedBroker(log_path=work / "broker.log") as broker:
-        ensure_topics(broker.bootstrap, orders.TOPICS, partitions)
-        publish(broker.bootstrap, orders.INPUT_TOPIC, iter(records))
+        ensure_topics(broker.bootstrap, orders.FLOW.topics, partitions)
+        publish(broker.bootstrap, orders.FLOW.input_topic, iter(records))
         yield broker
 
 
@@ -207,7 +207,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
     settings = GeneratorSettings(
         seed=1, count=args.events, start=datetime(2026, 11, 2, 11, 0, tzinfo=UTC),
         duplicates=0.01, malformed=0.01, stores_csv=stores_csv,
-        orders_per_second=args.event_rate,
+        events_per_second=args.event_rate,
     )  # fmt: skip
     print(f"generating {args.events:,} events…", file=sys.stderr)
     records = [(r.key, r.value) for r in OrderGenerator(settings)]
@@ -224,7 +224,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
     with fresh_input(work / "separate", records, args.partitions) as broker:
         print("measuring the bare consume+decode ceiling…", file=sys.stderr)
         ceiling_eps = consume_and_decode(
-            broker.bootstrap, orders.INPUT_TOPIC, args.partitions, args.events
+            broker.bootstrap, orders.FLOW.input_topic, args.partitions, args.events
         )
         result["ceiling_events_per_s"] = round(ceiling_eps)
 

@@ -1,7 +1,8 @@
 """DuckDB landing: warehouse tables and idempotent writes of decoded topic batches.
 
-Every table has a natural key (event id; store + window start; topic, partition
-and offset for dead letters). A write inserts the rows whose key is not there yet
+Every table is derived from a flow's declaration: its columns from the output's
+schema, its natural key from the output's `Table` (event id; store + window
+start; topic, partition and offset for dead letters). A write inserts the rows whose key is not there yet
 and stores the landing's Kafka positions in the same transaction, so replaying a
 topic, or a crash between writing rows and remembering offsets, leaves the same
 rows. The keys are enforced by the landing, not by a unique index: the one writer
@@ -12,36 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import duckdb
 import polars as pl
 
 from streamlane.decode import decode_own_output
+from streamlane.flow import Flow, Output
 from streamlane.schemas import load_schema, parse_rfc3339
 
 TABLES_DDL = """
-CREATE TABLE IF NOT EXISTS orders_enriched (
-    event_id VARCHAR, order_id VARCHAR, customer_id VARCHAR, store_id BIGINT,
-    channel VARCHAR, event_time TIMESTAMPTZ, total DOUBLE, currency VARCHAR, total_usd DOUBLE,
-    store_name VARCHAR, city VARCHAR, region VARCHAR,
-    items STRUCT(sku VARCHAR, qty BIGINT, unit_price DOUBLE)[],
-    latitude DOUBLE, longitude DOUBLE, usd_rate DOUBLE, traceparent VARCHAR,
-    produced_at TIMESTAMPTZ
-);
-CREATE TABLE IF NOT EXISTS store_revenue_1m (
-    store_id BIGINT, window_start TIMESTAMPTZ, window_end TIMESTAMPTZ, orders BIGINT,
-    items BIGINT, revenue_usd DOUBLE, avg_order_usd DOUBLE, max_order_usd DOUBLE,
-    produced_at TIMESTAMPTZ
-);
 CREATE TABLE IF NOT EXISTS dead_letters (
     topic VARCHAR, "partition" INTEGER, "offset" BIGINT, reason VARCHAR, raw BLOB, "key" BLOB,
     received_at TIMESTAMPTZ
-);
-CREATE TABLE IF NOT EXISTS late_events (
-    event_id VARCHAR, order_id VARCHAR, customer_id VARCHAR, store_id BIGINT,
-    channel VARCHAR, event_time TIMESTAMPTZ, total DOUBLE, currency VARCHAR, total_usd DOUBLE,
-    region VARCHAR, window_start TIMESTAMPTZ, window_end TIMESTAMPTZ, watermark TIMESTAMPTZ,
-    produced_at TIMESTAMPTZ
 );
 CREATE TABLE IF NOT EXISTS landing_batches (
     landed_at TIMESTAMPTZ, "rows" BIGINT, seconds DOUBLE, lag BIGINT
@@ -84,58 +68,18 @@ def _events(batch: TopicBatch, event_type: str) -> pl.DataFrame:
     )
 
 
-def enriched_rows(batch: TopicBatch) -> pl.DataFrame:
-    """orders_enriched rows from `pizza.order.enriched.v1` records."""
+def output_rows(output: Output, batch: TopicBatch) -> pl.DataFrame:
+    """Table rows of an output's records: each `data` field (date-times as timestamps), the
+    table's envelope columns, and `produced_at`."""
+    fields = load_schema(output.event_type).document["properties"]["data"]["properties"]
     data = pl.col("data")
-    return _events(batch, "pizza.order.enriched.v1").select(
-        event_id=data.struct.field("event_id"),
-        order_id=data.struct.field("order_id"),
-        customer_id=data.struct.field("customer_id"),
-        store_id=data.struct.field("store_id"),
-        channel=data.struct.field("channel"),
-        event_time=pl.col("event_time"),
-        total=data.struct.field("total"),
-        currency=data.struct.field("currency"),
-        total_usd=data.struct.field("total_usd"),
-        store_name=data.struct.field("store_name"),
-        city=data.struct.field("city"),
-        region=data.struct.field("region"),
-        items=data.struct.field("items"),
-        latitude=data.struct.field("latitude"),
-        longitude=data.struct.field("longitude"),
-        usd_rate=data.struct.field("usd_rate"),
-        traceparent=pl.col("traceparent"),
-        produced_at=pl.col("produced_at"),
-    )
-
-
-def revenue_rows(batch: TopicBatch) -> pl.DataFrame:
-    """store_revenue_1m rows from `pizza.store.revenue.1m.v1` records."""
-    data = pl.col("data")
-    fields = ["store_id", "orders", "items", "revenue_usd", "avg_order_usd", "max_order_usd"]
-    return _events(batch, "pizza.store.revenue.1m.v1").select(
-        data.struct.field("store_id"),
-        window_start=parse_rfc3339(data.struct.field("window_start")),
-        window_end=parse_rfc3339(data.struct.field("window_end")),
-        **{f: data.struct.field(f) for f in fields[1:]},
-        produced_at=pl.col("produced_at"),
-    )
-
-
-def late_rows(batch: TopicBatch) -> pl.DataFrame:
-    """late_events rows from `pizza.order.late.v1` records."""
-    data = pl.col("data")
-    plain = ["event_id", "order_id", "customer_id", "store_id", "channel", "total", "currency"]
-    return _events(batch, "pizza.order.late.v1").select(
-        *[data.struct.field(f) for f in plain],
-        event_time=pl.col("event_time"),
-        total_usd=data.struct.field("total_usd"),
-        region=data.struct.field("region"),
-        window_start=parse_rfc3339(data.struct.field("window_start")),
-        window_end=parse_rfc3339(data.struct.field("window_end")),
-        watermark=parse_rfc3339(data.struct.field("watermark")),
-        produced_at=pl.col("produced_at"),
-    )
+    columns = [
+        parse_rfc3339(data.struct.field(name)).alias(name)
+        if node.get("format") == "date-time"
+        else data.struct.field(name)
+        for name, node in fields.items()
+    ]
+    return _events(batch, output.event_type).select(*columns, *output.table.envelope, "produced_at")
 
 
 def dead_letter_rows(batch: TopicBatch) -> pl.DataFrame:
@@ -164,7 +108,7 @@ def dead_letter_rows(batch: TopicBatch) -> pl.DataFrame:
 
 
 @dataclass(frozen=True)
-class Table:
+class LandingTable:
     """A warehouse table fed by one topic: how rows are built and which columns key them.
 
     `near` is a column that is equal on every copy of a row and follows the order in
@@ -178,7 +122,7 @@ class Table:
     near: str
 
 
-def insert_new(con: duckdb.DuckDBPyConnection, table: Table, rows: pl.DataFrame) -> int:
+def insert_new(con: duckdb.DuckDBPyConnection, table: LandingTable, rows: pl.DataFrame) -> int:
     """Insert the rows whose key is not in the table yet; return how many were inserted.
 
     Outputs are deterministic from the input, so a row landed again (a replayed topic, a
@@ -204,3 +148,45 @@ def insert_new(con: duckdb.DuckDBPyConnection, table: Table, rows: pl.DataFrame)
     finally:
         con.unregister("landing_batch")
     return int(inserted[0]) if inserted else 0
+
+
+def _no_records(topic: str) -> TopicBatch:
+    return TopicBatch(topic, [], [], [], [], [], [])
+
+
+def flow_tables(flow: Flow) -> dict[str, LandingTable]:
+    """The landing of every topic a flow writes, by topic: its outputs and its dead letters."""
+    tables = {
+        o.topic: LandingTable(o.table.name, partial(output_rows, o), o.table.key, o.table.near)
+        for o in flow.outputs()
+    }
+    tables[flow.dead_letter_topic] = LandingTable(
+        "dead_letters", dead_letter_rows, ("topic", "partition", "offset"), near="offset"
+    )
+    return tables
+
+
+def create_tables(con: duckdb.DuckDBPyConnection, tables: dict[str, LandingTable]) -> None:
+    """Create each landing table from its rows' types; add columns an older file lacks.
+
+    A new field in an output's schema (an additive change) becomes a new nullable column
+    of an existing table; rows landed before it read NULL there.
+    """
+    con.execute(TABLES_DDL)
+    for topic, table in tables.items():
+        if table.name == "dead_letters":
+            continue
+        con.register("new_rows", table.rows(_no_records(topic)).to_arrow())
+        try:
+            con.execute(f'CREATE TABLE IF NOT EXISTS "{table.name}" AS FROM new_rows')
+            have = {
+                r[0]
+                for r in con.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table.name]
+                ).fetchall()
+            }
+            for name, kind, *_ in con.execute("DESCRIBE new_rows").fetchall():
+                if name not in have:
+                    con.execute(f'ALTER TABLE "{table.name}" ADD COLUMN "{name}" {kind}')
+        finally:
+            con.unregister("new_rows")

@@ -28,23 +28,14 @@ import polars as pl
 import pyarrow as pa
 from confluent_kafka import Consumer, TopicPartition
 
-from enrichers.stores import STORES_CSV
-from sinks.duckdb import (
-    TABLES_DDL,
-    Table,
-    TopicBatch,
-    dead_letter_rows,
-    enriched_rows,
-    insert_new,
-    late_rows,
-    revenue_rows,
-)
+from sinks.duckdb import LandingTable, TopicBatch, create_tables, flow_tables, insert_new
 from sinks.quack import serve_quack
 from streamlane import metrics
 from streamlane.broker import free_port
 from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S, watch
 from streamlane.errors import UserError
-from streamlane.kafka import check_reachable, consumer_config, partitions_of
+from streamlane.flow import flow_names, load_flow
+from streamlane.kafka import check_reachable, consumer_config, existing_partitions
 from streamlane.pgwire.auth import Credentials
 from streamlane.pgwire.server import PgServer
 from streamlane.query import endpoint_file
@@ -52,26 +43,23 @@ from streamlane.query import endpoint_file
 log = logging.getLogger(__name__)
 
 STORAGE_RETRY_S = 5.0
+TOPIC_LOOKUP_S = 5.0
+"""How often the landing looks for output topics that did not exist yet."""
 
-ORDER_TABLES: dict[str, Table] = {
-    "pizza.orders.enriched": Table(
-        "orders_enriched", enriched_rows, ("event_id",), near="event_time"
-    ),
-    "pizza.orders.by_store.1m": Table(
-        "store_revenue_1m", revenue_rows, ("store_id", "window_start"), near="window_start"
-    ),
-    "pizza.orders.dlq": Table(
-        "dead_letters", dead_letter_rows, ("topic", "partition", "offset"), near="offset"
-    ),
-    "pizza.orders.late": Table("late_events", late_rows, ("event_id",), near="event_time"),
-}
+
+def landed_tables() -> dict[str, LandingTable]:
+    """Every table the warehouse lands, by topic: the outputs of every flow in `flows/`."""
+    tables: dict[str, LandingTable] = {}
+    for name in flow_names():
+        tables |= flow_tables(load_flow(name))
+    return tables
 
 
 @dataclass(frozen=True)
 class PreparedBatch:
     """One poll, decoded and ready to write: rows per table, the positions after it, lags."""
 
-    rows: list[tuple[Table, pl.DataFrame]]
+    rows: list[tuple[LandingTable, pl.DataFrame]]
     offsets: dict[tuple[str, int], int]
     lags: dict[tuple[str, int], int]
     records: int
@@ -90,7 +78,7 @@ class Landing:
         self,
         con: duckdb.DuckDBPyConnection,
         brokers: str,
-        tables: dict[str, Table],
+        tables: dict[str, LandingTable],
         max_batch: int = 200_000,
         poll_timeout_s: float = 0.2,
         depth: int = 1,
@@ -104,7 +92,13 @@ class Landing:
         self.cluster_id = check_reachable(brokers)
         self.broker = watch(brokers, broker_timeout_s)
         self.consumer = Consumer(consumer_config(brokers))
-        self.consumer.assign(self._positions())
+        self._stored = self._stored_positions()
+        self._waiting = set(tables)
+        self._look_again_at = 0.0
+        self.consumer.assign([])
+        self._discover()
+        for topic in sorted(self._waiting):
+            log.info("landing %s once topic %s is created", tables[topic].name, topic)
         self.landed = 0
         found = con.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchone()
         self.path = str(found[0]) if found else "in memory"
@@ -115,25 +109,32 @@ class Landing:
         self._reader = threading.Thread(target=self._read, name="landing-reader", daemon=True)
         self._reader.start()
 
-    def _positions(self) -> list[TopicPartition]:
+    def _stored_positions(self) -> dict[tuple[str, int], int]:
         stored = {
             (t, p): (o, c)
             for t, p, o, c in self.con.execute(
                 'SELECT topic, "partition", next_offset, cluster_id FROM landing_offsets'
             ).fetchall()
         }
-        stale = any(c != self.cluster_id for _, c in stored.values())
-        if stale:
+        if any(c != self.cluster_id for _, c in stored.values()):
             # Topics of an earlier (embedded, memory-only) broker are gone: land the new ones from the start.
             log.warning("broker changed since the last landing: reading topics from the start")
             self.con.execute("DELETE FROM landing_offsets")
-            stored = {}
-        positions = []
-        for topic in self.tables:
-            for index in partitions_of({"bootstrap.servers": self.brokers}, topic):
-                offset = stored.get((topic, index), (0, None))[0]
-                positions.append(TopicPartition(topic, index, offset))
-        return positions
+            return {}
+        return {key: offset for key, (offset, _) in stored.items()}
+
+    def _discover(self) -> None:
+        """Start landing the topics that exist now; the others are looked for again later."""
+        found = []
+        for topic in sorted(self._waiting):
+            indexes = existing_partitions({"bootstrap.servers": self.brokers}, topic)
+            if indexes is None:
+                continue
+            self._waiting.discard(topic)
+            found += [TopicPartition(topic, i, self._stored.get((topic, i), 0)) for i in indexes]
+        if found:
+            self.consumer.incremental_assign(found)
+        self._look_again_at = time.monotonic() + TOPIC_LOOKUP_S
 
     def _read(self) -> None:
         while not self._stopping.is_set():
@@ -154,6 +155,8 @@ class Landing:
                 continue
 
     def _prepare(self) -> PreparedBatch | None:
+        if self._waiting and time.monotonic() >= self._look_again_at:
+            self._discover()
         messages = self.consumer.consume(self.max_batch, self.poll_timeout_s)
         by_topic: dict[str, list[Any]] = {}
         for m in messages:
@@ -348,12 +351,14 @@ def open_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) the warehouse file read-write and make sure the tables exist."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
-    con.execute(TABLES_DDL)
-    # The store dimension, for dashboards (region filters, map coordinates).
-    con.execute(
-        "CREATE OR REPLACE TABLE stores AS SELECT * FROM read_csv(?, header = true)",
-        [str(STORES_CSV)],
-    )
+    create_tables(con, landed_tables())
+    # Reference data the flows enrich with, for dashboards (region filters, map coordinates).
+    for name in flow_names():
+        for table, csv in load_flow(name).reference_tables.items():
+            con.execute(
+                f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM read_csv(?, header = true)',
+                [str(csv)],
+            )
     return con
 
 
@@ -487,7 +492,7 @@ class Warehouse:
         try:
             if self.brokers:
                 self.landing = Landing(
-                    self.con, self.brokers, ORDER_TABLES, broker_timeout_s=self.broker_timeout_s
+                    self.con, self.brokers, landed_tables(), broker_timeout_s=self.broker_timeout_s
                 )
                 while not self.stopping.is_set():
                     self.landing.poll_once()

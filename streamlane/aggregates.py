@@ -28,6 +28,7 @@ _LOG_GAMMA = math.log(_GAMMA)
 # lands above zero; negatives mirror them below zero, and zero is bucket 0.
 _OFFSET = 4096
 _SMALLEST = 1e-9
+_SKETCH_SUFFIX = ".sketch"
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ class Aggregate:
     def outputs(self) -> list[str]:
         """Names of the columns this aggregate adds to a closed window."""
         if self.merge == "sketch":
-            return [quantile_column(self.name, q) for q in self.quantiles]
+            prefix = self.name.removesuffix(_SKETCH_SUFFIX)
+            return [quantile_column(prefix, q) for q in self.quantiles]
         return [self.name]
 
 
@@ -73,13 +75,15 @@ def count(name: str = "count") -> Aggregate:
 
 
 def total(name: str, value: pl.Expr, exact: bool = True) -> Aggregate:
-    """Sum of `value` over the window's events; nulls are skipped.
+    """Sum of `value` over the window's events; nulls are skipped, and a sum of none is 0.
 
     `exact` (the default) keeps the values and sums them correctly rounded at close,
     so the result does not depend on batching; `exact=False` adds partial sums (right
     for integers, cheaper).
     """
-    return Aggregate(name, value, "fsum") if exact else Aggregate(name, value.sum(), "sum")
+    if exact:
+        return Aggregate(name, value.drop_nulls(), "fsum")
+    return Aggregate(name, value.sum(), "sum")
 
 
 def minimum(name: str, value: pl.Expr) -> Aggregate:
@@ -94,7 +98,7 @@ def maximum(name: str, value: pl.Expr) -> Aggregate:
 
 def mean(name: str, value: pl.Expr) -> Aggregate:
     """Exact mean of `value` over the window's events (nulls skipped; null if all are)."""
-    return Aggregate(name, value, "mean")
+    return Aggregate(name, value.drop_nulls(), "mean")
 
 
 def distinct_count(name: str, value: pl.Expr) -> Aggregate:
@@ -114,7 +118,10 @@ def percentiles(
     if not quantiles or any(not 0 <= q <= 1 for q in quantiles):
         raise ValueError(f"{name}: quantiles must be between 0 and 1, got {quantiles}")
     buckets = sketch_buckets(value).drop_nulls().value_counts()
-    return Aggregate(name, buckets.struct.rename_fields(["bucket", "n"]), "sketch", quantiles)
+    # The sketch's own column is named apart from the results, which may share `name`
+    # with another aggregate's prefix or an input column.
+    sketch = buckets.struct.rename_fields(["bucket", "n"])
+    return Aggregate(name + _SKETCH_SUFFIX, sketch, "sketch", quantiles)
 
 
 def quantile_column(name: str, q: float) -> str:
@@ -206,4 +213,5 @@ def _quantiles(agg: Aggregate, sketches: pl.Series) -> list[pl.Series]:
             rank = q * (cumulative[-1] - 1)
             at = int(np.searchsorted(cumulative, rank, side="right"))
             results[q].append(float(_bucket_values(buckets[min(at, len(buckets) - 1)])))
-    return [pl.Series(quantile_column(agg.name, q), results[q], pl.Float64) for q in agg.quantiles]
+    names = agg.outputs()
+    return [pl.Series(n, results[q], pl.Float64) for n, q in zip(names, agg.quantiles, strict=True)]

@@ -34,6 +34,8 @@ schemas_app = typer.Typer(no_args_is_help=True, help="Event schemas and their ev
 app.add_typer(schemas_app, name="schemas")
 dlq_app = typer.Typer(no_args_is_help=True, help="List, show and replay dead letters.")
 app.add_typer(dlq_app, name="dlq")
+new_app = typer.Typer(no_args_is_help=True, help="Start something new from a working scaffold.")
+app.add_typer(new_app, name="new")
 
 Brokers = Annotated[
     str | None,
@@ -191,7 +193,12 @@ def run(
 @app.command()
 def generate(
     brokers: RequiredBrokers,
-    topic: Annotated[str, typer.Option("--topic", help="Topic to write to.")] = "pizza.orders",
+    flow: Annotated[
+        str, typer.Option("--flow", help="Whose events: a flow in flows/ with a generator.")
+    ] = "orders",
+    topic: Annotated[
+        str | None, typer.Option("--topic", help="Topic to write to (default: the flow's input).")
+    ] = None,
     count: Annotated[
         int | None, typer.Option("--count", min=1, help="Events to generate, then stop.")
     ] = None,
@@ -229,12 +236,13 @@ def generate(
     ] = 60.0,
     metrics_port: MetricsPort = 0,
 ) -> None:
-    """Produce realistic order events: seeded, with duplicates, malformed and out-of-order ones."""
+    """Produce realistic events for a flow: seeded, with duplicates, malformed and out-of-order ones."""
     from datetime import timedelta
 
     from rich.progress import Progress
 
-    from streamlane.generator import GeneratorSettings, OrderGenerator
+    from streamlane.flow import load_flow
+    from streamlane.generator import GeneratorSettings, generator_for
     from streamlane.kafka import check_reachable
     from streamlane.publish import publish
 
@@ -242,6 +250,8 @@ def generate(
         raise UserError(
             "give --count N (as fast as possible) or --rate R (events/s, until stopped)"
         )
+    topic = topic or load_flow(flow).input_topic
+    make_generator = generator_for(flow)
     check_reachable(brokers)
     if rate is not None and start is None:
         start = datetime.now(UTC) - timedelta(seconds=backfill)
@@ -249,7 +259,7 @@ def generate(
         seed=seed,
         count=count,
         start=start.replace(tzinfo=start.tzinfo or UTC) if start else None,
-        orders_per_second=rate or 40.0,
+        events_per_second=rate or 40.0,
         duplicates=duplicates,
         malformed=malformed,
         out_of_order=out_of_order,
@@ -260,8 +270,7 @@ def generate(
     )
     if burst > 1 and rate is None:
         raise UserError("--burst needs --rate (a burst is a multiple of the live rate)")
-    generator = OrderGenerator(settings)
-    records = generator.records(live=rate is not None)
+    records = make_generator(settings).records(live=rate is not None)
     with Progress(transient=False) as bar:
         task = bar.add_task(f"producing to {topic}", total=count)
         sent = publish(
@@ -346,15 +355,16 @@ def topics_create(
         int, typer.Option("--partitions", envvar="STREAMLANE_PARTITIONS", min=1)
     ] = 4,
     names: Annotated[
-        list[str] | None, typer.Argument(help="Topics (default: the orders flow's).")
+        list[str] | None, typer.Argument(help="Topics (default: every flow's).")
     ] = None,
 ) -> None:
-    """Create topics that do not exist yet (default: the orders flow's topics)."""
-    from flows.orders import TOPICS
+    """Create topics that do not exist yet (default: the topics of every flow in flows/)."""
+    from streamlane.flow import flow_names, load_flow
     from streamlane.kafka import check_reachable, ensure_topics
 
     check_reachable(brokers)
-    created = ensure_topics(brokers, names or TOPICS, partitions)
+    every = [t for name in flow_names() for t in load_flow(name).topics]
+    created = ensure_topics(brokers, names or every, partitions)
     print(f"created: {', '.join(created) if created else 'nothing (all exist)'}")
 
 
@@ -717,6 +727,26 @@ def dashboards_push(
         raise UserError("give the endpoint password (--pg-password or STREAMLANE_PG_PASSWORD)")
     for uid in push(url, token, pg_address, pg_user, pg_password):
         print(f"pushed dashboard {uid}")
+
+
+@new_app.command("flow")
+def new_flow(
+    name: Annotated[str, typer.Argument(help="The flow's name: a lower-case identifier.")],
+    root: Annotated[
+        Path | None, typer.Option("--dir", help="Project root (default: this project's).")
+    ] = None,
+) -> None:
+    """Scaffold flow NAME: its module, event schemas, a generator and an end-to-end test."""
+    from streamlane.paths import PROJECT_ROOT
+    from streamlane.scaffold import new_flow as scaffold
+
+    base = root or PROJECT_ROOT
+    for path in scaffold(name, base):
+        print(f"created {path.relative_to(base)}")
+    print(
+        f"next: edit flows/{name}.py and schemas/{name}.*.json, then run "
+        f"pytest tests/e2e/test_{name}_flow.py, or: streamlane flow run {name}"
+    )
 
 
 def main() -> None:

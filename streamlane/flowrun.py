@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import shutil
@@ -17,7 +16,9 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from streamlane import shutdown
+from streamlane.dataflow import build_dataflow
 from streamlane.errors import UserError
+from streamlane.flow import load_flow
 from streamlane.kafka import check_reachable, partitions_of
 from streamlane.settings import FlowSettings
 
@@ -25,8 +26,6 @@ log = logging.getLogger(__name__)
 
 RECOVERY_PARTITIONS = 8
 """Fixed when a recovery store is created: enough for the largest cluster we run."""
-
-FLOWS = ("orders",)
 
 
 def prepare_recovery(directory: Path, cluster_id: str) -> None:
@@ -63,17 +62,15 @@ def run_flow(
     The cluster's total worker count must divide the input partition count, so every
     worker owns as many partitions as the others.
     """
-    if name not in FLOWS:
-        raise UserError(f"unknown flow {name!r} (known: {', '.join(FLOWS)})")
+    declared = load_flow(name)
     cluster = cluster_options(process_id, addresses)
     cluster_id = check_reachable(settings.brokers)
-    module = importlib.import_module(f"flows.{name}")
-    check_balanced(settings.brokers, module.INPUT_TOPIC, workers * len(addresses or [None]))
+    check_balanced(settings.brokers, declared.input_topic, workers * len(addresses or [None]))
     if process_id in (None, 0):
         prepare_recovery(recovery_dir, cluster_id)
     else:
         wait_for_recovery(recovery_dir, cluster_id)
-    flow = module.build_flow(settings)
+    flow = build_dataflow(declared, settings)
     shutdown.install()
     try:
         cli_main(

@@ -84,6 +84,14 @@ def check_reachable(brokers: str, timeout_s: float = REACH_TIMEOUT_S) -> str:
 
 def partitions_of(config: dict[str, Any], topic: str) -> list[int]:
     """Partition indexes of an existing topic; UserError if it does not exist."""
+    found = existing_partitions(config, topic)
+    if found is None:
+        raise UserError(f"topic {topic!r} does not exist on {config['bootstrap.servers']}")
+    return found
+
+
+def existing_partitions(config: dict[str, Any], topic: str) -> list[int] | None:
+    """Partition indexes of a topic, or None when it does not exist (yet)."""
     try:
         metadata = AdminClient(config).list_topics(topic, timeout=REACH_TIMEOUT_S)
     except KafkaException as exc:
@@ -93,7 +101,7 @@ def partitions_of(config: dict[str, Any], topic: str) -> list[int]:
         ) from None
     info = metadata.topics.get(topic)
     if info is None or info.error is not None or not info.partitions:
-        raise UserError(f"topic {topic!r} does not exist on {config['bootstrap.servers']}")
+        return None
     return sorted(info.partitions)
 
 

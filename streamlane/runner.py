@@ -126,7 +126,7 @@ class Pipeline:
                 f"{s.processes} flow processes cannot share {s.partitions} partitions evenly; "
                 f"use a process count that divides {s.partitions}"
             )
-        created = ensure_topics(brokers, orders.TOPICS, s.partitions)
+        created = ensure_topics(brokers, orders.FLOW.topics, s.partitions)
         if created:
             self.console.print(f"created topics: {', '.join(created)}")
         common = ["--brokers", brokers]
@@ -208,9 +208,9 @@ class Pipeline:
             table.add_column(col, justify="right")
         table.add_row(
             f"{m.get('streamlane_events_in_total', 0):,.0f}",
-            f"{self._out(m, orders.ENRICHED_TOPIC):,.0f}",
-            f"{self._out(m, orders.REVENUE_TOPIC):,.0f}",
-            f"{self._out(m, orders.DEAD_LETTER_TOPIC):,.0f}",
+            f"{self._out(m, orders.FLOW.enriched.topic):,.0f}",
+            f"{self._out(m, orders.FLOW.windows[0].output.topic):,.0f}",
+            f"{self._out(m, orders.FLOW.dead_letter_topic):,.0f}",
             f"{m.get('streamlane_late_events_total', 0):,.0f}",
             f"{m.get('streamlane_duplicates_dropped_total', 0):,.0f}",
             self._lag(m),
@@ -221,7 +221,7 @@ class Pipeline:
     def _lag(self, metrics: dict[str, float], shown: int = 4) -> str:
         """Total input lag and the partitions furthest behind, most first (from fetch high
         watermarks); every partition's lag is in the metrics."""
-        prefix = f"streamlane_consumer_lag|{orders.INPUT_TOPIC}/"
+        prefix = f"streamlane_consumer_lag|{orders.FLOW.input_topic}/"
         per_partition = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
         total = metrics.get("streamlane_consumer_lag", 0.0)
         behind = sorted(

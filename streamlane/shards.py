@@ -42,31 +42,63 @@ class ShardInput:
 
 @dataclass(frozen=True)
 class ShardOutput:
-    """What one shard step produced: first-seen events, closed windows, late events."""
+    """What one shard step produced: first-seen events; closed windows and late events by window."""
 
     unique: pl.DataFrame | None
-    windows: pl.DataFrame | None
-    late: pl.DataFrame | None
+    windows: dict[str, pl.DataFrame]
+    late: dict[str, pl.DataFrame]
+
+
+@dataclass(frozen=True)
+class WindowDef:
+    """One set of windows a flow keeps: its name, grouping columns, kind and aggregates.
+
+    `keys` must include the flow's routing key, so every window lives on one shard.
+    """
+
+    name: str
+    keys: tuple[str, ...]
+    kind: WindowKind
+    aggregates: tuple[Aggregate, ...]
+
+    def __post_init__(self) -> None:
+        names = [n for a in self.aggregates for n in {a.name, *a.outputs()}]
+        taken = {*self.keys, "window_start", "window_end"}
+        clashes = sorted({n for n in names if names.count(n) > 1 or n in taken})
+        if clashes:
+            raise ValueError(
+                f"window {self.name!r}: aggregate name(s) used twice: {', '.join(clashes)}"
+            )
 
 
 @dataclass(frozen=True)
 class WindowSpec:
-    """How a flow dedupes and windows: key column, window kind, lateness, aggregates."""
+    """How a flow dedupes and windows: routing key, lateness, dedupe horizon, window sets."""
 
     partitions: tuple[str, ...]
     key: str
-    window: WindowKind
+    windows: tuple[WindowDef, ...]
     lateness_us: int
     dedupe_horizon_us: int
-    aggregates: tuple[Aggregate, ...]
     shards: int = 16
     id_column: str = "event_id"
 
+    def __post_init__(self) -> None:
+        for window in self.windows:
+            if self.key not in window.keys:
+                raise ValueError(
+                    f"window {window.name!r} groups by {', '.join(window.keys)}, "
+                    f"which must include the flow key {self.key!r}"
+                )
+
 
 ID_HASH = "__id_hash"
-WINDOW_END = "__window_end_us"
 OWN_MARK = "__own_mark_us"
 _SHARD = "__shard"
+
+
+def _window_end(window: WindowDef) -> str:
+    return f"__window_end_us/{window.name}"
 
 
 def route(
@@ -86,9 +118,11 @@ def route(
             (pl.col("own_newest_before_us") - spec.lateness_us).fill_null(NEVER).alias(OWN_MARK),
             (pl.col(spec.key).hash(seed=7) % spec.shards).alias(_SHARD),
         ]
-        if isinstance(spec.window, Tumbling):
-            size = spec.window.size_us
-            columns.append(((pl.col("event_time_us") // size + 1) * size).alias(WINDOW_END))
+        for window in spec.windows:
+            if isinstance(window.kind, Tumbling):
+                size = window.kind.size_us
+                end = (pl.col("event_time_us") // size + 1) * size
+                columns.append(end.alias(_window_end(window)))
         prepared = rows.with_columns(columns)
         for (shard,), part in prepared.partition_by(
             _SHARD, as_dict=True, include_key=False, maintain_order=True
@@ -97,100 +131,130 @@ def route(
     return [(str(s), ShardInput(by_shard.get(s), progress)) for s in range(spec.shards)]
 
 
-_INTERNAL = (ID_HASH, WINDOW_END, OWN_MARK)
+def _internal(spec: WindowSpec) -> list[str]:
+    return [
+        ID_HASH,
+        OWN_MARK,
+        *(_window_end(w) for w in spec.windows if isinstance(w.kind, Tumbling)),
+    ]
 
 
 class ShardState:
-    """State of one shard: ids seen, the watermark, and open windows."""
+    """State of one shard: ids seen, the watermark, and the open windows of each window set."""
 
     def __init__(self, spec: WindowSpec) -> None:
         self.spec = spec
         self.seen = SeenIds(spec.dedupe_horizon_us)
         self.watermark = Watermark(list(spec.partitions), spec.lateness_us)
-        window = spec.window
-        self.windows: FixedWindows | SessionWindows
-        if isinstance(window, Session):
-            self.windows = SessionWindows(spec.key, window.gap_us, spec.aggregates)
-        else:
-            every = window.every_us if isinstance(window, Hopping) else None
-            self.windows = FixedWindows(spec.key, window.size_us, spec.aggregates, every)
+        self.internal = _internal(spec)
+        self.windows: dict[str, FixedWindows | SessionWindows] = {}
+        for window in spec.windows:
+            kind = window.kind
+            if isinstance(kind, Session):
+                store: FixedWindows | SessionWindows = SessionWindows(
+                    window.keys, kind.gap_us, window.aggregates
+                )
+            else:
+                every = kind.every_us if isinstance(kind, Hopping) else None
+                store = FixedWindows(window.keys, kind.size_us, window.aggregates, every)
+            self.windows[window.name] = store
 
     def process(self, item: ShardInput) -> ShardOutput:
         """Drop duplicates, split late from on-time events, fold on-time ones, close windows.
 
         Duplicates (an id already seen within the dedupe horizon) are dropped
-        before anything else. Late events are returned with the `window_start_us`
-        and `window_end_us` they missed and the `watermark_us` they met; they are
-        still unique events and part of `unique`. An event in several hopping
-        windows joins the ones still open and is late once for each closed one.
+        before anything else. Each window set judges lateness on its own: late
+        events are returned per window set with the `window_start_us` and
+        `window_end_us` they missed and the `watermark_us` they met; they are still
+        unique events and part of `unique`. An event in several hopping windows
+        joins the ones still open and is late once for each closed one.
         """
-        unique = late = None
+        unique = None
+        late: dict[str, pl.DataFrame] = {}
         rows = item.rows
         if rows is not None and rows.height:
             times = rows["event_time_us"].to_numpy()
             first = self.seen.first_seen(rows[ID_HASH].to_numpy(), times)
             metrics.DUPLICATES.inc(rows.height - int(first.sum()))
             marks = self.watermark.arrival_marks(item.progress.partition, rows[OWN_MARK].to_numpy())
-            unique = rows.filter(pl.Series(first)).drop(_INTERNAL, strict=False)
-            if isinstance(self.spec.window, Tumbling):
-                late = self._tumbling(rows, first, marks)
-            else:
-                late = self._assigned(rows.filter(pl.Series(first)), marks[first])
-            if late is not None:
-                metrics.LATE_EVENTS.inc(late.height)
+            fresh = rows.filter(pl.Series(first))
+            unique = fresh.drop(self.internal)
+            for window in self.spec.windows:
+                store = self.windows[window.name]
+                if isinstance(store, FixedWindows) and isinstance(window.kind, Tumbling):
+                    missed = self._tumbling(window, store, fresh, marks[first])
+                else:
+                    missed = self._assigned(store, unique, marks[first])
+                if missed is not None:
+                    metrics.LATE_EVENTS.inc(missed.height)
+                    late[window.name] = missed
         watermark = self.watermark.advance(item.progress)
         if watermark > NEVER:
             metrics.WATERMARK.set(watermark / 1e6)
-        closed = self.windows.close(watermark)
-        metrics.WINDOWS.inc(closed.height)
-        return ShardOutput(unique, closed if closed.height else None, late)
-
-    def _partials(self, on_time: pl.LazyFrame, window_start: pl.Expr) -> pl.DataFrame:
-        aggregates = [a.partial.alias(a.name) for a in self.spec.aggregates]
-        return on_time.group_by(self.spec.key, window_start=window_start).agg(aggregates).collect()
+        closed = {}
+        for name, store in self.windows.items():
+            done = store.close(watermark)
+            if done.height:
+                metrics.WINDOWS.inc(done.height)
+                closed[name] = done
+        return ShardOutput(unique, closed, late)
 
     def _tumbling(
-        self, rows: pl.DataFrame, first: np.ndarray, marks: np.ndarray
+        self, window: WindowDef, store: FixedWindows, fresh: pl.DataFrame, marks: np.ndarray
     ) -> pl.DataFrame | None:
         """The fast path: one window per event, its end computed by `route`."""
-        assert isinstance(self.windows, FixedWindows)
-        size = self.windows.size_us
-        ends = rows[WINDOW_END].to_numpy()
-        is_late = first & (ends <= marks)
-        on_time = rows.lazy().filter(pl.Series(first & ~is_late))
-        self.windows.add_partial(self._partials(on_time, pl.col(WINDOW_END) - size))
+        end = _window_end(window)
+        is_late = fresh[end].to_numpy() <= marks
+        on_time = fresh.lazy().filter(pl.Series(~is_late))
+        store.add_partial(
+            _partials_of(window.keys, window.aggregates, on_time, pl.col(end) - store.size_us)
+        )
         if not is_late.any():
             return None
         return (
-            rows.filter(pl.Series(is_late))
+            fresh.filter(pl.Series(is_late))
             .with_columns(
                 watermark_us=pl.Series(marks[is_late]),
-                window_end_us=pl.col(WINDOW_END),
-                window_start_us=pl.col(WINDOW_END) - size,
+                window_end_us=pl.col(end),
+                window_start_us=pl.col(end) - store.size_us,
             )
-            .drop(_INTERNAL)
+            .drop(self.internal)
         )
 
-    def _assigned(self, fresh: pl.DataFrame, marks: np.ndarray) -> pl.DataFrame | None:
+    def _assigned(
+        self, store: FixedWindows | SessionWindows, fresh: pl.DataFrame, marks: np.ndarray
+    ) -> pl.DataFrame | None:
         """Hopping and session windows: late events (or event-window pairs) split off, the rest folded."""
-        fresh = fresh.drop(_INTERNAL, strict=False)
-        if isinstance(self.windows, SessionWindows):
-            on_time, late = self.windows.split_late(fresh, marks)
-            self.windows.add(on_time)
+        if isinstance(store, SessionWindows):
+            on_time, late = store.split_late(fresh, marks)
+            store.add(on_time)
             return late if late.height else None
         pairs = (
             fresh.with_columns(
                 watermark_us=pl.Series(marks, dtype=pl.Int64),
-                window_start_us=window_starts(self.windows.kind, pl.col("event_time_us")),
+                window_start_us=window_starts(store.kind, pl.col("event_time_us")),
             )
             .explode("window_start_us")
-            .with_columns(window_end_us=pl.col("window_start_us") + self.windows.size_us)
+            .with_columns(window_end_us=pl.col("window_start_us") + store.size_us)
         )
         is_late = pl.col("window_end_us") <= pl.col("watermark_us")
         on_time_pairs = pairs.lazy().filter(~is_late).drop("watermark_us", "window_end_us")
-        self.windows.add_partial(self._partials(on_time_pairs, pl.col("window_start_us")))
+        store.add_partial(
+            _partials_of(store.keys, store.aggregates, on_time_pairs, pl.col("window_start_us"))
+        )
         late = pairs.filter(is_late)
         return late if late.height else None
+
+
+def _partials_of(
+    keys: tuple[str, ...],
+    aggregates: tuple[Aggregate, ...],
+    on_time: pl.LazyFrame,
+    window_start: pl.Expr,
+) -> pl.DataFrame:
+    """One partial row per key and window: each aggregate's `partial` over its events."""
+    partial = [a.partial.alias(a.name) for a in aggregates]
+    return on_time.group_by(*keys, window_start=window_start).agg(partial).collect()
 
 
 def shard_step(spec: WindowSpec):  # type: ignore[no-untyped-def]

@@ -169,7 +169,7 @@ class FixedWindows:
     lets `close` return at once when no open window can have ended yet.
     """
 
-    key: str
+    keys: tuple[str, ...]
     size_us: int
     aggregates: tuple[Aggregate, ...]
     every_us: int | None = None
@@ -194,7 +194,7 @@ class FixedWindows:
             events.lazy()
             .with_columns(window_start=window_starts(self.kind, pl.col(time_col)))
             .explode("window_start")
-            .group_by(self.key, "window_start")
+            .group_by(*self.keys, "window_start")
             .agg([a.partial.alias(a.name) for a in self.aggregates])
             .collect()
         )
@@ -221,7 +221,7 @@ class FixedWindows:
         merged = (
             pl.concat(parts)
             .lazy()
-            .group_by(self.key, "window_start")
+            .group_by(*self.keys, "window_start")
             .agg([a.merged() for a in self.aggregates])
             .collect()
         )
@@ -242,7 +242,7 @@ class FixedWindows:
         if done.is_empty():
             return done
         done = finish(self.aggregates, done)
-        return done.with_columns(window_end=end).sort(self.key, "window_start")
+        return done.with_columns(window_end=end).sort(*self.keys, "window_start")
 
 
 @dataclass
@@ -258,7 +258,7 @@ class SessionWindows:
     fall into it.
     """
 
-    key: str
+    keys: tuple[str, ...]
     gap_us: int
     aggregates: tuple[Aggregate, ...]
     open: pl.DataFrame | None = None
@@ -278,7 +278,7 @@ class SessionWindows:
         t = pl.col(time_col)
         frame = events.with_columns(watermark_us=pl.Series(marks, dtype=pl.Int64))
         if self.emitted is not None and self.emitted.height:
-            frame = frame.join(self.emitted, on=self.key, how="left", maintain_order="left")
+            frame = frame.join(self.emitted, on=list(self.keys), how="left", maintain_order="left")
         else:
             frame = frame.with_columns(
                 emitted_start=pl.lit(None, pl.Int64), emitted_end=pl.lit(None, pl.Int64)
@@ -301,7 +301,7 @@ class SessionWindows:
             return
         partial = (
             events.lazy()
-            .group_by(self.key, window_start=pl.col(time_col))
+            .group_by(*self.keys, window_start=pl.col(time_col))
             .agg([a.partial.alias(a.name) for a in self.aggregates])
             .with_columns(last_us=pl.col("window_start"))
             .collect()
@@ -309,16 +309,16 @@ class SessionWindows:
         untouched = None
         parts = [partial]
         if self.open is not None and self.open.height:
-            touched = self.open[self.key].is_in(partial[self.key].unique().implode())
-            parts.insert(0, self.open.filter(touched).select(partial.columns))
-            untouched = self.open.filter(~touched)
-        ordered = pl.concat(parts).sort(self.key, "window_start")
-        reach = pl.col("last_us").cum_max().shift(1).over(self.key)
+            keys = partial.select(self.keys).unique()
+            parts.insert(0, self.open.join(keys, on=list(self.keys), how="semi"))
+            untouched = self.open.join(keys, on=list(self.keys), how="anti")
+        ordered = pl.concat(parts).sort(*self.keys, "window_start")
+        reach = pl.col("last_us").cum_max().shift(1).over(self.keys)
         starts_new = reach.is_null() | (pl.col("window_start") >= reach + self.gap_us)
         merged = (
             ordered.lazy()
             .with_columns(__session=starts_new.cum_sum())
-            .group_by(self.key, "__session")
+            .group_by(*self.keys, "__session")
             .agg(
                 pl.col("window_start").min(),
                 pl.col("last_us").max(),
@@ -350,14 +350,14 @@ class SessionWindows:
             return done
         done = done.with_columns(window_end=end).drop("last_us")
         newest = (
-            done.group_by(self.key)
+            done.group_by(*self.keys)
             .agg(pl.all().sort_by("window_end").last())
-            .select(self.key, emitted_start="window_start", emitted_end="window_end")
+            .select(*self.keys, emitted_start="window_start", emitted_end="window_end")
         )
         kept = (
             []
             if self.emitted is None
-            else [self.emitted.filter(~pl.col(self.key).is_in(newest[self.key].implode()))]
+            else [self.emitted.join(newest, on=list(self.keys), how="anti")]
         )
         self.emitted = pl.concat([*kept, newest])
-        return finish(self.aggregates, done).sort(self.key, "window_start")
+        return finish(self.aggregates, done).sort(*self.keys, "window_start")

@@ -69,7 +69,7 @@ def build(brokers: str, total: int, report: Path) -> Dataflow:
         try:
             event = json.loads(msg.value)
             data = event["data"]
-            if event["type"] != orders.ORDER_CONFIRMED or not isinstance(data["store_id"], int):
+            if event["type"] != orders.FLOW.input_type or not isinstance(data["store_id"], int):
                 raise ValueError("wrong type")
             store = stores[data["store_id"]]
             rate = fx[data["currency"]]
@@ -93,7 +93,7 @@ def build(brokers: str, total: int, report: Path) -> Dataflow:
         out = {**data, "event_id": event["id"], "store_name": store["name"], "city": store["city"],
                "region": store["region"], "usd_rate": rate, "total_usd": data["total"] * rate}  # fmt: skip
         envelope = {"specversion": "1.0", "id": f"{event['id']}/enriched",
-                    "type": orders.ORDER_ENRICHED, "time": event["time"], "data": out}  # fmt: skip
+                    "type": orders.FLOW.enriched.event_type, "time": event["time"], "data": out}  # fmt: skip
         return KafkaSinkMessage(key, json.dumps(envelope).encode())
 
     flow = Dataflow("orders_per_event")
@@ -101,7 +101,7 @@ def build(brokers: str, total: int, report: Path) -> Dataflow:
     # comparison is about processing, not about reading.
     source = KafkaSource(
         [brokers],
-        [orders.INPUT_TOPIC],
+        [orders.FLOW.input_topic],
         tail=True,
         batch_size=50_000,
         add_config={k: str(v) for k, v in PARTITION_READER_CONFIG.items()},
@@ -110,14 +110,14 @@ def build(brokers: str, total: int, report: Path) -> Dataflow:
     raw = op.map("count", raw, Progress(total, report))
     decoded = op.map("decode", raw, decode)
     dead = op.filter_map("dead", decoded, lambda d: d[1] if d[0] == "dead" else None)
-    op.output("to_dlq", dead, KafkaSink([brokers], orders.DEAD_LETTER_TOPIC))
+    op.output("to_dlq", dead, KafkaSink([brokers], orders.FLOW.dead_letter_topic))
     valid = op.filter_map("valid", decoded, lambda d: d[1] if d[0] == "ok" else None)
     unique = op.stateful_map("dedupe", valid, first_seen)
     unique = op.filter_map("unique", unique, lambda kv: kv if kv[1] is not None else None)
     op.output(
         "to_enriched",
         op.map("enrich", unique, enriched),
-        KafkaSink([brokers], orders.ENRICHED_TOPIC),
+        KafkaSink([brokers], orders.FLOW.enriched.topic),
     )
 
     clock = win.EventClock(lambda item: item[4], wait_for_system_duration=timedelta(seconds=30))
@@ -138,7 +138,7 @@ def build(brokers: str, total: int, report: Path) -> Dataflow:
         lambda kv: KafkaSinkMessage(kv[0], json.dumps({"window": kv[1][0], "orders": kv[1][1][0],
                                                       "revenue_usd": kv[1][1][1]}).encode()),
     )  # fmt: skip
-    op.output("to_revenue", out, KafkaSink([brokers], orders.REVENUE_TOPIC))
+    op.output("to_revenue", out, KafkaSink([brokers], orders.FLOW.windows[0].output.topic))
     return flow
 
 

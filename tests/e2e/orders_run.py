@@ -170,7 +170,7 @@ def finish_and_check(
         every_s=1,
     )
     # Only now do the far-too-late events arrive: their windows are long closed.
-    publish(brokers, orders.INPUT_TOPIC, [(r.key, r.value) for r in too_late])
+    publish(brokers, orders.FLOW.input_topic, [(r.key, r.value) for r in too_late])
     for table, expected in (
         ("late_events", len(late_ids)),
         ("orders_enriched", len(unique_ids | late_ids)),

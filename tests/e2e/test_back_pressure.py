@@ -26,7 +26,7 @@ def test_burst_grows_lag_not_memory_and_lag_drains(
     fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
 ) -> None:
     brokers = fresh_broker.bootstrap
-    ensure_topics(brokers, orders.TOPICS, 4)
+    ensure_topics(brokers, orders.FLOW.topics, 4)
     port = free_port()
     flow = processes.start(
         "flow", "flow", "run", "orders", "--brokers", brokers,

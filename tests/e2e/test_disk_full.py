@@ -52,20 +52,20 @@ def test_landing_pauses_on_a_full_disk_and_resumes_exactly(
     fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path, small_disk: Path
 ) -> None:
     brokers = fresh_broker.bootstrap
-    ensure_topics(brokers, orders.TOPICS, 2)
+    ensure_topics(brokers, orders.FLOW.topics, 2)
     warehouse = small_disk / "warehouse.duckdb"
     main, _too_late = order_stream(4000)
     half = len(main) // 2
     ids = [{event_id(r) for r in part if r.kind in ("valid", "out_of_order")}
            for part in (main[:half], main)]  # fmt: skip
 
-    publish(brokers, orders.INPUT_TOPIC, [(r.key, r.value) for r in main[:half]])
+    publish(brokers, orders.FLOW.input_topic, [(r.key, r.value) for r in main[:half]])
     wh = start_warehouse(processes, brokers, warehouse)
     start_flow(processes, brokers, tmp_path / "recovery", "--idle-timeout", "60")
     wait_until(lambda: count(warehouse, "orders_enriched") >= len(ids[0]), 90, "the first half")
 
     filler = fill(small_disk)
-    publish(brokers, orders.INPUT_TOPIC, [(r.key, r.value) for r in main[half:]])
+    publish(brokers, orders.FLOW.input_topic, [(r.key, r.value) for r in main[half:]])
     wait_until(lambda: "landing paused" in processes.log("warehouse"), 60, "the landing to pause")
     paused = [line for line in processes.log("warehouse").splitlines() if "landing paused" in line]
     assert len(paused) == 1 and "No space left on device" in paused[0], paused

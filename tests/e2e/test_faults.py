@@ -63,7 +63,7 @@ def test_warehouse_is_exact_after_kills_and_a_broker_freeze(
     brokers = fresh_broker.bootstrap
     warehouse = tmp_path / "warehouse.duckdb"
     recovery = tmp_path / "recovery"
-    ensure_topics(brokers, orders.TOPICS, 4)
+    ensure_topics(brokers, orders.FLOW.topics, 4)
     main, too_late = order_stream(PLAN.events)
     duration_s = len(main) / PLAN.rate
 
@@ -83,7 +83,7 @@ def test_warehouse_is_exact_after_kills_and_a_broker_freeze(
 
     def produce() -> None:
         try:
-            publish(brokers, orders.INPUT_TOPIC, paced(main, PLAN.rate))
+            publish(brokers, orders.FLOW.input_topic, paced(main, PLAN.rate))
         except BaseException as exc:  # reported by the test thread
             published.append(exc)
 
@@ -125,7 +125,7 @@ def test_warehouse_is_exact_after_kills_and_a_broker_freeze(
     finish_and_check(brokers, warehouse, main, too_late)
     # A window emitted again after a crash carries the values it had the first time.
     copies: dict[str, set[str]] = {}
-    emitted = read_to_end(brokers, orders.REVENUE_TOPIC)
+    emitted = read_to_end(brokers, orders.FLOW.windows[0].output.topic)
     for message in emitted:
         event = json.loads(message.value())
         copies.setdefault(event["id"], set()).add(json.dumps(event["data"], sort_keys=True))

@@ -85,11 +85,11 @@ def test_flow_accounts_for_every_hostile_record(
     fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
 ) -> None:
     brokers = fresh_broker.bootstrap
-    ensure_topics(brokers, orders.TOPICS, 2)
+    ensure_topics(brokers, orders.FLOW.topics, 2)
     records = hostile_records()
     want = oracle_counts(records)
     assert min(want.values()) > 100, want
-    publish(brokers, orders.INPUT_TOPIC, [(_key(r), r) for r in records])
+    publish(brokers, orders.FLOW.input_topic, [(_key(r), r) for r in records])
 
     port = free_port()
     flow = start_flow(processes, brokers, tmp_path / "recovery", "--metrics-port", str(port))
@@ -97,9 +97,9 @@ def test_flow_accounts_for_every_hostile_record(
     def settled() -> dict[str, float] | None:
         m = scrape(port)
         got = {
-            "enriched": m.get(f"streamlane_events_out_total|{orders.ENRICHED_TOPIC}", 0),
+            "enriched": m.get(f"streamlane_events_out_total|{orders.FLOW.enriched.topic}", 0),
             "duplicates": m.get("streamlane_duplicates_dropped_total", 0),
-            "dead": m.get(f"streamlane_events_out_total|{orders.DEAD_LETTER_TOPIC}", 0),
+            "dead": m.get(f"streamlane_events_out_total|{orders.FLOW.dead_letter_topic}", 0),
         }
         read = m.get("streamlane_events_in_total", 0)
         return got if read == len(records) and sum(got.values()) >= len(records) else None

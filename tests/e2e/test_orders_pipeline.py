@@ -31,9 +31,9 @@ def test_orders_pipeline_matches_oracle(
 ) -> None:
     brokers = fresh_broker.bootstrap
     warehouse = tmp_path / "warehouse.duckdb"
-    ensure_topics(brokers, orders.TOPICS, 4)
+    ensure_topics(brokers, orders.FLOW.topics, 4)
     main, too_late = order_stream()
-    publish(brokers, orders.INPUT_TOPIC, [(r.key, r.value) for r in main])
+    publish(brokers, orders.FLOW.input_topic, [(r.key, r.value) for r in main])
     landing = start_warehouse(processes, brokers, warehouse)
     start_flow(processes, brokers, tmp_path / "recovery", "--idle-timeout", "4")
 

@@ -42,13 +42,13 @@ def test_flow_resumes_after_stop_without_double_counting(
     brokers = fresh_broker.bootstrap
     warehouse = tmp_path / "warehouse.duckdb"
     recovery = tmp_path / "recovery"
-    ensure_topics(brokers, orders.TOPICS, 4)
+    ensure_topics(brokers, orders.FLOW.topics, 4)
     main, too_late = order_stream()
     half = len(main) // 2
     first, second = main[:half], main[half:] + _resent(main[:half], 100)
     first_ids = {event_id(r) for r in first if r.kind in ("valid", "out_of_order")}
 
-    publish(brokers, orders.INPUT_TOPIC, [(r.key, r.value) for r in first])
+    publish(brokers, orders.FLOW.input_topic, [(r.key, r.value) for r in first])
     start_warehouse(processes, brokers, warehouse)
     snapshots = ("--idle-timeout", IDLE_S, "--snapshot-interval", "1")
     port = free_port()
@@ -70,7 +70,7 @@ def test_flow_resumes_after_stop_without_double_counting(
 
     port = free_port()
     start_flow(processes, brokers, recovery, *snapshots, "--metrics-port", str(port), name="flow2")
-    publish(brokers, orders.INPUT_TOPIC, [(r.key, r.value) for r in second])
+    publish(brokers, orders.FLOW.input_topic, [(r.key, r.value) for r in second])
     wait_until(
         lambda: scrape(port).get("streamlane_events_in_total", 0) >= len(second),
         60,

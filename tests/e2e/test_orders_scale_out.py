@@ -28,9 +28,9 @@ def test_every_layout_lands_the_oracle(
 ) -> None:
     brokers = fresh_broker.bootstrap
     warehouse = tmp_path / "warehouse.duckdb"
-    ensure_topics(brokers, orders.TOPICS, PARTITIONS)
+    ensure_topics(brokers, orders.FLOW.topics, PARTITIONS)
     main, too_late = order_stream()
-    publish(brokers, orders.INPUT_TOPIC, [(r.key, r.value) for r in main])
+    publish(brokers, orders.FLOW.input_topic, [(r.key, r.value) for r in main])
     start_warehouse(processes, brokers, warehouse)
     recovery = tmp_path / "recovery"
     count, unit = layout.split()
@@ -70,7 +70,7 @@ def shards_by_worker(ports: list[int]) -> dict[str, float]:
 def test_uneven_worker_count_is_refused(
     fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
 ) -> None:
-    ensure_topics(fresh_broker.bootstrap, orders.TOPICS, PARTITIONS)
+    ensure_topics(fresh_broker.bootstrap, orders.FLOW.topics, PARTITIONS)
     flow = start_flow(processes, fresh_broker.bootstrap, tmp_path / "recovery", "--workers", "3")
     assert flow.wait(60) == 2
     log = processes.log("flow").strip().splitlines()

@@ -23,7 +23,7 @@ def test_outage_past_the_limit_stops_with_one_line(
     fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
 ) -> None:
     brokers = fresh_broker.bootstrap
-    ensure_topics(brokers, orders.TOPICS, 4)
+    ensure_topics(brokers, orders.FLOW.topics, 4)
     wh_port, port = free_port(), free_port()
     warehouse = start_warehouse(
         processes, brokers, tmp_path / "warehouse.duckdb", "--broker-timeout", "5",

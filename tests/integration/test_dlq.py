@@ -35,7 +35,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def enriched_ids(brokers: str) -> set[str]:
     return {
         json.loads(m.value())["data"]["event_id"]
-        for m in read_to_end(brokers, orders.ENRICHED_TOPIC)
+        for m in read_to_end(brokers, orders.FLOW.enriched.topic)
     }
 
 
@@ -47,7 +47,7 @@ def test_dead_letters_are_listed_shown_and_replayed_after_a_fix(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     brokers = fresh_broker.bootstrap
-    ensure_topics(brokers, orders.TOPICS, 2)
+    ensure_topics(brokers, orders.FLOW.topics, 2)
     reference = tmp_path / "reference"
     shutil.copytree(REFERENCE_DIR, reference)
     monkeypatch.setenv("STREAMLANE_REFERENCE_DIR", str(reference))
@@ -61,13 +61,17 @@ def test_dead_letters_are_listed_shown_and_replayed_after_a_fix(
         moved.append((str(NEW_STORE).encode(), json.dumps(event).encode()))
     moved_ids = {json.loads(v)["id"] for _, v in moved}
     garbage = (b"1", b"\xff\xfe not json")
-    publish(brokers, orders.INPUT_TOPIC, [(r.key, r.value) for r in valid[2:]] + moved + [garbage])
+    publish(
+        brokers, orders.FLOW.input_topic, [(r.key, r.value) for r in valid[2:]] + moved + [garbage]
+    )
 
     port = free_port()
     recovery = tmp_path / "recovery"
     flow = start_flow(processes, brokers, recovery, "--metrics-port", str(port))
     wait_until(
-        lambda: scrape(port).get(f"streamlane_events_out_total|{orders.DEAD_LETTER_TOPIC}") == 3,
+        lambda: (
+            scrape(port).get(f"streamlane_events_out_total|{orders.FLOW.dead_letter_topic}") == 3
+        ),
         90,
         "three dead letters",
     )
@@ -78,7 +82,7 @@ def test_dead_letters_are_listed_shown_and_replayed_after_a_fix(
     assert len(rows) == 3
     reasons = sorted(r["reason"] for r in rows)
     assert reasons[-2:] == [f"unknown store_id {NEW_STORE}"] * 2
-    assert all(r["origin_topic"] == orders.INPUT_TOPIC for r in rows)
+    assert all(r["origin_topic"] == orders.FLOW.input_topic for r in rows)
     table = cli("dlq", "list", "--brokers", brokers)
     assert table.returncode == 0 and "3 dead letters" in table.stdout, table.stdout
     assert "unknown store_id N" in table.stdout
@@ -108,7 +112,7 @@ def test_dead_letters_are_listed_shown_and_replayed_after_a_fix(
     assert dry.returncode == 0 and dry.stdout.count("would replay") == 2, dry.stdout
     replayed = cli("dlq", "replay", "--brokers", brokers, "--reason", "unknown store")
     assert replayed.returncode == 0, replayed.stderr
-    assert f"replayed 2 dead letters to {orders.INPUT_TOPIC}" in replayed.stdout
+    assert f"replayed 2 dead letters to {orders.FLOW.input_topic}" in replayed.stdout
     # Same ids: the replayed events are enriched under the ids they were sent with.
     wait_until(lambda: moved_ids <= enriched_ids(brokers), 90, "the replayed events enriched")
-    assert len(list(read_dead_letters(brokers, orders.DEAD_LETTER_TOPIC, ""))) == 3
+    assert len(list(read_dead_letters(brokers, orders.FLOW.dead_letter_topic, ""))) == 3

@@ -28,8 +28,8 @@ def test_state_of_an_earlier_broker_is_not_resumed(
 
     def run_against(broker: EmbeddedBroker, records: list[GeneratedRecord], name: str) -> None:
         brokers = broker.bootstrap
-        ensure_topics(brokers, orders.TOPICS, 2)
-        publish(brokers, orders.INPUT_TOPIC, [(r.key, r.value) for r in records])
+        ensure_topics(brokers, orders.FLOW.topics, 2)
+        publish(brokers, orders.FLOW.input_topic, [(r.key, r.value) for r in records])
         port = free_port()
         wh = start_warehouse(processes, brokers, warehouse, name=f"warehouse-{name}")
         flow = start_flow(

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from flows.orders import decode_orders
+from flows.orders import FLOW
+from streamlane.dataflow import decoder
 from tests.hostile import FIELDS, _set, base_event, dumps, expected, mutate
 
 RECORDS_WANTED = 100_000
@@ -48,7 +49,7 @@ def _materialize(drawn: Any) -> bytes:
 
 def check_batch(values: list[bytes]) -> None:
     now = datetime.now(UTC)
-    decoded = decode_orders(values)
+    decoded = decoder(FLOW)(values)
     valid_rows = decoded.valid["row"].to_list()
     reject_rows = decoded.rejects["row"].to_list()
     assert sorted(valid_rows + reject_rows) == list(range(len(values))), "a record lost or doubled"
@@ -116,7 +117,7 @@ def test_known_hostile_records_are_dead_letters_with_reasons() -> None:
             "NaN is not valid JSON"
         ),
     }
-    decoded = decode_orders(list(hostile))
+    decoded = decoder(FLOW)(list(hostile))
     assert decoded.valid.is_empty()
     for reason, want in zip(decoded.rejects["reason"].to_list(), hostile.values(), strict=True):
         assert want in reason

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from streamlane import aggregates as agg
-from streamlane.shards import ShardState, WindowSpec, route
+from streamlane.shards import ShardState, WindowDef, WindowSpec, route
 from streamlane.windows import Hopping, PartitionProgress, Session, Tumbling
 
 S = 1_000_000
@@ -59,10 +59,9 @@ def run(window, stream, lateness_s: float = 60, batch: int = 17) -> tuple[pl.Dat
     spec = WindowSpec(
         partitions=PARTS,
         key="visitor",
-        window=window,
+        windows=(WindowDef("w", ("visitor",), window, AGGREGATES),),
         lateness_us=int(lateness_s * S),
         dedupe_horizon_us=10**9 * S,
-        aggregates=AGGREGATES,
         shards=1,
     )
     state = ShardState(spec)
@@ -84,15 +83,15 @@ def run(window, stream, lateness_s: float = 60, batch: int = 17) -> tuple[pl.Dat
             progress = PartitionProgress(part, newest[part], False, 0)
             for _, item in route(spec, rows, progress):
                 out = state.process(item)
-                closed += [out.windows] if out.windows is not None else []
-                late += [out.late] if out.late is not None else []
+                closed += list(out.windows.values())
+                late += list(out.late.values())
     for part in PARTS:  # both idle for a long time: every window closes
         out = state.process(
             route(spec, pl.DataFrame(), PartitionProgress(part, newest[part], True, 10**6 * S))[0][
                 1
             ]
         )
-        closed += [out.windows] if out.windows is not None else []
+        closed += list(out.windows.values())
     windows = pl.concat(closed) if closed else pl.DataFrame()
     return windows.sort("visitor", "window_start"), late
 

@@ -48,7 +48,7 @@ def test_rows_are_late_against_the_watermark_at_their_arrival() -> None:
 
 def test_tumbling_windows_merge_batches_and_close_once() -> None:
     windows = FixedWindows(
-        "k", 60 * S, (Aggregate("n", pl.len(), "sum"), Aggregate("mx", pl.col("v").max(), "max"))
+        ("k",), 60 * S, (Aggregate("n", pl.len(), "sum"), Aggregate("mx", pl.col("v").max(), "max"))
     )
     windows.add(
         pl.DataFrame({"k": [1, 1, 2], "v": [5, 7, 1], "event_time_us": [0, 59 * S, 61 * S]})
@@ -70,7 +70,7 @@ def test_exact_sums_do_not_depend_on_how_events_were_batched() -> None:
             Aggregate("exact", pl.col("v"), "fsum"),
             Aggregate("plain", pl.col("v").sum(), "sum"),
         )
-        windows = FixedWindows("k", 60 * S, aggregates)
+        windows = FixedWindows(("k",), 60 * S, aggregates)
         start = 0
         for size in batch_sizes:
             windows.add(events.slice(start, size))

@@ -1,0 +1,301 @@
+"""Building the bytewax dataflow of a declared `Flow` (see `streamlane.flow`).
+
+input ─► decode + validate ──────────────────────► dead letters
+          │ lift columns, enrich ── miss ────────► dead letters
+          │ derive; route by key; dedupe by id
+          ├──────────────────────────────────────► enriched output
+          ▼ each window set
+          ├── closed windows ────────────────────► window output
+          └── late events ───────────────────────► late output
+
+Every frame stays columnar from decode to the Kafka sinks; records are
+serialized once per batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+from bytewax import operators as op
+from bytewax.dataflow import Dataflow
+
+from sinks.kafka import KafkaFrameSink
+from streamlane import metrics
+from streamlane.cloudevents import derived_traceparent, envelope_json, rfc3339
+from streamlane.decode import Decoded, decode_batch
+from streamlane.enrich import LookupEnricher
+from streamlane.flow import Flow, Output, Windows
+from streamlane.schemas import load_schema
+from streamlane.settings import FlowSettings
+from streamlane.shards import ShardOutput, WindowSpec, route, shard_step
+from streamlane.source import DEAD_LETTER_SCHEMA, EventSource, PartitionBatch
+
+Keyed = tuple[str, pl.DataFrame]
+"""(sink partition key, frame): the key spreads a flow's output over the sink's partitions."""
+
+
+@dataclass(frozen=True)
+class EnrichedBatch:
+    """A partition batch after validation and enrichment; `events` carry their enriched record."""
+
+    events: pl.DataFrame
+    dead_letters: pl.DataFrame
+    source: PartitionBatch
+
+
+def decoder(flow: Flow) -> Callable[[list[bytes]], Decoded]:
+    """Decode raw records as the flow's input type (loss-free; see `decode_batch`)."""
+
+    def decode(values: list[bytes]) -> Decoded:
+        return decode_batch(values, load_schema(flow.input_type))
+
+    return decode
+
+
+def lifted(flow: Flow, events: pl.DataFrame) -> pl.DataFrame:
+    """One row per event: the envelope fields every flow keeps, and the flow's `columns`."""
+    return (
+        events.lazy()
+        .select(
+            "row",
+            "offset",
+            "event_time_us",
+            "own_newest_before_us",
+            event_id=pl.col("id"),
+            traceparent=pl.col("traceparent").fill_null(derived_traceparent(pl.col("id"))),
+            **flow.columns,
+        )
+        .collect()
+    )
+
+
+_LOOKUPS: dict[str, list[LookupEnricher]] = {}
+
+
+def _lookups(flow: Flow) -> list[LookupEnricher]:
+    """The flow's lookups, built once per process (reading reference files is not free)."""
+    if flow.name not in _LOOKUPS:
+        _LOOKUPS[flow.name] = [make() for make in flow.enrich]
+    return _LOOKUPS[flow.name]
+
+
+def enrich_batch(flow: Flow, batch: PartitionBatch) -> EnrichedBatch:
+    """Lift, enrich and derive; events a lookup misses become dead letters with its reason."""
+    if batch.events.is_empty():
+        return EnrichedBatch(pl.DataFrame(), batch.dead_letters, batch)
+    events = lifted(flow, batch.events)
+    misses = []
+    for lookup in _lookups(flow):
+        found = lookup.apply(events)
+        events = found.events
+        misses.append(found.misses)
+    dead = batch.dead_letters
+    missed = pl.concat(misses) if misses else pl.DataFrame()
+    if missed.height:
+        dead = pl.concat([dead, _miss_dead_letters(batch, missed)])
+    if flow.derive:
+        events = events.with_columns(**flow.derive)
+    # Serialized here, once per batch: after dedupe a shard only selects its rows,
+    # instead of every shard encoding its slice separately.
+    enriched = _records(
+        flow,
+        flow.enriched,
+        events,
+        event_id=pl.format("{}/enriched", "event_id"),
+        time_us=pl.col("event_time_us"),
+        traceparent=pl.col("traceparent"),
+    )
+    return EnrichedBatch(events.with_columns(enriched), dead, batch)
+
+
+def _miss_dead_letters(batch: PartitionBatch, misses: pl.DataFrame) -> pl.DataFrame:
+    topic, index = batch.partition.rsplit("/", 1)
+    original = batch.events.join(misses, on="row").select(
+        key="key",
+        value="raw",
+        reason="reason",
+        topic=pl.lit(topic),
+        partition=pl.lit(int(index), dtype=pl.Int32),
+        offset="offset",
+    )
+    return original.cast(DEAD_LETTER_SCHEMA)  # type: ignore[arg-type]
+
+
+def _records(
+    flow: Flow,
+    output: Output,
+    frame: pl.DataFrame,
+    *,
+    event_id: pl.Expr,
+    time_us: pl.Expr,
+    traceparent: pl.Expr,
+) -> pl.DataFrame:
+    """Records (`key` = the flow key, `value` = one CloudEvent of `output`'s type) of `frame`."""
+    envelope = envelope_json(
+        event_type=output.event_type,
+        source=flow.source,
+        event_id=event_id,
+        time_us=time_us,
+        subject=pl.col(flow.key),
+        traceparent=traceparent,
+        data=pl.struct(*output.data),
+    )
+    # Built in the lazy engine, which encodes JSON faster than an eager select does.
+    return frame.lazy().select(key=pl.col(flow.key).cast(pl.String), value=envelope).collect()
+
+
+def window_records(flow: Flow, windows: Windows, closed: pl.DataFrame) -> pl.DataFrame:
+    """One event of the window set's output type per key and closed window."""
+    metrics.EVENTS_BY_TYPE.labels(direction="out", type=windows.output.event_type).inc(
+        closed.height
+    )
+    keys = (flow.key, *windows.by)
+    start = rfc3339(pl.col("window_start"))
+    identity = pl.format("{}/" * len(keys) + "{}", *keys, start)
+    frame = closed.with_columns(**windows.derive).with_columns(
+        __id=pl.format("{}/{}", pl.lit(windows.output.topic), identity),
+        __trace=derived_traceparent(identity),
+        __end_us=pl.col("window_end"),
+        window_start=start,
+        window_end=rfc3339(pl.col("window_end")),
+    )
+    return _records(
+        flow,
+        windows.output,
+        frame,
+        event_id=pl.col("__id"),
+        time_us=pl.col("__end_us"),
+        traceparent=pl.col("__trace"),
+    )
+
+
+def late_records(flow: Flow, windows: Windows, late: pl.DataFrame) -> pl.DataFrame:
+    """Late events: the enriched event plus the window it missed and the watermark it met."""
+    metrics.EVENTS_BY_TYPE.labels(direction="out", type=windows.late.event_type).inc(late.height)
+    start = rfc3339(pl.col("window_start_us"))
+    frame = late.with_columns(
+        window=pl.lit(windows.name),
+        window_start=start,
+        window_end=rfc3339(pl.col("window_end_us")),
+        watermark=rfc3339(pl.col("watermark_us")),
+    )
+    return _records(
+        flow,
+        windows.late,
+        frame,
+        event_id=pl.format("{}/late/{}/{}", "event_id", pl.lit(windows.name), start),
+        time_us=pl.col("event_time_us"),
+        traceparent=pl.col("traceparent"),
+    )
+
+
+def dead_letter_records(topic: str, dead: pl.DataFrame) -> pl.DataFrame:
+    """Dead letters keep the original key and bytes; the reason and origin travel as headers."""
+    for reason, count in Counter(dead["reason"].to_list()).items():
+        metrics.DEAD_LETTERS.labels(topic=topic, reason=metrics.reason_kind(reason)).inc(count)
+    return dead.select(
+        "key",
+        "value",
+        header_reason="reason",
+        header_topic="topic",
+        header_partition="partition",
+        header_offset="offset",
+    )
+
+
+def _outputs(pick: Callable[[ShardOutput], pl.DataFrame | None]):  # type: ignore[no-untyped-def]
+    def flat(keyed: tuple[str, ShardOutput]) -> list[Keyed]:
+        frame = pick(keyed[1])
+        return [] if frame is None or frame.is_empty() else [(keyed[0], frame)]
+
+    return flat
+
+
+def _keyed(encode: Callable[[pl.DataFrame], pl.DataFrame]) -> Callable[[Keyed], Keyed]:
+    """`encode` applied to the frame of a (key, frame) item; the key picks the sink partition."""
+
+    def apply(item: Keyed) -> Keyed:
+        return item[0], encode(item[1])
+
+    return apply
+
+
+def _enriched_records(flow: Flow) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    def select(events: pl.DataFrame) -> pl.DataFrame:
+        metrics.EVENTS_BY_TYPE.labels(direction="out", type=flow.enriched.event_type).inc(
+            events.height
+        )
+        return events.select("key", "value")
+
+    return select
+
+
+def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
+    """The bytewax dataflow of `flow` for the given settings (brokers, lateness, idle timeout...)."""
+    source = EventSource(
+        settings.brokers,
+        flow.input_topic,
+        decoder(flow),
+        batch_size=settings.batch_size,
+        idle_timeout_s=settings.idle_timeout_s,
+        broker_timeout_s=settings.broker_timeout_s,
+    )
+    spec = WindowSpec(
+        partitions=tuple(source.partition_names()),
+        key=flow.key,
+        windows=flow.window_defs(),
+        lateness_us=int(settings.lateness_s * 1e6),
+        dedupe_horizon_us=int(settings.dedupe_horizon_s * 1e6),
+        shards=settings.shards,
+    )
+
+    def sink(topic: str, headers: bool = False) -> KafkaFrameSink:
+        return KafkaFrameSink(
+            settings.brokers, topic, headers=headers, broker_timeout_s=settings.broker_timeout_s
+        )
+
+    def dead_letters(batch: EnrichedBatch) -> list[Keyed]:
+        if batch.dead_letters.is_empty():
+            return []
+        records = dead_letter_records(flow.dead_letter_topic, batch.dead_letters)
+        return [(batch.source.partition, records)]
+
+    dataflow = Dataflow(flow.name)
+    batches = op.input("read", dataflow, source)
+    enriched = op.map("validate_and_enrich", batches, lambda b: enrich_batch(flow, b))
+    op.output(
+        "to_dlq",
+        op.flat_map("dead_letters", enriched, dead_letters),
+        sink(flow.dead_letter_topic, headers=True),
+    )
+
+    shards = op.flat_map(
+        f"key_by_{flow.key}", enriched, lambda b: route(spec, b.events, b.source.progress)
+    )
+    results = op.stateful_map("dedupe_and_window", shards, shard_step(spec))
+    unique = op.flat_map("unique_events", results, _outputs(lambda r: r.unique))
+    events = op.map("enriched_events", unique, _keyed(_enriched_records(flow)))
+    op.output("to_enriched", events, sink(flow.enriched.topic))
+    for windows in flow.windows:
+        _window_outputs(flow, windows, results, sink)
+    return dataflow
+
+
+def _window_outputs(flow: Flow, windows: Windows, results: Any, sink: Any) -> None:
+    name = windows.name
+    closed = op.flat_map(f"closed_{name}", results, _outputs(lambda r: r.windows.get(name)))
+    encode_closed = _keyed(lambda frame: window_records(flow, windows, frame))
+    op.output(
+        f"to_{name}", op.map(f"{name}_events", closed, encode_closed), sink(windows.output.topic)
+    )
+    late = op.flat_map(f"late_{name}", results, _outputs(lambda r: r.late.get(name)))
+    encode_late = _keyed(lambda frame: late_records(flow, windows, frame))
+    op.output(
+        f"to_late_{name}",
+        op.map(f"late_{name}_events", late, encode_late),
+        sink(windows.late.topic),
+    )
