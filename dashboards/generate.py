@@ -15,12 +15,13 @@ from pathlib import Path
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard
 
-from dashboards import pipeline_health, pizza_orders
+from dashboards import clickstream, pipeline_health, pizza_orders
 
 OUT = Path(__file__).parent / "provisioning" / "dashboards"
 DASHBOARDS: dict[str, Callable[[], dashboard.Dashboard]] = {
     "pizza-orders.json": pizza_orders.build,
     "pipeline-health.json": pipeline_health.build,
+    "clickstream.json": clickstream.build,
 }
 
 

@@ -35,6 +35,11 @@ class _Visit:
 class Generator(EventGenerator):
     """Clicks of overlapping visits; every visit ends with a checkout or by leaving."""
 
+    # Sessions end 30 minutes after their last click: 90 minutes of history let a demo
+    # show ended sessions from the start.
+    demo_backfill_s = 5400.0
+    demo_rate = 20.0
+
     def __init__(self, settings: GeneratorSettings) -> None:
         super().__init__(settings)
         weights = [1.0 / (rank + 1) for rank in range(SHOPS)]

@@ -130,7 +130,13 @@ def _logging(level: int = logging.INFO) -> None:
 
 @app.command()
 def run(
-    demo: Annotated[bool, typer.Option("--demo", help="Also run the order generator.")] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Also run each flow's event generator.")
+    ] = False,
+    flows: Annotated[
+        list[str] | None,
+        typer.Option("--flow", help="A flow to run (repeat for several; default: orders)."),
+    ] = None,
     brokers: Brokers = None,
     warehouse: Warehouse = DEFAULT_WAREHOUSE,
     partitions: Annotated[
@@ -163,9 +169,14 @@ def run(
     pg_port: PgPort = 5433,
     quack_port: QuackPort = 9494,
 ) -> None:
-    """Run the local pipeline: broker (embedded unless --brokers), topics, flow, warehouse."""
+    """Run the local pipeline: broker (embedded unless --brokers), topics, flows, warehouse."""
+    from streamlane.flow import load_flow
     from streamlane.runner import Pipeline, RunSettings
     from streamlane.settings import FlowSettings
+
+    chosen = tuple(dict.fromkeys(flows or ["orders"]))
+    for name in chosen:
+        load_flow(name)  # an unknown flow is a one-line error before anything starts
 
     flow = FlowSettings(
         brokers=brokers or "",
@@ -186,6 +197,7 @@ def run(
             pg_host=pg_host,
             pg_port=pg_port,
             quack_port=quack_port,
+            flows=chosen,
         )
     ).run()
 

@@ -148,6 +148,11 @@ class EventGenerator:
     that must be rejected, made from a valid event).
     """
 
+    demo_backfill_s: float = 180.0
+    """History `streamlane run --demo` produces first, so windows show data at once."""
+    demo_rate: float | None = None
+    """Events per second for `streamlane run --demo`, when not the run's `--rate`."""
+
     def __init__(self, settings: GeneratorSettings) -> None:
         self.settings = settings
         self.rng = random.Random(settings.seed)

@@ -1,8 +1,9 @@
 """`streamlane run`: everything a local pipeline needs, supervised, with live progress.
 
 Starts the embedded broker when no brokers are given, creates the topics, then
-the warehouse (landing + queries), the orders flow and, with `--demo`, the
-generator, each as a child process with its log in `<data>/logs/`. Progress
+the warehouse (landing + queries), the chosen flows (the orders flow unless
+told otherwise) and, with `--demo`, each flow's generator, each as a child
+process with its log in `<data>/logs/`. Progress
 comes from the children's metrics endpoints. Ctrl-C or SIGTERM stops the
 children in order (generator, flow, warehouse, broker); a child that dies on
 its own stops the run with a one-line error naming its log.
@@ -24,9 +25,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from flows import orders
 from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.errors import UserError
+from streamlane.flow import Flow, load_flow
+from streamlane.generator import generator_for
 from streamlane.kafka import check_reachable, ensure_topics
 from streamlane.settings import FlowSettings
 
@@ -50,6 +52,7 @@ class RunSettings:
     pg_host: str = "127.0.0.1"
     pg_port: int = 5433
     quack_port: int = 9494
+    flows: tuple[str, ...] = ("orders",)
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -59,6 +62,8 @@ class Child:
     process: subprocess.Popen[bytes]
     log_path: Path
     metrics_port: int | None
+    flow: str | None = None
+    """The flow a flow process runs (None for the warehouse and generators)."""
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -95,7 +100,9 @@ class Pipeline:
         self.stopping = False
         self.started = time.monotonic()
 
-    def _spawn(self, name: str, args: list[str], metrics: bool = True) -> Child:
+    def _spawn(
+        self, name: str, args: list[str], metrics: bool = True, flow: str | None = None
+    ) -> Child:
         logs = self.settings.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"{name}.log"
@@ -107,7 +114,7 @@ class Pipeline:
             process = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        child = Child(name, process, log_path, port)
+        child = Child(name, process, log_path, port, flow)
         self.children.append(child)
         return child
 
@@ -126,7 +133,8 @@ class Pipeline:
                 f"{s.processes} flow processes cannot share {s.partitions} partitions evenly; "
                 f"use a process count that divides {s.partitions}"
             )
-        created = ensure_topics(brokers, orders.FLOW.topics, s.partitions)
+        flows = [load_flow(name) for name in s.flows]
+        created = ensure_topics(brokers, [t for f in flows for t in f.topics], s.partitions)
         if created:
             self.console.print(f"created topics: {', '.join(created)}")
         common = ["--brokers", brokers]
@@ -139,52 +147,58 @@ class Pipeline:
                 "--broker-timeout", str(s.flow.broker_timeout_s),
             ],
         )  # fmt: skip
+        for flow in flows:
+            self._start_flow(flow, common, cluster_id)
+        self.console.print(
+            f"flows: {', '.join(s.flows)}" + (" with demo generators" if s.demo else "")
+        )
+        self.console.print(
+            f'warehouse {s.warehouse}; query it with: streamlane query "SELECT ..." '
+            f"--warehouse {s.warehouse}; logs in {s.data_dir / 'logs'}; Ctrl-C to stop"
+        )
+
+    def _start_flow(self, flow: Flow, common: list[str], cluster_id: str) -> None:
+        s = self.settings
         f = s.flow
         flow_args = [
-            "flow", "run", "orders", *common,
-            "--recovery-dir", str(s.data_dir / "recovery" / f"orders-{cluster_id}"),
+            "flow", "run", flow.name, *common,
+            "--recovery-dir", str(s.data_dir / "recovery" / f"{flow.name}-{cluster_id}"),
             "--lateness", str(f.lateness_s),
             "--idle-timeout", str(f.idle_timeout_s),
             "--dedupe-horizon", str(f.dedupe_horizon_s),
             "--broker-timeout", str(f.broker_timeout_s),
         ]  # fmt: skip
         if s.processes == 1:
-            self._spawn("flow", flow_args)
+            self._spawn(f"flow-{flow.name}", flow_args, flow=flow.name)
         else:
             addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(s.processes))
             for index in range(s.processes):
                 self._spawn(
-                    f"flow-{index}",
+                    f"flow-{flow.name}-{index}",
                     [*flow_args, "--process-id", str(index), "--addresses", addresses],
+                    flow=flow.name,
                 )
         if s.demo:
+            generator = generator_for(flow.name)
+            seed = str(time.time_ns() % 2**31)
             self._spawn(
-                "generator",
-                [
-                    "generate",
-                    *common,
-                    "--rate",
-                    str(s.demo_rate),
-                    "--backfill",
-                    "180",
-                    "--seed",
-                    str(time.time_ns() % 2**31),
-                ],
+                f"generator-{flow.name}",
+                ["generate", "--flow", flow.name, *common,
+                 "--rate", str(generator.demo_rate or s.demo_rate),
+                 "--backfill", str(generator.demo_backfill_s), "--seed", seed],
                 metrics=False,
-            )
-        self.console.print(
-            f'warehouse {s.warehouse}; query it with: streamlane query "SELECT ..." '
-            f"--warehouse {s.warehouse}; logs in {s.data_dir / 'logs'}; Ctrl-C to stop"
-        )
+            )  # fmt: skip
 
     def _progress(self) -> Table:
-        flows = [c for c in self.children if c.name.startswith("flow") and c.metrics_port]
         wh = next((c for c in self.children if c.name == "warehouse"), None)
-        m: dict[str, float] = {}
+        per_flow: dict[str, dict[str, float]] = {}
         kafka_down = False
-        for flow in flows:  # a cluster's processes each count their own partitions
-            scraped = scrape(flow.metrics_port or 0)
+        for child in self.children:  # a cluster's processes each count their own partitions
+            if child.flow is None or not child.metrics_port:
+                continue
+            scraped = scrape(child.metrics_port)
             kafka_down |= scraped.get("streamlane_broker_up", 1.0) == 0
+            m = per_flow.setdefault(child.flow, {})
             for key, value in scraped.items():
                 m[key] = m.get(key, 0.0) + value
         w = scrape(wh.metrics_port) if wh and wh.metrics_port else {}
@@ -194,7 +208,9 @@ class Pipeline:
             title += " · Kafka not answering: waiting (see logs)"
         if w.get("streamlane_landing_paused", 0.0) == 1:
             title += " · warehouse not writable: landing paused"
+        title += f" · landed rows {w.get('streamlane_landed_rows_total', 0):,.0f}"
         table = Table(title=title, expand=False)
+        table.add_column("flow")
         for col in (
             "events in",
             "enriched",
@@ -203,25 +219,27 @@ class Pipeline:
             "late",
             "duplicates",
             "lag",
-            "landed rows",
         ):
             table.add_column(col, justify="right")
-        table.add_row(
-            f"{m.get('streamlane_events_in_total', 0):,.0f}",
-            f"{self._out(m, orders.FLOW.enriched.topic):,.0f}",
-            f"{self._out(m, orders.FLOW.windows[0].output.topic):,.0f}",
-            f"{self._out(m, orders.FLOW.dead_letter_topic):,.0f}",
-            f"{m.get('streamlane_late_events_total', 0):,.0f}",
-            f"{m.get('streamlane_duplicates_dropped_total', 0):,.0f}",
-            self._lag(m),
-            f"{w.get('streamlane_landed_rows_total', 0):,.0f}",
-        )
+        for name, m in per_flow.items():
+            flow = load_flow(name)
+            windows = sum(self._out(m, w.output.topic) for w in flow.windows)
+            table.add_row(
+                name,
+                f"{m.get('streamlane_events_in_total', 0):,.0f}",
+                f"{self._out(m, flow.enriched.topic):,.0f}",
+                f"{windows:,.0f}",
+                f"{self._out(m, flow.dead_letter_topic):,.0f}",
+                f"{m.get('streamlane_late_events_total', 0):,.0f}",
+                f"{m.get('streamlane_duplicates_dropped_total', 0):,.0f}",
+                self._lag(m, flow.input_topic),
+            )
         return table
 
-    def _lag(self, metrics: dict[str, float], shown: int = 4) -> str:
+    def _lag(self, metrics: dict[str, float], topic: str, shown: int = 4) -> str:
         """Total input lag and the partitions furthest behind, most first (from fetch high
         watermarks); every partition's lag is in the metrics."""
-        prefix = f"streamlane_consumer_lag|{orders.FLOW.input_topic}/"
+        prefix = f"streamlane_consumer_lag|{topic}/"
         per_partition = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
         total = metrics.get("streamlane_consumer_lag", 0.0)
         behind = sorted(
@@ -239,7 +257,7 @@ class Pipeline:
     def _check_children(self) -> None:
         for child in self.children:
             code = child.process.poll()
-            if code is not None and not (child.name == "generator" and code == 0):
+            if code is not None and not (child.name.startswith("generator") and code == 0):
                 raise UserError(f"{child.name} exited with status {code} (see {child.log_path})")
 
     def run(self) -> None:

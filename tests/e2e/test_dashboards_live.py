@@ -72,7 +72,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     warehouse = base / "warehouse.duckdb"
     with open(base / "run.out", "wb") as out:
         run = subprocess.Popen(
-            [sys.executable, "-m", "streamlane", "run", "--demo", "--warehouse", str(warehouse),
+            [sys.executable, "-m", "streamlane", "run", "--demo", "--flow", "orders",
+             "--flow", "clickstream", "--warehouse", str(warehouse),
              "--data-dir", str(base / "data"), "--rate", "200", "--pg-port", "0", "--quack-port", "0"],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "STREAMLANE_PG_PASSWORD": PASSWORD},
         )  # fmt: skip
@@ -83,7 +84,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
                 return 0
             return int(run_sql(warehouse, f"SELECT count(*) AS n FROM {table}")["n"][0])
 
-        for table in ("store_revenue_1m", "late_events", "dead_letters", "landing_batches"):
+        for table in (
+            *("store_revenue_1m", "late_events", "dead_letters", "landing_batches"),
+            *("shop_sessions", "shop_conversion_5m", "click_late_events"),
+        ):
             wait_until(lambda t=table: count(t) > 0, 120, f"rows in {table}", every_s=1)
         port = json.loads(endpoint_file(warehouse).read_text())["pg_port"]
         address = f"host=127.0.0.1 port={port} dbname=warehouse sslmode=disable"
@@ -156,13 +160,21 @@ def _check_panel(kind: str, answer: Answer) -> None:
 
 
 def test_every_panel_runs_against_the_live_warehouse(live: dict[str, str], go_client: Path) -> None:
-    regions = run_go(
-        go_client, live["dsn"], [("SELECT DISTINCT region FROM stores ORDER BY 1", None)]
-    )[0]
+    regions, shops = run_go(
+        go_client,
+        live["dsn"],
+        [
+            ("SELECT DISTINCT region FROM stores ORDER BY 1", None),
+            ("SELECT shop_name FROM shops ORDER BY 1", None),
+        ],
+    )
     now = datetime.now(UTC)
-    variables = {"region": [r[0] for r in regions.rows if r[0]]}
+    variables = {
+        "region": [r[0] for r in regions.rows if r[0]],
+        "shop": [r[0] for r in shops.rows if r[0]],
+    }
     panels = _panels()
-    assert len(panels) >= 14
+    assert len(panels) >= 21
     since, until = now - timedelta(hours=3), now + timedelta(minutes=5)
     sql = [(expand(q, since, until, variables), None) for _, _, _, q in panels]
     answers = run_go(go_client, live["dsn"], sql)

@@ -36,7 +36,7 @@ def test_outage_past_the_limit_stops_with_one_line(
     # The progress display of `streamlane run`, fed by these two processes.
     display = Pipeline(RunSettings(FlowSettings(brokers), tmp_path / "w", tmp_path))
     display.children = [
-        Child("flow", flow, tmp_path / "flow.log", port),
+        Child("flow", flow, tmp_path / "flow.log", port, flow="orders"),
         Child("warehouse", warehouse, tmp_path / "warehouse.log", wh_port),
     ]
     # Built and reading: the partition readers have started watching the broker.

@@ -21,16 +21,22 @@ def test_lag_names_the_partition_furthest_behind(tmp_path: Path) -> None:
         "streamlane_consumer_lag|pizza.orders/0": 30.0,
         "streamlane_consumer_lag|pizza.orders/5": 1_500.0,
     }
-    assert _pipeline(tmp_path)._lag(metrics) == "1,530 (p5: 1,500, p0: 30)"
+    assert _pipeline(tmp_path)._lag(metrics, "pizza.orders") == "1,530 (p5: 1,500, p0: 30)"
 
 
 def test_lag_lists_at_most_four_partitions(tmp_path: Path) -> None:
     metrics = {"streamlane_consumer_lag": 15.0} | {
         f"streamlane_consumer_lag|pizza.orders/{p}": float(p) for p in range(6)
     }
-    assert _pipeline(tmp_path)._lag(metrics) == "15 (p5: 5, p4: 4, p3: 3, p2: 2, +1 more)"
+    assert (
+        _pipeline(tmp_path)._lag(metrics, "pizza.orders")
+        == "15 (p5: 5, p4: 4, p3: 3, p2: 2, +1 more)"
+    )
 
 
 def test_no_lag_is_a_plain_zero(tmp_path: Path) -> None:
-    assert _pipeline(tmp_path)._lag({}) == "0"
-    assert _pipeline(tmp_path)._lag({"streamlane_consumer_lag|pizza.orders/1": 0.0}) == "0"
+    assert _pipeline(tmp_path)._lag({}, "pizza.orders") == "0"
+    assert (
+        _pipeline(tmp_path)._lag({"streamlane_consumer_lag|pizza.orders/1": 0.0}, "pizza.orders")
+        == "0"
+    )

@@ -1,0 +1,1 @@
+"""Event generators, one per flow: `generators/<flow>.py` defines `Generator`."""
