@@ -24,7 +24,9 @@ ORDER_FIELDS = ("event_id", "order_id", "customer_id", "store_id", "channel")
 FLOW = Flow(
     name="orders",
     input_topic="pizza.orders",
-    input_type="pizza.order.confirmed.v1",
+    input_type="pizza.order.confirmed.v2",
+    # v1 orders (total and currency side by side) are upcast in schemas/upcasters.py.
+    older_input_types=("pizza.order.confirmed.v1",),
     dead_letter_topic="pizza.orders.dlq",
     key="store_id",
     columns={
@@ -34,8 +36,8 @@ FLOW = Flow(
         "channel": data("channel"),
         "items": data("items"),
         "item_count": data("items").list.eval(pl.element().struct.field("qty")).list.sum(),
-        "total": data("total"),
-        "currency": data("currency"),
+        "total": data("total").struct.field("value"),
+        "currency": data("total").struct.field("currency"),
     },
     # An order for a store or currency not in the reference data is a dead letter.
     enrich=(store_enricher, fx_enricher),

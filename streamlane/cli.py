@@ -246,6 +246,12 @@ def generate(
     burst_for: Annotated[
         float, typer.Option("--burst-for", min=0, help="How long the burst lasts, in seconds.")
     ] = 60.0,
+    v2_share: Annotated[
+        float,
+        typer.Option(
+            "--v2-share", min=0, max=1, help="Orders: share sent as version 2 (total+currency)."
+        ),
+    ] = 0.0,
     metrics_port: MetricsPort = 0,
 ) -> None:
     """Produce realistic events for a flow: seeded, with duplicates, malformed and out-of-order ones."""
@@ -279,6 +285,7 @@ def generate(
         burst_factor=burst,
         burst_after_s=burst_after,
         burst_for_s=burst_for,
+        order_v2_share=v2_share,
     )
     if burst > 1 and rate is None:
         raise UserError("--burst needs --rate (a burst is a multiple of the live rate)")

@@ -26,13 +26,13 @@ from bytewax.dataflow import Dataflow
 from sinks.kafka import KafkaFrameSink
 from streamlane import metrics
 from streamlane.cloudevents import derived_traceparent, envelope_json, rfc3339
-from streamlane.decode import Decoded, decode_batch
+from streamlane.decode import Decoded
 from streamlane.enrich import LookupEnricher
 from streamlane.flow import Flow, Output, Windows
-from streamlane.schemas import load_schema
 from streamlane.settings import FlowSettings
 from streamlane.shards import ShardOutput, WindowSpec, route, shard_step
 from streamlane.source import DEAD_LETTER_SCHEMA, EventSource, PartitionBatch
+from streamlane.versions import decode_versions, upcast_chain
 
 Keyed = tuple[str, pl.DataFrame]
 """(sink partition key, frame): the key spreads a flow's output over the sink's partitions."""
@@ -48,10 +48,12 @@ class EnrichedBatch:
 
 
 def decoder(flow: Flow) -> Callable[[list[bytes]], Decoded]:
-    """Decode raw records as the flow's input type (loss-free; see `decode_batch`)."""
+    """Decode raw records as the flow's input type, older versions upcast (loss-free)."""
+    for older in flow.older_input_types:
+        upcast_chain(older, flow.input_type)  # a missing upcaster fails at build time
 
     def decode(values: list[bytes]) -> Decoded:
-        return decode_batch(values, load_schema(flow.input_type))
+        return decode_versions(values, flow.input_type, flow.older_input_types)
 
     return decode
 

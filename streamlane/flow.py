@@ -106,8 +106,10 @@ class Windows:
 class Flow:
     """A declared flow; see the module docstring for what happens to each event.
 
-    `input_type` is the CloudEvents type the flow accepts. `columns` are lifted from
-    `data` (`data("field")`, or any expression over it); `key` is the column records
+    `input_type` is the CloudEvents type (with its version) the flow works on;
+    `older_input_types` are earlier versions it also accepts, upcast to `input_type`
+    when decoded (see `streamlane.versions`). `columns` are lifted from `data`
+    (`data("field")`, or any expression over it); `key` is the column records
     are partitioned and windows keyed by. `enrich` are factories of lookups, built
     once per process. `reference_tables` are CSV files the warehouse also serves as
     tables, so dashboards can join them.
@@ -120,6 +122,7 @@ class Flow:
     key: str
     columns: dict[str, pl.Expr]
     enriched: Output
+    older_input_types: tuple[str, ...] = ()
     enrich: tuple[Callable[[], LookupEnricher], ...] = ()
     derive: dict[str, pl.Expr] = field(default_factory=dict)
     windows: tuple[Windows, ...] = ()

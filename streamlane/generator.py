@@ -78,6 +78,8 @@ class GeneratorSettings:
     """Seconds of live production before the burst starts."""
     burst_for_s: float = 60.0
     stores_csv: Path = REFERENCE_DIR / "stores.csv"
+    order_v2_share: float = 0.0
+    """Share of orders sent as `pizza.order.confirmed.v2` (total with its currency)."""
 
 
 @dataclass(frozen=True)
@@ -292,7 +294,17 @@ class OrderGenerator(EventGenerator):
         }
         if rng.random() < 0.05:
             event["data"]["coupon"] = "LUNCH10"  # extra fields must be tolerated
+        # Drawn only when asked for, so a seed gives the same orders as before versions.
+        if self.settings.order_v2_share and rng.random() < self.settings.order_v2_share:
+            event = order_as_v2(event)
         return str(store_id).encode(), event
+
+
+def order_as_v2(event: dict[str, Any]) -> dict[str, Any]:
+    """The same order as a `pizza.order.confirmed.v2` event: `total: {value, currency}`."""
+    data = dict(event["data"])
+    data["total"] = {"value": data["total"], "currency": data.pop("currency")}
+    return {**event, "type": "pizza.order.confirmed.v2", "data": data}
 
 
 def generator_for(flow: str) -> type[EventGenerator]:
