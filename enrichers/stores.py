@@ -1,4 +1,9 @@
-"""Store enricher: name, city, region and location of the store an order was placed at."""
+"""Store enricher: name, city, region and location of the store an order was placed at.
+
+The store table is the shipped CSV, overlaid by the compacted topic `pizza.stores`
+(one JSON row per store, keyed by store id): a store added or changed there applies
+to the orders enriched from then on.
+"""
 
 from pathlib import Path
 
@@ -6,6 +11,7 @@ import polars as pl
 
 from streamlane.enrich import LookupEnricher, read_reference_csv
 from streamlane.paths import REFERENCE_DIR
+from streamlane.reference import TopicReference
 
 STORES_CSV = REFERENCE_DIR / "stores.csv"
 STORE_COLUMNS: dict[str, pl.DataType] = {
@@ -27,3 +33,18 @@ def store_enricher(path: Path = STORES_CSV) -> LookupEnricher:
     return LookupEnricher(
         table=table, key="store_id", table_key="store_id", miss_reason="unknown store_id {}"
     )
+
+
+STORES = TopicReference(
+    name="stores",
+    topic="pizza.stores",
+    key="store_id",
+    table_key="store_id",
+    columns=STORE_COLUMNS,
+    rename={"name": "store_name"},
+    miss_reason="unknown store_id {}",
+    version_column="store_version",
+    seed_csv=STORES_CSV,
+)
+"""Stores by `store_id`, from `pizza.stores` over reference/stores.csv; `store_version` says
+which (the CSV's name, or `pizza.stores/partition@offset`)."""

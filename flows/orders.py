@@ -14,7 +14,7 @@ from __future__ import annotations
 import polars as pl
 
 from enrichers.fx import fx_enricher
-from enrichers.stores import STORES_CSV, store_enricher
+from enrichers.stores import STORES, STORES_CSV
 from streamlane import aggregates as agg
 from streamlane.flow import Flow, Output, Table, Windows, data, minutes
 from streamlane.windows import Tumbling
@@ -39,8 +39,9 @@ FLOW = Flow(
         "total": data("total").struct.field("value"),
         "currency": data("total").struct.field("currency"),
     },
+    # Stores come from the pizza.stores topic over the shipped CSV; FX rates from a CSV.
     # An order for a store or currency not in the reference data is a dead letter.
-    enrich=(store_enricher, fx_enricher),
+    enrich=(STORES, fx_enricher),
     derive={"total_usd": pl.col("total") * pl.col("usd_rate")},
     enriched=Output(
         topic="pizza.orders.enriched",
@@ -48,7 +49,7 @@ FLOW = Flow(
         data=(
             *ORDER_FIELDS,
             *("items", "total", "currency", "store_name", "city", "region"),
-            *("latitude", "longitude", "usd_rate", "total_usd"),
+            *("latitude", "longitude", "usd_rate", "total_usd", "store_version"),
         ),
         table=Table("orders_enriched", key=("event_id",), near="event_time"),
     ),

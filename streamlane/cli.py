@@ -382,8 +382,10 @@ def topics_create(
     from streamlane.kafka import check_reachable, ensure_topics
 
     check_reachable(brokers)
-    every = [t for name in flow_names() for t in load_flow(name).topics]
-    created = ensure_topics(brokers, names or every, partitions)
+    flows = [load_flow(name) for name in flow_names()]
+    every = [t for f in flows for t in f.topics]
+    compacted = {t for f in flows for t in f.reference_topics}
+    created = ensure_topics(brokers, names or every, partitions, compacted)
     print(f"created: {', '.join(created) if created else 'nothing (all exist)'}")
 
 

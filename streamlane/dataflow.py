@@ -14,6 +14,7 @@ serialized once per batch.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from streamlane.cloudevents import derived_traceparent, envelope_json, rfc3339
 from streamlane.decode import Decoded
 from streamlane.enrich import LookupEnricher
 from streamlane.flow import Flow, Output, Windows
+from streamlane.reference import TopicReference, TopicTable
 from streamlane.settings import FlowSettings
 from streamlane.shards import ShardOutput, WindowSpec, route, shard_step
 from streamlane.source import DEAD_LETTER_SCHEMA, EventSource, PartitionBatch
@@ -75,29 +77,37 @@ def lifted(flow: Flow, events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-_LOOKUPS: dict[str, list[LookupEnricher]] = {}
+_LOOKUPS: dict[str, list[LookupEnricher | TopicTable]] = {}
+_LOOKUPS_LOCK = threading.Lock()
 
 
-def _lookups(flow: Flow) -> list[LookupEnricher]:
-    """The flow's lookups, built once per process (reading reference files is not free)."""
-    if flow.name not in _LOOKUPS:
-        _LOOKUPS[flow.name] = [make() for make in flow.enrich]
-    return _LOOKUPS[flow.name]
+def lookups(flow: Flow, brokers: str) -> list[LookupEnricher | TopicTable]:
+    """The flow's lookups, built once per process and shared by its workers (reading
+    reference files, or a reference topic to its end, is not free)."""
+    with _LOOKUPS_LOCK:
+        if flow.name not in _LOOKUPS:
+            _LOOKUPS[flow.name] = [
+                e.start(brokers) if isinstance(e, TopicReference) else e() for e in flow.enrich
+            ]
+        return _LOOKUPS[flow.name]
 
 
-def enrich_batch(flow: Flow, batch: PartitionBatch) -> EnrichedBatch:
-    """Lift, enrich and derive; events a lookup misses become dead letters with its reason."""
+def enrich_batch(flow: Flow, batch: PartitionBatch, brokers: str) -> EnrichedBatch:
+    """Lift, enrich and derive; an event a lookup misses follows the flow's `on_miss`."""
     if batch.events.is_empty():
         return EnrichedBatch(pl.DataFrame(), batch.dead_letters, batch)
     events = lifted(flow, batch.events)
     misses = []
-    for lookup in _lookups(flow):
-        found = lookup.apply(events)
+    keep = flow.on_miss == "pass_through"
+    for lookup in lookups(flow, brokers):
+        found = lookup.apply(events, keep_misses=keep)
         events = found.events
         misses.append(found.misses)
     dead = batch.dead_letters
-    missed = pl.concat(misses) if misses else pl.DataFrame()
-    if missed.height:
+    missed = pl.concat(misses) if misses else pl.DataFrame(schema={"row": pl.Int64})
+    if keep:
+        events = events.with_columns(unenriched=pl.col("row").is_in(missed["row"].implode()))
+    elif missed.height:
         dead = pl.concat([dead, _miss_dead_letters(batch, missed)])
     if flow.derive:
         events = events.with_columns(**flow.derive)
@@ -268,7 +278,9 @@ def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
 
     dataflow = Dataflow(flow.name)
     batches = op.input("read", dataflow, source)
-    enriched = op.map("validate_and_enrich", batches, lambda b: enrich_batch(flow, b))
+    enriched = op.map(
+        "validate_and_enrich", batches, lambda b: enrich_batch(flow, b, settings.brokers)
+    )
     op.output(
         "to_dlq",
         op.flat_map("dead_letters", enriched, dead_letters),

@@ -34,8 +34,12 @@ class LookupEnricher:
         if self.table[self.table_key].is_duplicated().any():
             raise ValueError(f"reference table has duplicate {self.table_key!r} values")
 
-    def apply(self, events: pl.DataFrame) -> Enriched:
-        """Join the reference columns onto `events`; see the class docstring for misses."""
+    def apply(self, events: pl.DataFrame, keep_misses: bool = False) -> Enriched:
+        """Join the reference columns onto `events`; see the class docstring for misses.
+
+        With `keep_misses` the events that missed stay in `events` too, their reference
+        columns null (and are still reported in `misses`).
+        """
         hit = "__hit"
         joined = events.join(
             self.table.with_columns(pl.lit(True).alias(hit)),
@@ -49,7 +53,8 @@ class LookupEnricher:
         misses = joined.filter(~found).select(
             "row", reason=pl.format(self.miss_reason, pl.col(self.key))
         )
-        return Enriched(events=joined.filter(found).drop(hit), misses=misses)
+        kept = joined if keep_misses else joined.filter(found)
+        return Enriched(events=kept.drop(hit), misses=misses)
 
 
 def read_reference_csv(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:

@@ -22,13 +22,14 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
 from streamlane.aggregates import Aggregate
 from streamlane.enrich import LookupEnricher
 from streamlane.errors import UserError
+from streamlane.reference import TopicReference
 from streamlane.shards import WindowDef
 from streamlane.windows import WindowKind
 
@@ -110,9 +111,13 @@ class Flow:
     `older_input_types` are earlier versions it also accepts, upcast to `input_type`
     when decoded (see `streamlane.versions`). `columns` are lifted from `data`
     (`data("field")`, or any expression over it); `key` is the column records
-    are partitioned and windows keyed by. `enrich` are factories of lookups, built
-    once per process. `reference_tables` are CSV files the warehouse also serves as
-    tables, so dashboards can join them.
+    are partitioned and windows keyed by. `enrich` are lookups, run in order: factories
+    of lookups from files (built once per process) or `TopicReference`s, tables kept
+    from a compacted topic (see `streamlane.reference`). An event a lookup misses
+    follows `on_miss`: a dead letter with the lookup's reason (the default), or
+    `pass_through`, on with null reference columns and `unenriched` true.
+    `reference_tables` are CSV files the warehouse also serves as tables, so
+    dashboards can join them.
     """
 
     name: str
@@ -123,7 +128,8 @@ class Flow:
     columns: dict[str, pl.Expr]
     enriched: Output
     older_input_types: tuple[str, ...] = ()
-    enrich: tuple[Callable[[], LookupEnricher], ...] = ()
+    enrich: tuple[Callable[[], LookupEnricher] | TopicReference, ...] = ()
+    on_miss: Literal["dead_letter", "pass_through"] = "dead_letter"
     derive: dict[str, pl.Expr] = field(default_factory=dict)
     windows: tuple[Windows, ...] = ()
     reference_tables: dict[str, Path] = field(default_factory=dict)
@@ -141,9 +147,15 @@ class Flow:
         return outputs
 
     @property
+    def reference_topics(self) -> list[str]:
+        """The compacted topics the flow's lookups keep their tables from."""
+        return [e.topic for e in self.enrich if isinstance(e, TopicReference)]
+
+    @property
     def topics(self) -> list[str]:
         """Every topic the flow reads or writes, input first, each once."""
-        topics = [self.input_topic, self.dead_letter_topic] + [o.topic for o in self.outputs()]
+        topics = [self.input_topic, *self.reference_topics, self.dead_letter_topic]
+        topics += [o.topic for o in self.outputs()]
         return list(dict.fromkeys(topics))
 
     def window_defs(self) -> tuple[WindowDef, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -19,6 +20,10 @@ REACH_TIMEOUT_S = 6.0
 
 # The embedded broker has no log retention settings of its own: say them explicitly.
 TOPIC_CONFIG = {"retention.ms": "-1", "cleanup.policy": "delete"}
+
+
+def _topic_config(compacted: bool) -> dict[str, str]:
+    return {**TOPIC_CONFIG, "cleanup.policy": "compact"} if compacted else dict(TOPIC_CONFIG)
 
 
 def admin_config(brokers: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -114,8 +119,14 @@ def _admin(brokers: str) -> KafkaAdminClient:
         raise UserError(f"cannot reach Kafka at {brokers}: {exc}") from None
 
 
-def ensure_topics(brokers: str, topics: list[str], partitions: int) -> list[str]:
-    """Create the topics that do not exist yet (with `partitions` each); return the created ones."""
+def ensure_topics(
+    brokers: str, topics: list[str], partitions: int, compacted: Collection[str] = ()
+) -> list[str]:
+    """Create the topics that do not exist yet (with `partitions` each); return the created ones.
+
+    Topics in `compacted` (reference tables) keep the newest record per key; the others
+    keep every record.
+    """
     admin = _admin(brokers)
     try:
         existing = set(admin.list_topics())
@@ -124,7 +135,11 @@ def ensure_topics(brokers: str, topics: list[str], partitions: int) -> list[str]
         for topic in wanted:
             try:
                 admin.create_topics(
-                    [NewTopic(topic, partitions, 1, topic_configs=dict(TOPIC_CONFIG))]
+                    [
+                        NewTopic(
+                            topic, partitions, 1, topic_configs=_topic_config(topic in compacted)
+                        )
+                    ]
                 )
                 created.append(topic)
             except TopicAlreadyExistsError:

@@ -26,6 +26,14 @@ DEAD_LETTERS = Counter(
 DUPLICATES = Counter("streamlane_duplicates_dropped", "Events dropped as duplicates")
 LATE_EVENTS = Counter("streamlane_late_events", "Events that arrived after their window closed")
 WINDOWS = Counter("streamlane_windows_emitted", "Window results emitted")
+REFERENCE_UPDATES = Counter(
+    "streamlane_reference_updates",
+    "Reference rows changed or deleted by records of their topic",
+    ["table"],
+)
+REFERENCE_SKIPPED = Counter(
+    "streamlane_reference_skipped", "Reference topic records skipped as malformed", ["table"]
+)
 STATE_SHARDS = Gauge(
     "streamlane_state_shards",
     "Keyed state shards (dedupe and windows) held, by worker (process id and thread)",

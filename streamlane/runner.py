@@ -134,7 +134,12 @@ class Pipeline:
                 f"use a process count that divides {s.partitions}"
             )
         flows = [load_flow(name) for name in s.flows]
-        created = ensure_topics(brokers, [t for f in flows for t in f.topics], s.partitions)
+        created = ensure_topics(
+            brokers,
+            [t for f in flows for t in f.topics],
+            s.partitions,
+            compacted={t for f in flows for t in f.reference_topics},
+        )
         if created:
             self.console.print(f"created topics: {', '.join(created)}")
         common = ["--brokers", brokers]

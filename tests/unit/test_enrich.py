@@ -20,3 +20,54 @@ def test_store_and_fx_enrichment_with_misses() -> None:
     assert by_store.events["city"].to_list() == ["New York", "New York"]
     priced = with_total_usd(fx_enricher().apply(by_store.events).events)
     assert priced["total_usd"].to_list() == [10.0, 20.0 * 1.08]
+
+
+def _click_batch(shops: list[int]):  # type: ignore[no-untyped-def]
+    import json
+
+    import polars as pl
+
+    from flows.clickstream import FLOW
+    from streamlane.dataflow import decoder
+    from streamlane.source import DEAD_LETTER_SCHEMA, PartitionBatch
+    from streamlane.windows import PartitionProgress
+
+    values = [
+        json.dumps({"specversion": "1.0", "id": f"c{i}", "source": "t", "type": "shop.click.v1",
+                    "time": "2026-11-02T09:00:00Z",
+                    "data": {"visitor_id": "v", "shop_id": s, "action": "page_view", "page": "/"}}
+                   ).encode()
+        for i, s in enumerate(shops)
+    ]  # fmt: skip
+    valid = decoder(FLOW)(values).valid
+    events = valid.with_columns(
+        offset=pl.col("row"),
+        key=pl.lit(b"k"),
+        raw=pl.Series(values),
+        event_time_us=pl.col("event_time").dt.epoch("us"),
+        own_newest_before_us=pl.lit(None, pl.Int64),
+    )
+    progress = PartitionProgress("shop.clicks/0", None, False, 0)
+    return FLOW, PartitionBatch(
+        "shop.clicks/0", events, pl.DataFrame(schema=DEAD_LETTER_SCHEMA), progress, len(values)
+    )
+
+
+def test_a_lookup_miss_is_a_dead_letter_or_passes_through_marked() -> None:
+    from dataclasses import replace
+
+    from streamlane.dataflow import enrich_batch
+
+    flow, batch = _click_batch([1, 999, 2])
+    dead_lettered = enrich_batch(flow, batch, brokers="")
+    assert dead_lettered.events["event_id"].to_list() == ["c0", "c2"]
+    assert dead_lettered.dead_letters["reason"].to_list() == ["unknown shop_id 999"]
+
+    passing = replace(flow, name="clickstream-pass-through", on_miss="pass_through")
+    passed = enrich_batch(passing, batch, brokers="")
+    assert passed.dead_letters.is_empty()
+    assert passed.events.select("event_id", "shop_name", "unenriched").rows() == [
+        ("c0", "Streamlane Outdoor", False),
+        ("c1", None, True),
+        ("c2", "Streamlane Books", False),
+    ]

@@ -1,0 +1,231 @@
+"""Reference data from a compacted Kafka topic: a lookup table kept up to date as records arrive.
+
+The topic holds one record per reference row, keyed by the row's key, its value
+a JSON object of the row's columns (a null value deletes the row). Every flow
+process keeps the whole table (like a global table: the compacted topic is its
+changelog). At start the table is the seed CSV, if any, overlaid by the topic read
+up to its end before the first event is enriched; after that a reader thread
+applies records as they arrive. So an update applies to events enriched from the
+moment it is read, and events enriched earlier keep what they were enriched with
+(no re-enrichment of the past). A restart reads the topic again, so the table
+survives restarts without state of its own.
+
+Each enriched event records the version of the row it was enriched with: the
+seed file's name, or `topic/partition@offset` of the record. A record that is not
+a JSON object of the table's columns is skipped with a warning (and counted), the
+row it would have changed stays as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from streamlane import metrics
+from streamlane.enrich import Enriched, LookupEnricher, read_reference_csv
+from streamlane.errors import UserError
+from streamlane.kafka import consumer_config, existing_partitions
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAP_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class TopicReference:
+    """A lookup whose table comes from compacted topic `topic` (seeded from `seed_csv`).
+
+    Events are matched on `key` against the table's `table_key`; a match adds the
+    table's other columns (renamed by `rename`) and `version_column`. A miss is
+    reported with `miss_reason` (the key value as `{}`) and handled by the flow's
+    miss policy.
+    """
+
+    name: str
+    topic: str
+    key: str
+    table_key: str
+    columns: dict[str, pl.DataType]
+    miss_reason: str
+    version_column: str
+    seed_csv: Path | None = None
+    rename: dict[str, str] = field(default_factory=dict)
+
+    def start(self, brokers: str) -> TopicTable:
+        """The live table of this lookup, read up to the topic's end (see the module docstring)."""
+        return TopicTable(self, brokers)
+
+
+class TopicTable:
+    """A `TopicReference`'s table in this process, kept current by a reader thread."""
+
+    def __init__(self, spec: TopicReference, brokers: str) -> None:
+        self.spec = spec
+        self.brokers = brokers
+        seed = (
+            read_reference_csv(spec.seed_csv, spec.columns).with_columns(
+                pl.lit(spec.seed_csv.name).alias(spec.version_column)
+            )
+            if spec.seed_csv
+            else pl.DataFrame(schema={**spec.columns, spec.version_column: pl.String()})
+        )
+        self._rows = seed
+        self._enricher = self._lookup(seed)
+        self.updates = 0
+        self._consumer = Consumer(consumer_config(brokers, {"fetch.wait.max.ms": 100}))
+        partitions = existing_partitions({"bootstrap.servers": brokers}, spec.topic) or []
+        self._consumer.assign([TopicPartition(spec.topic, p, OFFSET_BEGINNING) for p in partitions])
+        self._bootstrap(partitions)
+        self._stopping = threading.Event()
+        self._reader = threading.Thread(
+            target=self._follow, name=f"reference-{spec.name}", daemon=True
+        )
+        self._reader.start()
+
+    def _lookup(self, rows: pl.DataFrame) -> LookupEnricher:
+        return LookupEnricher(
+            table=rows.rename(self.spec.rename),
+            key=self.spec.key,
+            table_key=self.spec.rename.get(self.spec.table_key, self.spec.table_key),
+            miss_reason=self.spec.miss_reason,
+        )
+
+    def apply(self, events: pl.DataFrame, keep_misses: bool = False) -> Enriched:
+        """Enrich `events` with the table as it is now (see `LookupEnricher.apply`)."""
+        return self._enricher.apply(events, keep_misses)
+
+    def _bootstrap(self, partitions: list[int]) -> None:
+        ends = {}
+        for p in partitions:
+            _, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self.spec.topic, p), timeout=10
+            )
+            if high > 0:
+                ends[p] = high
+        deadline = time.monotonic() + BOOTSTRAP_TIMEOUT_S
+        done: dict[int, int] = {}
+        while any(done.get(p, 0) < end for p, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"reference topic {self.spec.topic!r} on {self.brokers} could not be read to "
+                    f"its end within {BOOTSTRAP_TIMEOUT_S:.0f} s"
+                )
+            for p, offset in self._poll():
+                done[p] = max(done.get(p, 0), offset + 1)
+        log.info(
+            "reference %s: %d rows (%d updates from %s)",
+            self.spec.name,
+            self._rows.height,
+            self.updates,
+            self.spec.topic,
+        )
+
+    def close(self) -> None:
+        """Stop following the topic (the table stays as it is)."""
+        self._stopping.set()
+        self._reader.join(timeout=5)
+        self._consumer.close()
+
+    def _follow(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._poll()
+            except Exception:  # the table stays as it is; the next poll tries again
+                log.exception("reference %s: reading %s failed", self.spec.name, self.spec.topic)
+                time.sleep(1)
+
+    def _poll(self) -> list[tuple[int, int]]:
+        """Apply the next records of the topic; return (partition, offset) of each one read."""
+        messages = self._consumer.consume(10_000, 0.2)
+        rows: list[dict[str, Any]] = []
+        deleted: list[Any] = []
+        seen: list[tuple[int, int]] = []
+        for m in messages:
+            if m.error() is not None:
+                continue
+            seen.append((m.partition() or 0, m.offset() or 0))
+            version = f"{self.spec.topic}/{m.partition()}@{m.offset()}"
+            parsed = self._row(m.key(), m.value(), version)
+            if parsed is None:
+                continue
+            if parsed is _TOMBSTONE:
+                deleted.append(self._key_value(m.key()))
+            else:
+                rows.append(parsed)
+        if rows or deleted:
+            self._update(rows, deleted)
+        return seen
+
+    def _key_value(self, key: bytes | None) -> Any:
+        kind = self.spec.columns[self.spec.table_key]
+        text = (key or b"").decode("utf-8", "replace")
+        return int(text) if kind == pl.Int64() else text
+
+    def _row(self, key: bytes | None, value: bytes | None, version: str) -> Any:
+        if value is None:
+            try:
+                return _TOMBSTONE if key is not None and self._key_value(key) is not None else None
+            except ValueError:
+                return self._skip(version, "a tombstone whose key is not a table key")
+        try:
+            row = json.loads(value)
+        except ValueError:
+            return self._skip(version, "not JSON")
+        if not isinstance(row, dict) or set(self.spec.columns) - set(row):
+            return self._skip(version, f"not an object with {', '.join(self.spec.columns)}")
+        return {**{c: row[c] for c in self.spec.columns}, self.spec.version_column: version}
+
+    def _skip(self, version: str, why: str) -> None:
+        log.warning("reference %s: skipped record %s: %s", self.spec.name, version, why)
+        metrics.REFERENCE_SKIPPED.labels(table=self.spec.name).inc()
+        return None
+
+    def _update(self, rows: list[dict[str, Any]], deleted: list[Any]) -> None:
+        schema = {**self.spec.columns, self.spec.version_column: pl.String()}
+        try:
+            updates = pl.DataFrame(rows, schema=schema, strict=True) if rows else None
+        except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+            # One bad value spoils the frame: take the rows one by one to keep the good ones.
+            if len(rows) == 1:
+                self._skip(rows[0][self.spec.version_column], f"a value of the wrong type ({exc})")
+                return
+            for row in rows:
+                self._update([row], [])
+            self._update([], deleted)
+            return
+        key = self.spec.table_key
+        table = self._rows
+        changed = [*deleted]
+        if updates is not None:
+            updates = updates.unique(key, keep="last", maintain_order=True)
+            changed += updates[key].to_list()
+        table = table.filter(~pl.col(key).is_in(pl.Series(changed, dtype=schema[key]).implode()))
+        if updates is not None:
+            table = pl.concat([table, updates])
+        self._rows = table
+        self._enricher = self._lookup(table)
+        self.updates += len(rows) + len(deleted)
+        metrics.REFERENCE_UPDATES.labels(table=self.spec.name).inc(len(rows) + len(deleted))
+
+
+_TOMBSTONE = object()
+
+
+def publish_reference_csv(brokers: str, spec: TopicReference, path: Path) -> int:
+    """Publish every row of a reference CSV to the lookup's topic, keyed by the row key."""
+    from streamlane.publish import publish
+
+    rows = read_reference_csv(path, spec.columns)
+    records = [
+        (str(row[spec.table_key]).encode(), json.dumps(row).encode())
+        for row in rows.iter_rows(named=True)
+    ]
+    return publish(brokers, spec.topic, records)

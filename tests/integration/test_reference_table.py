@@ -1,0 +1,77 @@
+"""A reference table kept from a compacted topic: bootstrap to the end before first use, then
+updates, deletions and malformed records as they arrive; and the pass-through miss policy."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from streamlane.broker import EmbeddedBroker
+from streamlane.kafka import ensure_topics
+from streamlane.publish import publish
+from streamlane.reference import TopicReference
+from tests.helpers import wait_until
+
+COLUMNS: dict[str, pl.DataType] = {"shop_id": pl.Int64(), "country": pl.String()}
+
+
+def spec(topic: str) -> TopicReference:
+    return TopicReference(
+        name=topic, topic=topic, key="shop_id", table_key="shop_id", columns=COLUMNS,
+        miss_reason="unknown shop {}", version_column="shop_version",
+    )  # fmt: skip
+
+
+def row(shop: int, country: str) -> tuple[bytes, bytes]:
+    return str(shop).encode(), json.dumps({"shop_id": shop, "country": country}).encode()
+
+
+def looked_up(table, shops: list[int], keep_misses: bool = False) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    events = pl.DataFrame({"row": list(range(len(shops))), "shop_id": shops})
+    return table.apply(events, keep_misses=keep_misses)
+
+
+def test_the_table_follows_its_topic(broker: EmbeddedBroker) -> None:
+    topic = "test.reference.shops"
+    ensure_topics(broker.bootstrap, [topic], 2, compacted=[topic])
+    publish(broker.bootstrap, topic, [row(1, "DE"), row(2, "FR"), row(1, "AT")])
+    table = spec(topic).start(broker.bootstrap)
+    try:
+        follow(broker, topic, table)
+    finally:
+        table.close()
+
+
+def follow(broker: EmbeddedBroker, topic: str, table) -> None:  # type: ignore[no-untyped-def]
+    # Read to the end before the first lookup: the newest row per key wins.
+    found = looked_up(table, [1, 2, 3])
+    assert found.events.select("shop_id", "country").rows() == [(1, "AT"), (2, "FR")]
+    assert all(v.startswith(f"{topic}/") for v in found.events["shop_version"])
+    assert found.misses.rows() == [(2, "unknown shop 3")]
+
+    publish(
+        broker.bootstrap,
+        topic,
+        [row(3, "NL"), (b"2", None), (b"4", b"not json"), (b"5", b'{"shop_id": "five", "country": 1}')],
+    )  # fmt: skip
+    wait_until(lambda: table.updates >= 5, 30, "the updates to apply")
+    after = looked_up(table, [1, 2, 3, 4, 5])
+    assert after.events.select("shop_id", "country").rows() == [(1, "AT"), (3, "NL")]
+    assert sorted(after.misses["reason"]) == ["unknown shop 2", "unknown shop 4", "unknown shop 5"]
+    # Kept misses stay in order with null reference columns.
+    kept = looked_up(table, [2, 3], keep_misses=True).events
+    assert kept.select("shop_id", "country").rows() == [(2, None), (3, "NL")]
+
+
+def test_an_empty_topic_leaves_the_seed(broker: EmbeddedBroker, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    topic = "test.reference.seeded"
+    ensure_topics(broker.bootstrap, [topic], 1, compacted=[topic])
+    seed = tmp_path / "shops.csv"
+    seed.write_text("shop_id,country\n7,SE\n")
+    table = TopicReference(**{**spec(topic).__dict__, "seed_csv": seed}).start(broker.bootstrap)
+    try:
+        found = looked_up(table, [7]).events
+    finally:
+        table.close()
+    assert found.select("country", "shop_version").rows() == [("SE", "shops.csv")]
