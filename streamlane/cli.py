@@ -770,6 +770,23 @@ def new_flow(
     )
 
 
+@app.command()
+def catalog(
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory to write the site and catalog.md into.")
+    ] = Path("catalog"),
+) -> None:
+    """Write the event catalog: a static site and Markdown of every event type and version."""
+    from streamlane.catalog import build_catalog, write_catalog
+
+    built = build_catalog()
+    written = write_catalog(out, built)
+    print(
+        f"{len(built.events)} event types, {len(built.flows)} flows: "
+        f"open {out / 'index.html'} ({len(written)} files; Markdown in {out / 'catalog.md'})"
+    )
+
+
 def main() -> None:
     """Entry point: run the CLI, turning user errors into one line and exit status 2."""
     try:
