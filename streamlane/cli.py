@@ -35,6 +35,8 @@ app.add_typer(schemas_app, name="schemas")
 dlq_app = typer.Typer(no_args_is_help=True, help="List, show and replay dead letters.")
 app.add_typer(dlq_app, name="dlq")
 new_app = typer.Typer(no_args_is_help=True, help="Start something new from a working scaffold.")
+reference_app = typer.Typer(no_args_is_help=True, help="Reference tables kept from topics.")
+app.add_typer(reference_app, name="reference")
 app.add_typer(new_app, name="new")
 
 Brokers = Annotated[
@@ -784,6 +786,37 @@ def catalog(
     print(
         f"{len(built.events)} event types, {len(built.flows)} flows: "
         f"open {out / 'index.html'} ({len(written)} files; Markdown in {out / 'catalog.md'})"
+    )
+
+
+@reference_app.command("put")
+def reference_put(
+    name: Annotated[str, typer.Argument(help="The lookup, e.g. stores.")],
+    brokers: RequiredBrokers,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Rows to add or change (CSV or JSONL).")
+    ] = None,
+    delete: Annotated[
+        list[str] | None, typer.Option("--delete", help="A key to remove (repeatable).")
+    ] = None,
+) -> None:
+    """Add, change or remove rows of a reference table, through its compacted topic."""
+    import polars as pl
+
+    from streamlane.kafka import check_reachable
+    from streamlane.reference import publish_rows, read_rows, topic_references
+
+    known = topic_references()
+    if name not in known:
+        raise UserError(f"no reference table {name!r} (known: {', '.join(known) or 'none'})")
+    spec = known[name]
+    if file is None and not delete:
+        raise UserError("give --file ROWS and/or --delete KEY")
+    rows = read_rows(spec, file) if file else pl.DataFrame(schema=spec.columns)
+    check_reachable(brokers)
+    sent = publish_rows(brokers, spec, rows, delete or [])
+    print(
+        f"{sent} record(s) sent to {spec.topic}: {rows.height} row(s), {len(delete or [])} removal(s)"
     )
 
 

@@ -17,7 +17,7 @@ _QUEUE_LIMIT = 100_000
 def publish(
     brokers: str,
     topic: str,
-    records: Iterable[tuple[bytes | None, bytes]],
+    records: Iterable[tuple[bytes | None, bytes | None]],
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
     """Send (key, value) records to `topic` in order per key; return how many were delivered.

@@ -219,13 +219,38 @@ class TopicTable:
 _TOMBSTONE = object()
 
 
-def publish_reference_csv(brokers: str, spec: TopicReference, path: Path) -> int:
-    """Publish every row of a reference CSV to the lookup's topic, keyed by the row key."""
+def topic_references() -> dict[str, TopicReference]:
+    """Every topic lookup the flows in `flows/` declare, by name."""
+    from streamlane.flow import flow_names, load_flow
+
+    found: dict[str, TopicReference] = {}
+    for name in flow_names():
+        found |= {e.name: e for e in load_flow(name).enrich if isinstance(e, TopicReference)}
+    return found
+
+
+def read_rows(spec: TopicReference, path: Path) -> pl.DataFrame:
+    """Reference rows from a CSV or JSONL file, typed as the table's columns; UserError if not."""
+    try:
+        if path.suffix == ".csv":
+            return read_reference_csv(path, spec.columns)
+        frame = pl.read_ndjson(path, schema=spec.columns)
+    except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not rows of {spec.name} ({first})") from None
+    missing = frame.filter(pl.any_horizontal(pl.all().is_null()))
+    if missing.height:
+        raise UserError(f"{path}: {missing.height} row(s) lack a column of {spec.name}")
+    return frame
+
+
+def publish_rows(brokers: str, spec: TopicReference, rows: pl.DataFrame, deleted: list[str]) -> int:
+    """Publish rows (keyed by the table key) and deletions (null values) to the lookup's topic."""
     from streamlane.publish import publish
 
-    rows = read_reference_csv(path, spec.columns)
-    records = [
+    records: list[tuple[bytes, bytes | None]] = [
         (str(row[spec.table_key]).encode(), json.dumps(row).encode())
         for row in rows.iter_rows(named=True)
     ]
+    records += [(key.encode(), None) for key in deleted]
     return publish(brokers, spec.topic, records)

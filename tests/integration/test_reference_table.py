@@ -75,3 +75,33 @@ def test_an_empty_topic_leaves_the_seed(broker: EmbeddedBroker, tmp_path) -> Non
     finally:
         table.close()
     assert found.select("country", "shop_version").rows() == [("SE", "shops.csv")]
+
+
+def test_reference_put_checks_rows_then_sends_them(broker: EmbeddedBroker, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from streamlane.topicread import read_to_end
+
+    ensure_topics(broker.bootstrap, ["pizza.stores"], 1, compacted=["pizza.stores"])
+    rows = tmp_path / "stores.jsonl"
+    store = {"store_id": 501, "name": "Test", "city": "Oslo", "region": "EU-North",
+             "latitude": 59.9, "longitude": 10.7}  # fmt: skip
+    rows.write_text(json.dumps(store) + "\n")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({**store, "latitude": "north"}) + "\n")
+
+    def put(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "streamlane", "reference", "put", "stores",
+             "--brokers", broker.bootstrap, *args],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    refused = put("--file", str(bad))
+    assert refused.returncode == 2 and "not rows of stores" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    sent = put("--file", str(rows), "--delete", "17")
+    assert sent.returncode == 0, sent.stderr
+    records = [(m.key(), m.value()) for m in read_to_end(broker.bootstrap, "pizza.stores")]
+    assert records == [(b"501", json.dumps(store).encode()), (b"17", None)]
