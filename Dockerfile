@@ -6,6 +6,7 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml README.md ./
 COPY streamlane ./streamlane
 COPY flows ./flows
+COPY generators ./generators
 COPY enrichers ./enrichers
 COPY sinks ./sinks
 COPY dashboards ./dashboards

@@ -58,3 +58,13 @@ def test_app_service_command_parses(service: str, monkeypatch: pytest.MonkeyPatc
         args = [*getattr(ctx, "_protected_args", []), *ctx.args]
     assert not args, f"{service}: unexpected arguments {args}"
     assert os.environ.get("STREAMLANE_BROKERS") == "kafka:9092"
+
+
+def test_the_image_holds_every_package_and_data_folder() -> None:
+    import re
+    import tomllib
+
+    copied = set(re.findall(r"^COPY (\S+) \./", (ROOT / "Dockerfile").read_text(), re.M))
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in config["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert packages | {"reference"} <= copied, "the Dockerfile misses a folder the code imports"
