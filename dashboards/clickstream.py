@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import stat, table, timeseries
+from grafana_foundation_sdk.builders import stat, table
 from grafana_foundation_sdk.models import dashboard
 
+from dashboards.panels import choice, time_series
 from dashboards.sql import WAREHOUSE, SqlTarget
 
 UID = "streamlane-clickstream"
@@ -70,30 +71,9 @@ GROUP BY 1, 2 ORDER BY 1, 2
 SHOPS = "SELECT shop_name FROM shops ORDER BY 1"
 
 
-def _over_time(title: str, sql: str, unit: str, span: int = 12) -> timeseries.Panel:
-    return (
-        timeseries.Panel()
-        .title(title)
-        .datasource(WAREHOUSE)
-        .with_target(SqlTarget(sql))
-        .unit(unit)
-        .height(8)
-        .span(span)
-    )
-
-
 def build() -> dashboard.Dashboard:
     """The dashboard model (serialize with `to_json`)."""
-    shop = (
-        dash.QueryVariable("shop")
-        .label("Shop")
-        .datasource(WAREHOUSE)
-        .query(SHOPS)
-        .multi(True)
-        .include_all(True)
-        .refresh(dashboard.VariableRefresh.ON_DASHBOARD_LOAD)
-        .sort(dashboard.VariableSort.ALPHABETICAL_ASC)
-    )
+    shop = choice("shop", "Shop", SHOPS)
     return (
         dash.Dashboard("Web shop clickstream — live")
         .uid(UID)
@@ -102,14 +82,16 @@ def build() -> dashboard.Dashboard:
         .refresh("10s")
         .timezone("utc")
         .with_variable(shop)
-        .with_panel(_over_time("Visitors and buyers (5-minute windows)", VISITORS, "short"))
+        .with_panel(time_series("Visitors and buyers (5-minute windows)", VISITORS, "short"))
         .with_panel(
-            _over_time("Conversion rate by shop (5-minute windows)", CONVERSION, "percentunit")
+            time_series("Conversion rate by shop (5-minute windows)", CONVERSION, "percentunit")
         )
         .with_panel(
-            _over_time("Checkout amount percentiles (shop currency)", CHECKOUT_PERCENTILES, "short")
+            time_series(
+                "Checkout amount percentiles (shop currency)", CHECKOUT_PERCENTILES, "short"
+            )
         )
-        .with_panel(_over_time("Sessions ended per minute", SESSIONS_ENDED, "short"))
+        .with_panel(time_series("Sessions ended per minute", SESSIONS_ENDED, "short"))
         .with_panel(
             table.Panel()
             .title("Shops by sessions in range")
@@ -128,6 +110,6 @@ def build() -> dashboard.Dashboard:
             .height(9)
             .span(8)
         )
-        .with_panel(_over_time("Dead letters and late clicks per minute", REJECTED, "short"))
+        .with_panel(time_series("Dead letters and late clicks per minute", REJECTED, "short"))
         .build()
     )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import table, timeseries
+from grafana_foundation_sdk.builders import table
 from grafana_foundation_sdk.models import dashboard
 
+from dashboards.panels import time_series
 from dashboards.sql import WAREHOUSE, SqlTarget
 
 UID = "streamlane-pipeline-health"
@@ -56,18 +57,6 @@ GROUP BY 1 ORDER BY 1
 """
 
 
-def _series(title: str, sql: str, unit: str) -> timeseries.Panel:
-    return (
-        timeseries.Panel()
-        .title(title)
-        .datasource(WAREHOUSE)
-        .with_target(SqlTarget(sql))
-        .unit(unit)
-        .height(8)
-        .span(12)
-    )
-
-
 def build() -> dashboard.Dashboard:
     """The dashboard model (serialize with `to_json`)."""
     return (
@@ -77,9 +66,9 @@ def build() -> dashboard.Dashboard:
         .time("now-30m", "now")
         .refresh("5s")
         .timezone("utc")
-        .with_panel(_series("Events out per second by stage", EVENTS_PER_SECOND, "short"))
-        .with_panel(_series("Rows landed per second", LANDED_PER_SECOND, "short"))
-        .with_panel(_series("Landing consumer lag", LANDING_LAG, "short"))
+        .with_panel(time_series("Events out per second by stage", EVENTS_PER_SECOND, "short"))
+        .with_panel(time_series("Rows landed per second", LANDED_PER_SECOND, "short"))
+        .with_panel(time_series("Landing consumer lag", LANDING_LAG, "short"))
         .with_panel(
             table.Panel()
             .title("Consumer lag per partition (landing)")
@@ -88,8 +77,10 @@ def build() -> dashboard.Dashboard:
             .height(8)
             .span(12)
         )
-        .with_panel(_series("Dead letters by reason", DEAD_LETTER_REASONS, "short"))
-        .with_panel(_series("End-to-end latency (event time to enriched)", END_TO_END_LATENCY, "s"))
-        .with_panel(_series("Landing batch time", LANDING_BATCH_TIME, "s"))
+        .with_panel(time_series("Dead letters by reason", DEAD_LETTER_REASONS, "short"))
+        .with_panel(
+            time_series("End-to-end latency (event time to enriched)", END_TO_END_LATENCY, "s")
+        )
+        .with_panel(time_series("Landing batch time", LANDING_BATCH_TIME, "s"))
         .build()
     )

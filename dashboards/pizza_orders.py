@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import geomap, stat, table, timeseries
+from grafana_foundation_sdk.builders import geomap, stat, table
 from grafana_foundation_sdk.models import common, dashboard
 
+from dashboards.panels import choice, time_series
 from dashboards.sql import WAREHOUSE, SqlTarget
 
 UID = "streamlane-pizza-orders"
@@ -59,30 +60,9 @@ SELECT epoch_ms(max(produced_at)) AS data_as_of FROM store_revenue_1m
 REGIONS = "SELECT DISTINCT region FROM stores ORDER BY 1"
 
 
-def _per_minute(title: str, sql: str, unit: str) -> timeseries.Panel:
-    return (
-        timeseries.Panel()
-        .title(title)
-        .datasource(WAREHOUSE)
-        .with_target(SqlTarget(sql))
-        .unit(unit)
-        .height(8)
-        .span(12)
-    )
-
-
 def build() -> dashboard.Dashboard:
     """The dashboard model (serialize with `to_json`)."""
-    region = (
-        dash.QueryVariable("region")
-        .label("Region")
-        .datasource(WAREHOUSE)
-        .query(REGIONS)
-        .multi(True)
-        .include_all(True)
-        .refresh(dashboard.VariableRefresh.ON_DASHBOARD_LOAD)
-        .sort(dashboard.VariableSort.ALPHABETICAL_ASC)
-    )
+    region = choice("region", "Region", REGIONS)
     return (
         dash.Dashboard("Pizza orders — live")
         .uid(UID)
@@ -91,9 +71,9 @@ def build() -> dashboard.Dashboard:
         .refresh("5s")
         .timezone("utc")
         .with_variable(region)
-        .with_panel(_per_minute("Orders per minute by region", ORDERS_PER_MINUTE, "short"))
+        .with_panel(time_series("Orders per minute by region", ORDERS_PER_MINUTE, "short"))
         .with_panel(
-            _per_minute("Revenue (USD) per minute by region", REVENUE_PER_MINUTE, "currencyUSD")
+            time_series("Revenue (USD) per minute by region", REVENUE_PER_MINUTE, "currencyUSD")
         )
         .with_panel(
             table.Panel()
@@ -156,7 +136,7 @@ def build() -> dashboard.Dashboard:
             .span(6)
         )
         .with_panel(
-            _per_minute("Dead letters and late events per minute", REJECTED_PER_MINUTE, "short")
+            time_series("Dead letters and late events per minute", REJECTED_PER_MINUTE, "short")
         )
         .build()
     )

@@ -161,8 +161,8 @@ from streamlane.generator import GeneratorSettings
 from streamlane.kafka import ensure_topics
 from streamlane.publish import publish
 from streamlane.query import run_sql
-from tests.e2e.orders_run import count, event_id, start_warehouse
 from tests.helpers import Processes, wait_until
+from tests.pipeline import count, event_id, start_warehouse
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 

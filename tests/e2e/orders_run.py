@@ -7,22 +7,21 @@ events are produced only after every window of the main stream was emitted.
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
 from flows import orders
 from streamlane.generator import GeneratedRecord, GeneratorSettings, OrderGenerator
 from streamlane.paths import REFERENCE_DIR
 from streamlane.publish import publish
-from streamlane.query import endpoint_file, run_sql
+from streamlane.query import run_sql
 from tests.helpers import Processes, wait_until
+from tests.pipeline import count, event_id, oracle_query
 
 LATENESS_S = 5.0
 START = datetime(2026, 11, 2, 11, 50, tzinfo=UTC)
@@ -53,22 +52,10 @@ def order_stream(count: int = 7000) -> tuple[list[GeneratedRecord], list[Generat
     return main, too_late
 
 
-def event_id(record: GeneratedRecord) -> str:
-    return record.value.split(b'"id":"')[1].split(b'"')[0].decode()
-
-
 def oracle_windows(records: list[GeneratedRecord]) -> pl.DataFrame:
     """Per store and minute: the expected window, by plain DuckDB SQL over the raw events."""
-    raw = pl.DataFrame(
-        {
-            "seq": list(range(len(records))),
-            "value": [r.value.decode("utf-8", "replace") for r in records],
-            "kind": [r.kind for r in records],
-        }
-    )
-    con = duckdb.connect()
-    con.register("raw", raw.to_arrow())
-    return con.execute(
+    return oracle_query(
+        records,
         f"""
         WITH events AS (
             SELECT value->>'id' AS id, seq,
@@ -89,12 +76,8 @@ def oracle_windows(records: list[GeneratedRecord]) -> pl.DataFrame:
                count(*) AS orders, sum(qty) AS items, sum(total_usd) AS revenue_usd,
                sum(total_usd) / count(*) AS avg_order_usd, max(total_usd) AS max_order_usd
         FROM priced GROUP BY ALL ORDER BY store_id, window_start
-        """
-    ).pl()
-
-
-def count(warehouse: Path, table: str) -> int:
-    return int(run_sql(warehouse, f"SELECT count(*) AS n FROM {table}")["n"][0])
+        """,
+    )
 
 
 def snapshot(warehouse: Path) -> dict[str, pl.DataFrame]:
@@ -111,36 +94,6 @@ def assert_windows_match(actual: pl.DataFrame, expected: pl.DataFrame) -> None:
     for col in ("revenue_usd", "avg_order_usd", "max_order_usd"):
         for a, e in zip(actual[col].to_list(), expected[col].to_list(), strict=True):
             assert math.isclose(a, e, rel_tol=1e-9), (col, a, e)
-
-
-def _announced_by(warehouse: Path, proc: subprocess.Popen[bytes]) -> bool:
-    announce = endpoint_file(warehouse)
-    try:
-        return json.loads(announce.read_text())["pid"] == proc.pid
-    except (OSError, ValueError, KeyError):
-        return False
-
-
-def start_warehouse(
-    processes: Processes, brokers: str, warehouse: Path, *extra: str, name: str = "warehouse"
-) -> subprocess.Popen[bytes]:
-    """Start `streamlane serve` and wait until it announces its endpoint (a file left by a
-    killed predecessor does not count)."""
-    proc = processes.start(
-        name,
-        "serve",
-        "--brokers",
-        brokers,
-        "--warehouse",
-        str(warehouse),
-        "--pg-port",
-        "0",
-        "--quack-port",
-        "0",
-        *extra,
-    )
-    wait_until(lambda: _announced_by(warehouse, proc), 60, "the warehouse endpoint")
-    return proc
 
 
 def start_flow(

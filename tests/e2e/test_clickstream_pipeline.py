@@ -15,7 +15,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
@@ -27,8 +26,8 @@ from streamlane.kafka import ensure_topics
 from streamlane.paths import REFERENCE_DIR
 from streamlane.publish import publish
 from streamlane.query import run_sql
-from tests.e2e.orders_run import count, event_id, start_warehouse
 from tests.helpers import Processes, wait_until
+from tests.pipeline import count, event_id, oracle_query, start_warehouse
 
 LATENESS_S = 5.0
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -127,19 +126,6 @@ ORACLE_CONVERSION = (
 )
 
 
-def oracle(records: list[GeneratedRecord], sql: str) -> pl.DataFrame:
-    raw = pl.DataFrame(
-        {
-            "seq": list(range(len(records))),
-            "value": [r.value.decode("utf-8", "replace") for r in records],
-            "kind": [r.kind for r in records],
-        }
-    )
-    con = duckdb.connect()
-    con.register("raw", raw.to_arrow())
-    return con.execute(sql).pl()
-
-
 def assert_same(actual: pl.DataFrame, expected: pl.DataFrame, exact: list[str], close: list[str]):
     assert actual.height == expected.height, "window count differs from the oracle"
     for col in exact:
@@ -189,8 +175,8 @@ def test_clickstream_pipeline_matches_oracle(
         "--idle-timeout", "4",
     )  # fmt: skip
 
-    sessions = oracle(main, ORACLE_SESSIONS)
-    conversion = oracle(main, ORACLE_CONVERSION)
+    sessions = oracle_query(main, ORACLE_SESSIONS)
+    conversion = oracle_query(main, ORACLE_CONVERSION)
     assert sessions.filter(pl.col("visitor_id").is_duplicated()).height, "visitors came back"
     for table, expected in (("shop_sessions", sessions), ("shop_conversion_5m", conversion)):
         wait_until(

@@ -16,8 +16,9 @@ from streamlane.broker import EmbeddedBroker
 from streamlane.kafka import ensure_topics
 from streamlane.publish import publish
 from streamlane.query import run_sql
-from tests.e2e.orders_run import count, event_id, order_stream, start_flow, start_warehouse
+from tests.e2e.orders_run import order_stream, start_flow
 from tests.helpers import Processes, wait_until
+from tests.pipeline import count, event_id, start_warehouse
 
 
 @pytest.fixture

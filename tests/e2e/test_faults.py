@@ -27,8 +27,9 @@ from streamlane.generator import GeneratedRecord
 from streamlane.kafka import ensure_topics
 from streamlane.publish import publish
 from streamlane.topicread import read_to_end
-from tests.e2e.orders_run import finish_and_check, order_stream, start_flow, start_warehouse
+from tests.e2e.orders_run import finish_and_check, order_stream, start_flow
 from tests.helpers import Processes
+from tests.pipeline import start_warehouse
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,10 @@ flow counts each version it read."""
 from __future__ import annotations
 
 import json
-import urllib.request
 from pathlib import Path
 
 import polars as pl
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from enrichers.stores import STORES_CSV
 from flows import orders
@@ -18,8 +16,9 @@ from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.generator import GeneratedRecord, order_as_v2
 from streamlane.kafka import ensure_topics
 from streamlane.publish import publish
-from tests.e2e.orders_run import finish_and_check, order_stream, start_flow, start_warehouse
-from tests.helpers import Processes
+from tests.e2e.orders_run import finish_and_check, order_stream, start_flow
+from tests.helpers import Processes, metric_values
+from tests.pipeline import start_warehouse
 
 DECODED = ("valid", "out_of_order", "duplicate")
 
@@ -30,14 +29,8 @@ def in_v2(record: GeneratedRecord) -> GeneratedRecord:
 
 
 def events_read_by_type(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {
-        sample.labels["type"]: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "streamlane_events_by_type_total" and sample.labels["direction"] == "in"
-    }
+    samples = metric_values(port, "streamlane_events_by_type_total", direction="in")
+    return {labels["type"]: value for labels, value in samples}
 
 
 def _for_unknown_store(record: GeneratedRecord) -> bool:

@@ -13,14 +13,9 @@ from streamlane.broker import EmbeddedBroker
 from streamlane.kafka import ensure_topics
 from streamlane.publish import publish
 from streamlane.query import run_sql
-from tests.e2e.orders_run import (
-    finish_and_check,
-    order_stream,
-    snapshot,
-    start_flow,
-    start_warehouse,
-)
+from tests.e2e.orders_run import finish_and_check, order_stream, snapshot, start_flow
 from tests.helpers import Processes, wait_until
+from tests.pipeline import start_warehouse
 
 OFFSETS_SQL = 'SELECT * FROM landing_offsets ORDER BY topic, "partition"'
 

@@ -14,15 +14,9 @@ from streamlane.generator import GeneratedRecord
 from streamlane.kafka import ensure_topics
 from streamlane.publish import publish
 from streamlane.runner import scrape
-from tests.e2e.orders_run import (
-    count,
-    event_id,
-    finish_and_check,
-    order_stream,
-    start_flow,
-    start_warehouse,
-)
+from tests.e2e.orders_run import finish_and_check, order_stream, start_flow
 from tests.helpers import Processes, wait_until
+from tests.pipeline import count, event_id, start_warehouse
 
 # Long enough that no partition goes idle across the restart (which would let the
 # watermark run ahead on wall-clock time and make the second half late).

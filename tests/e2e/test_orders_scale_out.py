@@ -15,8 +15,9 @@ from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.kafka import ensure_topics
 from streamlane.publish import publish
 from streamlane.settings import FlowSettings
-from tests.e2e.orders_run import finish_and_check, order_stream, start_flow, start_warehouse
+from tests.e2e.orders_run import finish_and_check, order_stream, start_flow
 from tests.helpers import Processes
+from tests.pipeline import start_warehouse
 
 PARTITIONS = 8
 

@@ -6,12 +6,10 @@ knows the change."""
 from __future__ import annotations
 
 import json
-import urllib.request
 from pathlib import Path
 
 import polars as pl
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from enrichers.stores import STORES, STORES_CSV
 from flows import orders
@@ -20,24 +18,16 @@ from streamlane.generator import GeneratedRecord, GeneratorSettings, OrderGenera
 from streamlane.kafka import ensure_topics
 from streamlane.publish import publish
 from streamlane.query import run_sql
-from tests.e2e.orders_run import count, event_id, start_flow, start_warehouse
-from tests.helpers import Processes, wait_until
+from tests.e2e.orders_run import start_flow
+from tests.helpers import Processes, metric_values, wait_until
+from tests.pipeline import count, event_id, start_warehouse
 
 NEW_STORE = 9999
 
 
 def reference_updates(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0.0
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == "streamlane_reference_updates_total" and s.labels["table"] == "stores"
-    )
+    samples = metric_values(port, "streamlane_reference_updates_total", table="stores")
+    return sum(value for _, value in samples)
 
 
 def order_for(store: int, template: GeneratedRecord, suffix: str) -> GeneratedRecord:

@@ -14,8 +14,9 @@ from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.kafka import ensure_topics
 from streamlane.runner import Child, Pipeline, RunSettings, scrape
 from streamlane.settings import FlowSettings
-from tests.e2e.orders_run import start_flow, start_warehouse
+from tests.e2e.orders_run import start_flow
 from tests.helpers import Processes, wait_until
+from tests.pipeline import start_warehouse
 
 
 @pytest.mark.timeout(180)

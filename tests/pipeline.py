@@ -1,0 +1,69 @@
+"""What every flow's end-to-end test needs: a warehouse process, row counts, event ids, and
+plain DuckDB SQL over the records a test produced (its oracle)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from streamlane.generator import GeneratedRecord
+from streamlane.query import endpoint_file, run_sql
+from tests.helpers import Processes, wait_until
+
+__all__ = ["count", "event_id", "oracle_query", "start_warehouse"]
+
+
+def event_id(record: GeneratedRecord) -> str:
+    return record.value.split(b'"id":"')[1].split(b'"')[0].decode()
+
+
+def oracle_query(records: list[GeneratedRecord], sql: str) -> pl.DataFrame:
+    """`sql` run by a plain DuckDB over the records as table `raw` (seq, value, kind)."""
+    raw = pl.DataFrame(
+        {
+            "seq": list(range(len(records))),
+            "value": [r.value.decode("utf-8", "replace") for r in records],
+            "kind": [r.kind for r in records],
+        }
+    )
+    con = duckdb.connect()
+    con.register("raw", raw.to_arrow())
+    return con.execute(sql).pl()
+
+
+def count(warehouse: Path, table: str) -> int:
+    return int(run_sql(warehouse, f"SELECT count(*) AS n FROM {table}")["n"][0])
+
+
+def _announced_by(warehouse: Path, proc: subprocess.Popen[bytes]) -> bool:
+    announce = endpoint_file(warehouse)
+    try:
+        return json.loads(announce.read_text())["pid"] == proc.pid
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def start_warehouse(
+    processes: Processes, brokers: str, warehouse: Path, *extra: str, name: str = "warehouse"
+) -> subprocess.Popen[bytes]:
+    """Start `streamlane serve` and wait until it announces its endpoint (a file left by a
+    killed predecessor does not count)."""
+    proc = processes.start(
+        name,
+        "serve",
+        "--brokers",
+        brokers,
+        "--warehouse",
+        str(warehouse),
+        "--pg-port",
+        "0",
+        "--quack-port",
+        "0",
+        *extra,
+    )
+    wait_until(lambda: _announced_by(warehouse, proc), 60, "the warehouse endpoint")
+    return proc
