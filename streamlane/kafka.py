@@ -96,9 +96,13 @@ def partitions_of(config: dict[str, Any], topic: str) -> list[int]:
 
 
 def existing_partitions(config: dict[str, Any], topic: str) -> list[int] | None:
-    """Partition indexes of a topic, or None when it does not exist (yet)."""
+    """Partition indexes of a topic, or None when it does not exist (yet).
+
+    All topics are listed: asking for one by name lets a broker that creates topics on
+    first use (the embedded one does) create it, with its default partition count.
+    """
     try:
-        metadata = AdminClient(config).list_topics(topic, timeout=REACH_TIMEOUT_S)
+        metadata = AdminClient(config).list_topics(timeout=REACH_TIMEOUT_S)
     except KafkaException as exc:
         raise UserError(
             f"cannot reach Kafka at {config['bootstrap.servers']} to list the partitions of "

@@ -81,8 +81,11 @@ class TopicTable:
         self._enricher = self._lookup(seed)
         self.updates = 0
         self._consumer = Consumer(consumer_config(brokers, {"fetch.wait.max.ms": 100}))
-        partitions = existing_partitions({"bootstrap.servers": brokers}, spec.topic) or []
-        self._consumer.assign([TopicPartition(spec.topic, p, OFFSET_BEGINNING) for p in partitions])
+        partitions = self._assign()
+        if not partitions:
+            log.info(
+                "reference %s: topic %s not created yet; using the seed", spec.name, spec.topic
+            )
         self._bootstrap(partitions)
         self._stopping = threading.Event()
         self._reader = threading.Thread(
@@ -134,9 +137,24 @@ class TopicTable:
         self._reader.join(timeout=5)
         self._consumer.close()
 
+    def _assign(self) -> list[int]:
+        """Read every partition of the topic from the start; [] while it does not exist."""
+        partitions = existing_partitions({"bootstrap.servers": self.brokers}, self.spec.topic)
+        if partitions:
+            self._consumer.assign(
+                [TopicPartition(self.spec.topic, p, OFFSET_BEGINNING) for p in partitions]
+            )
+        return partitions or []
+
     def _follow(self) -> None:
+        assigned = bool(self._consumer.assignment())
         while not self._stopping.is_set():
             try:
+                if not assigned:  # a topic created after the flow started is picked up
+                    assigned = bool(self._assign())
+                    if not assigned:
+                        self._stopping.wait(5.0)
+                    continue
                 self._poll()
             except Exception:  # the table stays as it is; the next poll tries again
                 log.exception("reference %s: reading %s failed", self.spec.name, self.spec.topic)

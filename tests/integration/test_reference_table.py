@@ -105,3 +105,23 @@ def test_reference_put_checks_rows_then_sends_them(broker: EmbeddedBroker, tmp_p
     assert sent.returncode == 0, sent.stderr
     records = [(m.key(), m.value()) for m in read_to_end(broker.bootstrap, "pizza.stores")]
     assert records == [(b"501", json.dumps(store).encode()), (b"17", None)]
+
+
+def test_looking_for_a_topic_does_not_create_it(broker: EmbeddedBroker) -> None:
+    from streamlane.kafka import describe_topics, existing_partitions
+
+    assert existing_partitions({"bootstrap.servers": broker.bootstrap}, "test.not.there") is None
+    assert "test.not.there" not in dict(describe_topics(broker.bootstrap))
+
+
+def test_a_reference_topic_created_later_is_followed(broker: EmbeddedBroker) -> None:
+    topic = "test.reference.later"
+    table = spec(topic).start(broker.bootstrap)  # no topic yet: an empty table
+    try:
+        assert looked_up(table, [1]).events.is_empty()
+        ensure_topics(broker.bootstrap, [topic], 1, compacted=[topic])
+        publish(broker.bootstrap, topic, [row(1, "PL")])
+        wait_until(lambda: table.updates >= 1, 30, "the new topic to be followed")
+        assert looked_up(table, [1]).events["country"].to_list() == ["PL"]
+    finally:
+        table.close()
