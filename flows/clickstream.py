@@ -15,7 +15,16 @@ import polars as pl
 
 from enrichers.shops import SHOPS_CSV, shop_enricher
 from streamlane import aggregates as agg
-from streamlane.flow import Flow, Output, Table, Windows, data, minutes
+from streamlane.flow import (
+    Flow,
+    Output,
+    Windows,
+    data,
+    events_table,
+    late_table,
+    minutes,
+    windows_table,
+)
 from streamlane.windows import Hopping, Session
 
 SESSION_GAP = minutes(30)
@@ -30,12 +39,7 @@ LATE = Output(
         *("event_id", "visitor_id", "shop_id", "action", "page"),
         *("window", "window_start", "window_end", "watermark"),
     ),
-    table=Table(
-        "click_late_events",
-        key=("event_id", "window", "window_start"),
-        near="event_time",
-        envelope=("event_time",),
-    ),
+    table=late_table("click_late_events"),
 )
 
 FLOW = Flow(
@@ -60,7 +64,7 @@ FLOW = Flow(
             *("event_id", "visitor_id", "shop_id", "action", "page", "product_id", "amount"),
             *("shop_name", "country", "currency"),
         ),
-        table=Table("clicks_enriched", key=("event_id",), near="event_time"),
+        table=events_table("clicks_enriched"),
     ),
     windows=(
         Windows(
@@ -87,12 +91,7 @@ FLOW = Flow(
                     *("page_views", "add_to_carts", "checkouts", "pages", "revenue"),
                     *("duration_s", "converted"),
                 ),
-                table=Table(
-                    "shop_sessions",
-                    key=("shop_id", "visitor_id", "window_start"),
-                    near="window_start",
-                    envelope=(),
-                ),
+                table=windows_table("shop_sessions", "shop_id", "visitor_id"),
             ),
             late=LATE,
         ),
@@ -117,12 +116,7 @@ FLOW = Flow(
                     *("page_views", "conversion_rate", "checkout_mean", "checkout_min"),
                     *("checkout_max", "checkout_p50", "checkout_p95", "checkout_p99"),
                 ),
-                table=Table(
-                    "shop_conversion_5m",
-                    key=("shop_id", "window_start"),
-                    near="window_start",
-                    envelope=(),
-                ),
+                table=windows_table("shop_conversion_5m", "shop_id"),
             ),
             late=LATE,
         ),

@@ -16,7 +16,16 @@ import polars as pl
 from enrichers.fx import fx_enricher
 from enrichers.stores import STORES, STORES_CSV
 from streamlane import aggregates as agg
-from streamlane.flow import Flow, Output, Table, Windows, data, minutes
+from streamlane.flow import (
+    Flow,
+    Output,
+    Windows,
+    data,
+    events_table,
+    late_table,
+    minutes,
+    windows_table,
+)
 from streamlane.windows import Tumbling
 
 ORDER_FIELDS = ("event_id", "order_id", "customer_id", "store_id", "channel")
@@ -51,7 +60,7 @@ FLOW = Flow(
             *("items", "total", "currency", "store_name", "city", "region"),
             *("latitude", "longitude", "usd_rate", "total_usd", "store_version"),
         ),
-        table=Table("orders_enriched", key=("event_id",), near="event_time"),
+        table=events_table("orders_enriched"),
     ),
     windows=(
         Windows(
@@ -72,12 +81,7 @@ FLOW = Flow(
                     *("store_id", "window_start", "window_end", "orders", "items"),
                     *("revenue_usd", "avg_order_usd", "max_order_usd"),
                 ),
-                table=Table(
-                    "store_revenue_1m",
-                    key=("store_id", "window_start"),
-                    near="window_start",
-                    envelope=(),
-                ),
+                table=windows_table("store_revenue_1m", "store_id"),
             ),
             late=Output(
                 topic="pizza.orders.late",
@@ -85,11 +89,9 @@ FLOW = Flow(
                 data=(
                     *ORDER_FIELDS,
                     *("total", "currency", "total_usd", "region"),
-                    *("window_start", "window_end", "watermark"),
+                    *("window", "window_start", "window_end", "watermark"),
                 ),
-                table=Table(
-                    "late_events", key=("event_id",), near="event_time", envelope=("event_time",)
-                ),
+                table=late_table("late_events"),
             ),
         ),
     ),

@@ -69,6 +69,28 @@ class Table:
     envelope: tuple[str, ...] = ("event_time", "traceparent")
 
 
+def events_table(name: str) -> Table:
+    """The table of an enriched-events output: one row per event id."""
+    return Table(name, key=("event_id",), near="event_time")
+
+
+def windows_table(name: str, *keys: str) -> Table:
+    """The table of a window set's output: one row per key (the flow key, then the window
+    set's `by` columns) and window start."""
+    return Table(name, key=(*keys, "window_start"), near="window_start", envelope=())
+
+
+def late_table(name: str) -> Table:
+    """The table of a late output: one row per event and window it missed (its data must
+    carry `window`, the window set's name)."""
+    return Table(
+        name,
+        key=("event_id", "window", "window_start"),
+        near="event_time",
+        envelope=("event_time",),
+    )
+
+
 @dataclass(frozen=True)
 class Output:
     """A stream the flow emits: topic, CloudEvents type, the `data` fields, its table.

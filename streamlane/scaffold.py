@@ -34,7 +34,16 @@ from __future__ import annotations
 import polars as pl
 
 from streamlane import aggregates as agg
-from streamlane.flow import Flow, Output, Table, Windows, data, minutes
+from streamlane.flow import (
+    Flow,
+    Output,
+    Windows,
+    data,
+    events_table,
+    late_table,
+    minutes,
+    windows_table,
+)
 from streamlane.windows import Tumbling
 
 FLOW = Flow(
@@ -53,7 +62,7 @@ FLOW = Flow(
         topic="$name.events.enriched",
         event_type="$name.event.enriched.v1",
         data=("event_id", "account_id", "category", "amount"),
-        table=Table("${name}_events", key=("event_id",), near="event_time"),
+        table=events_table("${name}_events"),
     ),
     windows=(
         Windows(
@@ -72,12 +81,7 @@ FLOW = Flow(
                     *("account_id", "window_start", "window_end", "events", "amount"),
                     *("max_amount", "amount_p50", "amount_p95", "amount_p99"),
                 ),
-                table=Table(
-                    "${name}_totals_1m",
-                    key=("account_id", "window_start"),
-                    near="window_start",
-                    envelope=(),
-                ),
+                table=windows_table("${name}_totals_1m", "account_id"),
             ),
             late=Output(
                 topic="$name.events.late",
@@ -86,12 +90,7 @@ FLOW = Flow(
                     *("event_id", "account_id", "amount"),
                     *("window", "window_start", "window_end", "watermark"),
                 ),
-                table=Table(
-                    "${name}_late_events",
-                    key=("event_id", "window", "window_start"),
-                    near="event_time",
-                    envelope=("event_time",),
-                ),
+                table=late_table("${name}_late_events"),
             ),
         ),
     ),
