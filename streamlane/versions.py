@@ -104,9 +104,10 @@ def _upcast(valid: pl.DataFrame, older: str, newest: EventSchema) -> pl.DataFram
     assert isinstance(target, pl.DataFrame)
     data_type = target.schema["data"]
     assert isinstance(data_type, pl.Struct)
+    present = _fields_of(valid, data)
     fields = [
         data.struct.field(f.name).cast(f.dtype).alias(f.name)
-        if f.name in _fields_of(valid, data)
+        if f.name in present
         else pl.lit(None, f.dtype).alias(f.name)
         for f in data_type.fields
     ]
