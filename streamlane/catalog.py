@@ -21,6 +21,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from streamlane.flow import Flow, Output, flow_names, load_flow
 from streamlane.paths import PROJECT_ROOT, SCHEMAS_DIR
 from streamlane.reference import TopicReference
+from streamlane.windows import Hopping, Session, WindowKind
 
 DASHBOARDS_DIR = PROJECT_ROOT / "dashboards" / "provisioning" / "dashboards"
 _VERSION = re.compile(r"^(?P<name>.+)\.(?P<version>v\d+)$")
@@ -168,14 +169,13 @@ def _flow_entry(flow: Flow, module_doc: str) -> FlowEntry:
     )
 
 
-def _window_kind(kind: Any) -> str:
+def _window_kind(kind: WindowKind) -> str:
     def minutes(us: int) -> str:
         return f"{us / 60e6:g} min"
 
-    name = type(kind).__name__
-    if name == "Session":
+    if isinstance(kind, Session):
         return f"session, gap {minutes(kind.gap_us)}"
-    if name == "Hopping":
+    if isinstance(kind, Hopping):
         return f"hopping, {minutes(kind.size_us)} every {minutes(kind.every_us)}"
     return f"tumbling, {minutes(kind.size_us)}"
 

@@ -36,11 +36,6 @@ from streamlane.windows import WindowKind
 MICROS = 1_000_000
 
 
-def seconds(n: float) -> int:
-    """`n` seconds in the microseconds window kinds take."""
-    return int(n * MICROS)
-
-
 def minutes(n: float) -> int:
     """`n` minutes in the microseconds window kinds take."""
     return int(n * 60 * MICROS)
