@@ -210,7 +210,9 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         events_per_second=args.event_rate,
     )  # fmt: skip
     print(f"generating {args.events:,} events…", file=sys.stderr)
-    records = [(r.key, r.value) for r in OrderGenerator(settings)]
+    generated = list(OrderGenerator(settings))
+    records = [(r.key, r.value) for r in generated]
+    malformed = frozenset(r.value for r in generated if r.kind == "malformed")
     profile = (lambda name: RESULTS / f"{stamp}-{name}.prof") if args.profile else (lambda _: None)
 
     result: dict[str, object] = {
@@ -224,7 +226,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
     with fresh_input(work / "separate", records, args.partitions) as broker:
         print("measuring the bare consume+decode ceiling…", file=sys.stderr)
         ceiling_eps = consume_and_decode(
-            broker.bootstrap, orders.FLOW.input_topic, args.partitions, args.events
+            broker.bootstrap, orders.FLOW.input_topic, args.partitions, args.events, malformed
         )
         result["ceiling_events_per_s"] = round(ceiling_eps)
 
