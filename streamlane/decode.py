@@ -139,8 +139,8 @@ def _line_starts(values: list[bytes]) -> np.ndarray:
 
 
 def _suspects(lines: list[bytes], joined: bytes, starts: np.ndarray, pattern: str) -> np.ndarray:
-    """Rows the columnar parser would likely refuse: not an object, not UTF-8, or a declared
-    field starting like the wrong JSON type.
+    """Rows the columnar parser would likely refuse: not an object, not UTF-8, nested too
+    deeply, or a declared field starting like the wrong JSON type.
 
     Each refusal costs the columnar parser a failed call and a re-parse (and every call
     starts a thread), so a batch with a few hundred bad records would spend most of its
@@ -148,18 +148,15 @@ def _suspects(lines: list[bytes], joined: bytes, starts: np.ndarray, pattern: st
     screen misses is still caught by the parser, only more slowly.
     """
     n = len(lines)
-    raw = np.frombuffer(joined + b"\n", dtype=np.uint8)
+    if not joined:
+        return np.ones(n, dtype=bool)
+    raw = np.frombuffer(joined, dtype=np.uint8)
     # An empty record is flagged by its length; its first/last-byte reads are its neighbours'.
     empty = np.diff(starts) == 1
-    flagged = empty | (raw[starts[:-1]] != ord("{")) | (raw[starts[1:] - 2] != ord("}"))
-    # A record cannot nest deeper than it has opening brackets, nor have more of them than
-    # half its length: only long records with many are measured, and the too deep go to
-    # the exact path, which rejects them.
-    for row in np.flatnonzero(np.diff(starts) > 2 * MAX_DEPTH).tolist():
-        line = lines[row]
-        if line.count(b"{") + line.count(b"[") > MAX_DEPTH and nesting_depth(line) > MAX_DEPTH:
-            flagged[row] = True
-    text = joined
+    first = raw[np.minimum(starts[:-1], len(raw) - 1)]
+    last = raw[np.maximum(starts[1:] - 2, 0)]
+    flagged = empty | (first != ord("{")) | (last != ord("}"))
+    text: bytes | bytearray = joined
     if not joined.isascii():
         wide = np.flatnonzero(raw >= 0x80)
         wide_rows = np.unique(np.searchsorted(starts, wide, side="right") - 1).tolist()
@@ -171,7 +168,7 @@ def _suspects(lines: list[bytes], joined: bytes, starts: np.ndarray, pattern: st
                 flagged[row] = True
                 blanked = blanked if blanked is not None else bytearray(joined)
                 blanked[starts[row] : starts[row + 1] - 1] = b" " * len(lines[row])
-        text = bytes(blanked) if blanked is not None else joined
+        text = blanked if blanked is not None else joined
     # Zero-copy string view of the batch: row i is its line plus the separator.
     offsets = starts.copy()
     offsets[-1] = len(text)
@@ -181,16 +178,30 @@ def _suspects(lines: list[bytes], joined: bytes, starts: np.ndarray, pattern: st
         )
     )
     assert isinstance(column, pl.Series)
-    # The lazy engine runs the regex over the batch's chunks in parallel.
-    screened = pl.DataFrame({"line": column}).lazy().select(pl.col("line").str.contains(pattern))
-    flagged |= screened.collect().to_series().fill_null(True).to_numpy()
+    # The lazy engine runs both scans over the batch's chunks in parallel. A record cannot
+    # nest deeper than it has opening brackets: only those with many are measured exactly.
+    line = pl.col("line")
+    screened = (
+        pl.DataFrame({"line": column})
+        .lazy()
+        .select(
+            wrong_type=line.str.contains(pattern).fill_null(True),
+            many_brackets=line.str.count_matches(r"[\[{]") > MAX_DEPTH,
+        )
+        .collect()
+    )
+    flagged |= screened["wrong_type"].to_numpy()
+    for row in np.flatnonzero(screened["many_brackets"].to_numpy()).tolist():
+        if nesting_depth(lines[row]) > MAX_DEPTH:
+            flagged[row] = True
     return flagged
 
 
 def _parse_columnar(
     values: list[bytes], schema: EventSchema
-) -> tuple[list[pa.Table], list[np.ndarray], list[int]]:
-    """Parse what Arrow accepts; return the tables, their row numbers, and the rows it refused."""
+) -> tuple[list[pa.Table], list[np.ndarray], list[int], np.ndarray | None]:
+    """Parse what Arrow accepts; return the tables, their row numbers, the rows it refused,
+    and which table rows (concatenated) are placeholders to drop (None when there are none)."""
     lines = values
     joined = b"\n".join(lines)
     broken: np.ndarray | None = None
@@ -206,23 +217,20 @@ def _parse_columnar(
     if broken is not None:
         suspects |= broken
     if not suspects.any():
-        return _parse_lines(lines, joined, starts, schema)
+        tables, rows, refused = _parse_lines(lines, joined, starts, schema)
+        return tables, rows, refused, None
     suspect_rows = np.flatnonzero(suspects)
     if (np.diff(starts)[suspect_rows] > 2).all():
         # Overwrite each suspect in place with an empty object padded to its length, so the
         # batch is parsed without being joined again and row numbers stay absolute; the
-        # placeholders are dropped after parsing.
+        # placeholders are dropped with the invalid rows, in one filter.
         blanked = bytearray(joined)
         for row in suspect_rows.tolist():
             lo, hi = int(starts[row]), int(starts[row + 1]) - 1
             blanked[lo:hi] = b"{}" + b" " * (hi - lo - 2)
-        tables, rows, refused = _parse_lines(lines, bytes(blanked), starts, schema)
-        kept_tables, kept_rows = [], []
-        for table, numbers in zip(tables, rows, strict=True):
-            keep = ~suspects[numbers]
-            kept_tables.append(table if keep.all() else table.filter(pa.array(keep)))
-            kept_rows.append(numbers[keep])
-        return kept_tables, kept_rows, sorted(refused + suspect_rows.tolist())
+        tables, rows, refused = _parse_lines(lines, blanked, starts, schema)
+        placeholders = suspects[np.concatenate(rows)] if rows else np.zeros(0, dtype=bool)
+        return tables, rows, sorted(refused + suspect_rows.tolist()), placeholders
     kept = np.flatnonzero(~suspects)
     kept_lines = [lines[i] for i in kept]
     tables, rows, refused = (
@@ -231,11 +239,11 @@ def _parse_columnar(
         else ([], [], [])
     )
     refused_rows = sorted([int(kept[i]) for i in refused] + suspect_rows.tolist())
-    return tables, [kept[r] for r in rows], refused_rows
+    return tables, [kept[r] for r in rows], refused_rows, None
 
 
 def _parse_lines(
-    lines: list[bytes], joined: bytes, starts: np.ndarray, schema: EventSchema
+    lines: list[bytes], joined: bytes | bytearray, starts: np.ndarray, schema: EventSchema
 ) -> tuple[list[pa.Table], list[np.ndarray], list[int]]:
     """Parse one-line records with the columnar parser, isolating the ones it refuses."""
     parse = pa_json.ParseOptions(
@@ -333,7 +341,7 @@ def decode_batch(
     outside the years 1-9999 in UTC, or (unless `max_ahead_s` is None) when its time is
     more than `max_ahead_s` ahead of the wall clock.
     """
-    tables, row_ids, refused = _parse_columnar(values, schema)
+    tables, row_ids, refused, placeholders = _parse_columnar(values, schema)
     reject_rows: list[int] = []
     reject_reasons: list[str] = []
     slow_events: list[dict[str, Any]] = []
@@ -365,12 +373,18 @@ def decode_batch(
         .with_columns(reason=pl.coalesce("reason", _event_time_reason(max_ahead_s)))
         .collect()
     )
-    if checked["reason"].null_count() == checked.height:
+    is_valid = checked["reason"].is_null()
+    is_bad = ~is_valid
+    if placeholders is not None:  # blanked suspects, decoded by the per-record path instead
+        drop = np.zeros(checked.height, dtype=bool)
+        drop[: len(placeholders)] = placeholders
+        is_valid = is_valid & ~pl.Series(drop)
+        is_bad = is_bad & ~pl.Series(drop)
+    if not is_bad.any():
         bad = checked.clear().select("row", "reason")
-        valid = checked.drop("reason")
     else:
-        bad = checked.filter(pl.col("reason").is_not_null()).select("row", "reason")
-        valid = checked.filter(pl.col("reason").is_null()).drop("reason")
+        bad = checked.filter(is_bad).select("row", "reason")
+    valid = checked.drop("reason") if is_valid.all() else checked.filter(is_valid).drop("reason")
     if slow_events:  # rows from the per-record path were appended after the columnar ones
         valid = valid.sort("row")
     rejects = pl.concat(
