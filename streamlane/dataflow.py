@@ -126,15 +126,21 @@ def enrich_batch(flow: Flow, batch: PartitionBatch, brokers: str) -> EnrichedBat
 
 def _miss_dead_letters(batch: PartitionBatch, misses: pl.DataFrame) -> pl.DataFrame:
     topic, index = batch.partition.rsplit("/", 1)
-    original = batch.events.join(misses, on="row").select(
-        key="key",
-        value="raw",
-        reason="reason",
-        topic=pl.lit(topic),
-        partition=pl.lit(int(index), dtype=pl.Int32),
-        offset="offset",
+    missed = misses.join(
+        batch.events.select("row", "offset"), on="row", how="left", maintain_order="left"
     )
-    return original.cast(DEAD_LETTER_SCHEMA)  # type: ignore[arg-type]
+    rows = missed["row"].to_list()
+    return pl.DataFrame(
+        {
+            "key": [batch.keys[r] for r in rows],
+            "value": [batch.values[r] for r in rows],
+            "reason": missed["reason"],
+            "topic": [topic] * len(rows),
+            "partition": [int(index)] * len(rows),
+            "offset": missed["offset"],
+        },
+        schema=DEAD_LETTER_SCHEMA,
+    )
 
 
 def _records(

@@ -369,22 +369,26 @@ def decode_batch(
     # One lazy pass, so the time parse the format check needs is shared with event_time.
     checked = (
         frame.lazy()
-        .with_columns(schema.reason_expr(), event_time=parse_rfc3339(pl.col("time")))
-        .with_columns(reason=pl.coalesce("reason", _event_time_reason(max_ahead_s)))
+        .with_columns(event_time=parse_rfc3339(pl.col("time")))
+        .with_columns(__broken=schema.violation | _event_time_reason(max_ahead_s).is_not_null())
         .collect()
     )
-    is_valid = checked["reason"].is_null()
-    is_bad = ~is_valid
+    is_bad = checked["__broken"]
     if placeholders is not None:  # blanked suspects, decoded by the per-record path instead
         drop = np.zeros(checked.height, dtype=bool)
         drop[: len(placeholders)] = placeholders
-        is_valid = is_valid & ~pl.Series(drop)
         is_bad = is_bad & ~pl.Series(drop)
-    if not is_bad.any():
-        bad = checked.clear().select("row", "reason")
+        is_valid = ~(checked["__broken"] | pl.Series(drop))
     else:
-        bad = checked.filter(is_bad).select("row", "reason")
-    valid = checked.drop("reason") if is_valid.all() else checked.filter(is_valid).drop("reason")
+        is_valid = ~is_bad
+    checked = checked.drop("__broken")
+    # Reasons are worked out only for the rows that break a rule (and never on no rows,
+    # where some list expressions fail inside polars).
+    bad = pl.DataFrame(schema={"row": pl.Int64, "reason": pl.String})
+    if is_bad.any():
+        reason = pl.coalesce(schema.reason_expr(), _event_time_reason(max_ahead_s))
+        bad = checked.filter(is_bad).rechunk().lazy().select("row", reason=reason).collect()
+    valid = checked if is_valid.all() else checked.filter(is_valid)
     if slow_events:  # rows from the per-record path were appended after the columnar ones
         valid = valid.sort("row")
     rejects = pl.concat(

@@ -47,6 +47,9 @@ class EventSchema:
     checks: tuple[Check, ...]
     validator: jsonschema.protocols.Validator
     suspect_pattern: str
+    violation: pl.Expr
+    """True on rows that break any rule: cheaper than `reason_expr`, which is only needed
+    on those rows (the rules on a list's items are checked in one pass over the items)."""
 
     def reason_expr(self) -> pl.Expr:
         """Expression giving the first broken rule's reason per row, null when the row is valid."""
@@ -122,8 +125,12 @@ _IGNORED_KEYWORDS = {
 }
 
 
-def _checks(node: dict[str, Any], expr: pl.Expr, path: str) -> list[Check]:
-    """Checks for one node; `expr` evaluates to the node's value (null when absent)."""
+def _checks(node: dict[str, Any], expr: pl.Expr, path: str, merged: bool = False) -> list[Check]:
+    """Checks for one node; `expr` evaluates to the node's value (null when absent).
+
+    With `merged`, the checks on an array's items become one check (any item breaks any
+    rule), whose reason is not meaningful.
+    """
     out: list[Check] = []
     lit = pl.lit
     for keyword, arg in node.items():
@@ -160,11 +167,16 @@ def _checks(node: dict[str, Any], expr: pl.Expr, path: str) -> list[Check]:
     for name in node.get("required", []):
         out.append(Check(expr.struct.field(name).is_null(), lit(f"{path}.{name} is required")))
     for name, child in node.get("properties", {}).items():
-        out.extend(_checks(child, expr.struct.field(name), f"{path}.{name}"))
+        out.extend(_checks(child, expr.struct.field(name), f"{path}.{name}", merged))
     if node.get("type") == "array" and "items" in node:
-        for item_check in _checks(node["items"], pl.element(), f"{path}[]"):
-            violated = expr.list.eval(item_check.violated.fill_null(False)).list.any()
-            out.append(Check(violated, item_check.reason))
+        item_checks = _checks(node["items"], pl.element(), f"{path}[]", merged)
+        if merged and item_checks:
+            any_item = pl.any_horizontal([c.violated.fill_null(False) for c in item_checks])
+            out.append(Check(expr.list.eval(any_item).list.any(), lit(f"{path}[] is invalid")))
+        else:
+            for item_check in item_checks:
+                violated = expr.list.eval(item_check.violated.fill_null(False)).list.any()
+                out.append(Check(violated, item_check.reason))
     return out
 
 
@@ -222,10 +234,13 @@ def compile_schema(document: dict[str, Any]) -> EventSchema:
     props = document["properties"]
     arrow_schema = pa.schema([(k, _arrow_type(v, k)) for k, v in props.items()])
     checks: list[Check] = []
+    merged: list[Check] = []
     for name in document.get("required", []):
         checks.append(Check(pl.col(name).is_null(), pl.lit(f"{name} is required")))
+    merged.extend(checks)
     for name, child in props.items():
         checks.extend(_checks(child, pl.col(name), name))
+        merged.extend(_checks(child, pl.col(name), name, merged=True))
     return EventSchema(
         event_type=event_type,
         document=document,
@@ -233,6 +248,7 @@ def compile_schema(document: dict[str, Any]) -> EventSchema:
         checks=tuple(checks),
         validator=jsonschema.Draft202012Validator(document),
         suspect_pattern=_suspect_pattern(arrow_schema),
+        violation=pl.any_horizontal([c.violated.fill_null(False) for c in merged]),
     )
 
 

@@ -13,9 +13,11 @@ snapshot: a restarted flow resumes after the last snapshotted batch.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,9 +48,10 @@ SourceState = tuple[int, int | None]
 class PartitionBatch:
     """One poll of one partition: valid events, dead letters and the partition's progress.
 
-    `events` holds the decoded columns plus `offset`, `key`, `raw` (original
-    bytes), `event_time_us` and `own_newest_before_us` (newest event time on this
-    partition before each row).
+    `events` holds the decoded columns plus `row` (the record's position in the
+    batch), `offset`, `event_time_us` and `own_newest_before_us` (newest event time on
+    this partition before each row). `keys` and `values` are the records' original
+    bytes by position, for dead letters found after decoding.
     `dead_letters` holds `key`, `value` (original bytes), `reason`, `topic`,
     `partition`, `offset`.
     """
@@ -58,6 +61,8 @@ class PartitionBatch:
     dead_letters: pl.DataFrame
     progress: PartitionProgress
     records: int
+    keys: list[bytes | None] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
 
 
 DEAD_LETTER_SCHEMA = {
@@ -68,6 +73,66 @@ DEAD_LETTER_SCHEMA = {
     "partition": pl.Int32,
     "offset": pl.Int64,
 }
+
+
+LAG_REPORT_S = 0.5
+"""How often a partition's lag is recomputed: reading the client's offsets waits on its locks."""
+
+
+@dataclass(frozen=True)
+class _DecodedRecords:
+    events: pl.DataFrame
+    dead_letters: pl.DataFrame
+    keys: list[bytes | None]
+    values: list[bytes]
+    records: int
+    next_offset: int
+    newest_us: int | None
+
+
+def _decode_records(decode: Decoder, records: list[Any], newest_us: int | None) -> _DecodedRecords:
+    """Decode one partition's records; `newest_us` is its newest event time before them."""
+    message = records[0]
+    topic, index = message.topic(), message.partition()
+    values = [m.value() or b"" for m in records]
+    keys = [m.key() for m in records]
+    offsets = np.fromiter((m.offset() for m in records), dtype=np.int64, count=len(records))
+    decoded = decode(values)
+    rows = decoded.valid["row"]
+    if "type" in decoded.valid.columns:
+        # Per type and version, so a retiring version can be seen going quiet.
+        for event_type, n in decoded.valid["type"].value_counts().iter_rows():
+            metrics.EVENTS_BY_TYPE.labels(direction="in", type=event_type).inc(n)
+    events = decoded.valid.with_columns(
+        offset=pl.Series(offsets).gather(rows),
+        event_time_us=pl.col("event_time").dt.epoch("us"),
+    )
+    running_newest = pl.col("event_time_us").cum_max().shift(1)
+    if newest_us is not None:
+        running_newest = running_newest.fill_null(newest_us)
+        running_newest = pl.max_horizontal(running_newest, pl.lit(newest_us))
+    events = events.with_columns(own_newest_before_us=running_newest)
+    if events.height:
+        batch_newest = int(events["event_time_us"].max())  # type: ignore[arg-type]
+        if newest_us is None or batch_newest > newest_us:
+            newest_us = batch_newest
+    if decoded.rejects.height:
+        reject_rows = decoded.rejects["row"].to_list()
+        dead = pl.DataFrame(
+            {
+                "key": [keys[r] for r in reject_rows],
+                "value": [values[r] for r in reject_rows],
+                "reason": decoded.rejects["reason"],
+                "topic": [topic] * len(reject_rows),
+                "partition": [index] * len(reject_rows),
+                "offset": offsets[reject_rows],
+            },
+            schema=DEAD_LETTER_SCHEMA,
+        )
+    else:
+        dead = pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
+    next_offset = int(offsets[-1]) + 1
+    return _DecodedRecords(events, dead, keys, values, len(records), next_offset, newest_us)
 
 
 class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
@@ -94,6 +159,8 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         self._last_emit = 0.0
         self._wake_at: datetime | None = None
         self._pending: list[Any] = []
+        self._decoding: Future[_DecodedRecords] | None = None
+        self._lag_reported = -LAG_REPORT_S
         self._labels = {"topic": topic, "partition": str(index)}
         self._broker = watch(source.brokers, source.broker_timeout_s)
 
@@ -124,7 +191,8 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         source = self._source
         self._broker.check_or_exit()
         if shutdown.stop_requested():
-            # EOF: bytewax closes the epoch, snapshotting this partition's position.
+            # EOF: bytewax closes the epoch, snapshotting this partition's position (a
+            # batch still being decoded was not emitted, so it is read again on restart).
             raise StopIteration
         messages = self._consumer.consume(source.batch_size - len(self._pending), 0)
         now = time.monotonic()
@@ -138,80 +206,61 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
                 log.warning("Kafka consumer for %s: %s", self._name, err)
         if messages:
             self._last_delivery = now
-        if not self._pending:
-            self._wake_at = datetime.now(UTC) + timedelta(seconds=0.02)
-            if now - self._last_emit < source.heartbeat_s:
-                return []
-            self._last_emit = now
-            self._report_lag()
-            return [self._batch(None, now)]
+        emitted = []
+        if self._decoding is not None and self._decoding.done():
+            emitted.append(self._emit(self._decoding.result(), now))
+            self._decoding = None
         waited = now - self._last_emit
-        if len(self._pending) < source.batch_size and waited < source.linger_s:
+        if self._decoding is None and (
+            len(self._pending) >= source.batch_size or (self._pending and waited >= source.linger_s)
+        ):
+            # Decoded on the source's decode thread while this worker processes what was
+            # emitted before; one batch per partition in flight keeps batches in order.
+            records, self._pending = self._pending, []
+            self._decoding = source.decode_pool().submit(
+                _decode_records, source.decode, records, self._newest_us
+            )
+            self._last_emit = now
+        if emitted:
+            self._wake_at = None
+        elif self._decoding is not None:
+            self._wake_at = datetime.now(UTC) + timedelta(seconds=0.002)
+        elif self._pending:
             # A caught-up partition collects records for a moment: every batch costs a fixed
             # amount of work per state shard, so many tiny batches would cost more than
             # the records themselves.
             self._wake_at = datetime.now(UTC) + timedelta(seconds=source.linger_s - waited)
-            return []
-        self._wake_at = None
-        self._last_emit = now
-        records, self._pending = self._pending, []
-        batch = self._batch(records, now)
-        self._report_lag()
-        return [batch]
-
-    def _batch(self, records: list[Any] | None, now: float) -> PartitionBatch:
-        if not records:
-            return PartitionBatch(
-                self._name,
-                pl.DataFrame(),
-                pl.DataFrame(schema=DEAD_LETTER_SCHEMA),
-                self._progress(now),
-                0,
-            )
-        values = [m.value() or b"" for m in records]
-        keys = [m.key() for m in records]
-        offsets = np.fromiter((m.offset() for m in records), dtype=np.int64, count=len(records))
-        decoded = self._source.decode(values)
-        rows = decoded.valid["row"]
-        if "type" in decoded.valid.columns:
-            # Per type and version, so a retiring version can be seen going quiet.
-            for event_type, n in decoded.valid["type"].value_counts().iter_rows():
-                metrics.EVENTS_BY_TYPE.labels(direction="in", type=event_type).inc(n)
-        events = decoded.valid.with_columns(
-            offset=pl.Series(offsets).gather(rows),
-            key=pl.Series(keys, dtype=pl.Binary).gather(rows),
-            raw=pl.Series(values, dtype=pl.Binary).gather(rows),
-            event_time_us=pl.col("event_time").dt.epoch("us"),
-        )
-        running_newest = pl.col("event_time_us").cum_max().shift(1)
-        if self._newest_us is not None:
-            running_newest = running_newest.fill_null(self._newest_us)
-            running_newest = pl.max_horizontal(running_newest, pl.lit(self._newest_us))
-        events = events.with_columns(own_newest_before_us=running_newest)
-        if events.height:
-            batch_newest = int(events["event_time_us"].max())  # type: ignore[arg-type]
-            if self._newest_us is None or batch_newest > self._newest_us:
-                self._newest_us = batch_newest
-                metrics.PARTITION_EVENT_TIME.labels(**self._labels).set(batch_newest / 1e6)
-        dead = pl.DataFrame()
-        if decoded.rejects.height:
-            reject_rows = decoded.rejects["row"].to_list()
-            dead = pl.DataFrame(
-                {
-                    "key": [keys[r] for r in reject_rows],
-                    "value": [values[r] for r in reject_rows],
-                    "reason": decoded.rejects["reason"],
-                    "topic": [self._topic] * len(reject_rows),
-                    "partition": [self._index] * len(reject_rows),
-                    "offset": offsets[reject_rows],
-                },
-                schema=DEAD_LETTER_SCHEMA,
-            )
         else:
-            dead = pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
-        self._next_offset = int(offsets[-1]) + 1
-        metrics.EVENTS_IN.labels(**self._labels).inc(len(records))
-        return PartitionBatch(self._name, events, dead, self._progress(now), len(records))
+            self._wake_at = datetime.now(UTC) + timedelta(seconds=0.02)
+            if now - self._last_emit >= source.heartbeat_s:
+                self._last_emit = now
+                emitted.append(self._emit(None, now))
+        return emitted
+
+    def _emit(self, decoded: _DecodedRecords | None, now: float) -> PartitionBatch:
+        """The batch of `decoded` records (None: an empty heartbeat); moves the position past it."""
+        if decoded is not None:
+            self._next_offset = decoded.next_offset
+            if decoded.newest_us is not None and decoded.newest_us != self._newest_us:
+                self._newest_us = decoded.newest_us
+                metrics.PARTITION_EVENT_TIME.labels(**self._labels).set(decoded.newest_us / 1e6)
+            metrics.EVENTS_IN.labels(**self._labels).inc(decoded.records)
+        if now - self._lag_reported >= LAG_REPORT_S:
+            self._lag_reported = now
+            self._report_lag()
+        progress = self._progress(now)
+        if decoded is None:
+            empty = pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
+            return PartitionBatch(self._name, pl.DataFrame(), empty, progress, 0)
+        return PartitionBatch(
+            self._name,
+            decoded.events,
+            decoded.dead_letters,
+            progress,
+            decoded.records,
+            decoded.keys,
+            decoded.values,
+        )
 
     def next_awake(self) -> datetime | None:
         return self._wake_at
@@ -220,6 +269,8 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         return (self._next_offset, self._newest_us)
 
     def close(self) -> None:
+        if self._decoding is not None:
+            self._decoding.cancel()
         self._consumer.close()
 
 
@@ -252,6 +303,19 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         self.linger_s = linger_s
         self.broker_timeout_s = broker_timeout_s
         self.client_config = client_config or {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def decode_pool(self) -> ThreadPoolExecutor:
+        """The thread decoding this source's batches, shared by the process's workers.
+
+        One thread: decoding already runs on every core inside its columnar calls, so
+        more threads would only hold more batches in memory at once.
+        """
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"decode-{self.topic}")
+            return self._pool
 
     def partition_names(self) -> list[str]:
         """`topic/index` for every partition of the topic, as used in watermark progress."""
