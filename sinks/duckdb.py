@@ -44,6 +44,7 @@ class TopicBatch:
     topic: str
     values: list[bytes]
     keys: list[bytes | None]
+    """Record keys; read only for dead letters (no other table keeps them)."""
     partitions: list[int]
     offsets: list[int]
     timestamps_ms: list[int]

@@ -16,8 +16,10 @@ import logging
 import os
 import queue
 import secrets
+import shutil
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -103,8 +105,12 @@ class Landing:
         found = con.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchone()
         self.path = str(found[0]) if found else "in memory"
         self._held: PreparedBatch | None = None
+        self._unsaved = False
+        self._caught_up = False
         self._paused_at = 0.0
-        self._ready: queue.Queue[PreparedBatch | BaseException] = queue.Queue(maxsize=depth)
+        self._ready: queue.Queue[Future[PreparedBatch] | BaseException] = queue.Queue(maxsize=depth)
+        # Decoding (columnar, mostly outside the interpreter lock) overlaps the next poll.
+        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="landing-decode")
         self._stopping = threading.Event()
         self._reader = threading.Thread(target=self._read, name="landing-reader", daemon=True)
         self._reader.start()
@@ -146,7 +152,7 @@ class Landing:
             if prepared is not None:
                 self._put(prepared)
 
-    def _put(self, item: PreparedBatch | BaseException) -> None:
+    def _put(self, item: Future[PreparedBatch] | BaseException) -> None:
         while not self._stopping.is_set():
             try:
                 self._ready.put(item, timeout=0.1)
@@ -154,7 +160,7 @@ class Landing:
             except queue.Full:
                 continue
 
-    def _prepare(self) -> PreparedBatch | None:
+    def _prepare(self) -> Future[PreparedBatch] | None:
         if self._waiting and time.monotonic() >= self._look_again_at:
             self._discover()
         messages = self.consumer.consume(self.max_batch, self.poll_timeout_s)
@@ -167,30 +173,48 @@ class Landing:
                 log.warning("landing consumer: %s", err)
         if not by_topic:
             return None
-        rows = []
+        batches = [self._topic_batch(topic, records) for topic, records in by_topic.items()]
         offsets: dict[tuple[str, int], int] = {}
-        for topic, records in by_topic.items():
-            table = self.tables[topic]
-            batch = TopicBatch(
-                topic=topic,
-                values=[m.value() or b"" for m in records],
-                keys=[m.key() for m in records],
-                partitions=[m.partition() for m in records],
-                offsets=[m.offset() for m in records],
-                timestamps_ms=[m.timestamp()[1] for m in records],
-                headers=[
-                    {k: v.decode("utf-8", "replace") for k, v in (m.headers() or [])}
-                    for m in records
-                ]
-                if table.name == "dead_letters"
-                else [],
-            )
-            rows.append((table, table.rows(batch)))
+        for batch in batches:
             # Records come in offset order per partition: the last one's offset is the highest.
             offsets |= {
-                (topic, p): o + 1 for p, o in zip(batch.partitions, batch.offsets, strict=True)
+                (batch.topic, p): o + 1
+                for p, o in zip(batch.partitions, batch.offsets, strict=True)
             }
-        return PreparedBatch(rows, offsets, self._lags(offsets), len(messages))
+        lags = self._lags(offsets)
+        return self._decoder.submit(self._decoded, batches, offsets, lags, len(messages))
+
+    def _topic_batch(self, topic: str, records: list[Any]) -> TopicBatch:
+        dead_letters = self.tables[topic].name == "dead_letters"
+        values, partitions, offsets, timestamps = [], [], [], []
+        for m in records:  # one pass: each accessor call builds a Python object
+            values.append(m.value() or b"")
+            partitions.append(m.partition())
+            offsets.append(m.offset())
+            timestamps.append(m.timestamp()[1])
+        return TopicBatch(
+            topic=topic,
+            values=values,
+            keys=[m.key() for m in records] if dead_letters else [],
+            partitions=partitions,
+            offsets=offsets,
+            timestamps_ms=timestamps,
+            headers=[
+                {k: v.decode("utf-8", "replace") for k, v in (m.headers() or [])} for m in records
+            ]
+            if dead_letters
+            else [],
+        )
+
+    def _decoded(
+        self,
+        batches: list[TopicBatch],
+        offsets: dict[tuple[str, int], int],
+        lags: dict[tuple[str, int], int],
+        records: int,
+    ) -> PreparedBatch:
+        rows = [(self.tables[b.topic], self.tables[b.topic].rows(b)) for b in batches]
+        return PreparedBatch(rows, offsets, lags, records)
 
     def poll_once(self, timeout_s: float = 0.5) -> int:
         """Write the next decoded batch, if one is ready within `timeout_s`; return its records.
@@ -206,10 +230,11 @@ class Landing:
             try:
                 got = self._ready.get(timeout=timeout_s)
             except queue.Empty:
+                self._checkpoint_when_idle()
                 return 0
             if isinstance(got, BaseException):
                 raise got
-            item = got
+            item = got.result()
         started = time.monotonic()
         try:
             self._write(item, started)
@@ -237,13 +262,16 @@ class Landing:
         try:
             for table, rows in item.rows:
                 insert_new(self.con, table, rows)
-            self.con.executemany(
-                "INSERT OR REPLACE INTO landing_offsets VALUES (?, ?, ?, ?, ?)",
-                [
-                    (t, p, o, self.cluster_id, item.lags[(t, p)])
-                    for (t, p), o in item.offsets.items()
-                ],
-            )
+            # One statement for every partition: a statement per row costs milliseconds each.
+            positions = [
+                (t, p, o, self.cluster_id, item.lags[(t, p)]) for (t, p), o in item.offsets.items()
+            ]
+            if positions:
+                self.con.execute(
+                    "INSERT OR REPLACE INTO landing_offsets VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?)"] * len(positions)),
+                    [value for position in positions for value in position],
+                )
             self.con.execute(
                 "INSERT INTO landing_batches VALUES (now(), ?, ?, ?)",
                 [item.records, time.monotonic() - started, sum(item.lags.values())],
@@ -254,8 +282,43 @@ class Landing:
             with contextlib.suppress(duckdb.Error):
                 self.con.execute("ROLLBACK")
             raise
+        self._unsaved = True
+        self._caught_up = not any(item.lags.values())
         for table, rows in item.rows:
             metrics.LANDED_ROWS.labels(table=table.name).inc(rows.height)
+
+    def _checkpoint_when_idle(self) -> None:
+        """Move what the log holds into the warehouse file once the topics are caught up on.
+
+        Writing a checkpoint costs about as much as landing the rows did; doing it at each
+        commit (DuckDB's default once the log passes 16 MB) would halve the landing rate
+        while topics are caught up on. A checkpoint that cannot run now (a query is
+        reading, the disk is full) is tried again at the next idle moment, and DuckDB
+        checkpoints on its own once the log passes `CHECKPOINT_THRESHOLD`.
+        """
+        if not (self._unsaved and self._caught_up) or not self._room_to_checkpoint():
+            return
+        try:
+            self.con.execute("CHECKPOINT")
+        except duckdb.Error as exc:
+            log.debug("checkpoint deferred: %s", str(exc).splitlines()[0])
+            return
+        except RuntimeError as exc:
+            # Ctrl-C (or a stop signal) interrupts the statement; DuckDB checkpoints on close.
+            if "interrupted" in str(exc).lower():
+                raise KeyboardInterrupt from None
+            raise
+        self._unsaved = False
+
+    def _room_to_checkpoint(self) -> bool:
+        """Whether the disk holds what a checkpoint writes (at most what the log holds, plus
+        a margin): a checkpoint that runs out of space invalidates the database, where a
+        commit that does only rolls back."""
+        if self.path == "in memory":
+            return True
+        wal = Path(f"{self.path}.wal")
+        logged = wal.stat().st_size if wal.exists() else 0
+        return shutil.disk_usage(wal.parent).free > 2 * logged + CHECKPOINT_MARGIN_BYTES
 
     def _pause(self, item: PreparedBatch, exc: duckdb.Error) -> None:
         if self._held is None:
@@ -286,6 +349,7 @@ class Landing:
     def close(self) -> None:
         self._stopping.set()
         self._reader.join(timeout=10)
+        self._decoder.shutdown(wait=True, cancel_futures=True)
         self.consumer.close()
 
 
@@ -347,10 +411,16 @@ def _handler(con: duckdb.DuckDBPyConnection) -> type[BaseHTTPRequestHandler]:
     return QueryHandler
 
 
+CHECKPOINT_MARGIN_BYTES = 64 << 20
+CHECKPOINT_THRESHOLD = "512MB"
+"""Log size past which a commit also checkpoints; below it the landing checkpoints when idle."""
+
+
 def open_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) the warehouse file read-write and make sure the tables exist."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
+    con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
     create_tables(con, landed_tables())
     # Reference data the flows enrich with, for dashboards (region filters, map coordinates).
     for name in flow_names():

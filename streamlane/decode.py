@@ -383,11 +383,13 @@ def decode_batch(
         is_valid = ~is_bad
     checked = checked.drop("__broken")
     # Reasons are worked out only for the rows that break a rule (and never on no rows,
-    # where some list expressions fail inside polars).
+    # where some list expressions fail inside polars, as they do on a filtered frame that
+    # is not rechunked).
     bad = pl.DataFrame(schema={"row": pl.Int64, "reason": pl.String})
     if is_bad.any():
-        reason = pl.coalesce(schema.reason_expr(), _event_time_reason(max_ahead_s))
-        bad = checked.filter(is_bad).rechunk().lazy().select("row", reason=reason).collect()
+        first_reason = pl.coalesce(schema.reason_expr(), _event_time_reason(max_ahead_s))
+        broken = checked.filter(is_bad).rechunk()
+        bad = broken.lazy().select("row", reason=first_reason).collect()
     valid = checked if is_valid.all() else checked.filter(is_valid)
     if slow_events:  # rows from the per-record path were appended after the columnar ones
         valid = valid.sort("row")
