@@ -53,7 +53,7 @@ def consumer_config(brokers: str, extra: dict[str, Any] | None = None) -> dict[s
 PARTITION_READER_CONFIG = {
     "fetch.max.bytes": 8 * 1024 * 1024,
     "max.partition.fetch.bytes": 8 * 1024 * 1024,
-    "queued.max.messages.kbytes": 24 * 1024,
+    "queued.max.messages.kbytes": 12 * 1024,
 }
 """A consumer of one partition in a flow: the flow reads each partition in turn and
 processes a poll before the next, so 12 MiB of prefetch per partition keeps every poll
