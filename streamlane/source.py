@@ -76,6 +76,8 @@ DEAD_LETTER_SCHEMA = {
 
 
 LAG_REPORT_S = 0.5
+DECODE_AHEAD = 2
+"""Batches a process's partitions may have decoding or decoded ahead of the worker."""
 """How often a partition's lag is recomputed: reading the client's offsets waits on its locks."""
 
 
@@ -208,12 +210,18 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             self._last_delivery = now
         emitted = []
         if self._decoding is not None and self._decoding.done():
-            emitted.append(self._emit(self._decoding.result(), now))
+            decoded = self._decoding.result()
             self._decoding = None
+            source.decode_slots.release()
+            emitted.append(self._emit(decoded, now))
         waited = now - self._last_emit
-        if self._decoding is None and (
-            len(self._pending) >= source.batch_size or (self._pending and waited >= source.linger_s)
-        ):
+        ready = len(self._pending) >= source.batch_size or (
+            self._pending and waited >= source.linger_s
+        )
+        waiting_for_slot = False
+        if self._decoding is None and ready:
+            waiting_for_slot = not source.decode_slots.acquire(blocking=False)
+        if self._decoding is None and ready and not waiting_for_slot:
             # Decoded on the source's decode thread while this worker processes what was
             # emitted before; one batch per partition in flight keeps batches in order.
             records, self._pending = self._pending, []
@@ -223,7 +231,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             self._last_emit = now
         if emitted:
             self._wake_at = None
-        elif self._decoding is not None:
+        elif self._decoding is not None or waiting_for_slot:
             self._wake_at = datetime.now(UTC) + timedelta(seconds=0.002)
         elif self._pending:
             # A caught-up partition collects records for a moment: every batch costs a fixed
@@ -271,6 +279,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
     def close(self) -> None:
         if self._decoding is not None:
             self._decoding.cancel()
+            self._source.decode_slots.release()
         self._consumer.close()
 
 
@@ -304,6 +313,9 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         self.broker_timeout_s = broker_timeout_s
         self.client_config = client_config or {}
         self._pool: ThreadPoolExecutor | None = None
+        # Batches read but not yet emitted, over all partitions: a backlog stays in Kafka
+        # instead of as decoded batches queued for the decode thread.
+        self.decode_slots = threading.BoundedSemaphore(DECODE_AHEAD)
         self._pool_lock = threading.Lock()
 
     def decode_pool(self) -> ThreadPoolExecutor:
