@@ -1,0 +1,108 @@
+"""What decoding and encoding cost per record, in one process, without Kafka in the way.
+
+    python -m bench.decode_costs --records 50000
+
+Times, on one batch of generated orders (1% malformed): Arrow parsing the valid input
+records alone (what the ceiling does), the orders flow's decode (screening, parsing,
+validation, upcasting), its enrichment and JSON encoding of the enriched events, Arrow
+parsing those enriched records alone, and the landing's decode of them into table rows.
+Wall and CPU microseconds per record, with the machine's core count: the CPU column is
+what bounds a stage when every core is busy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.json as pa_json
+
+from flows import orders
+from sinks.duckdb import TopicBatch, output_rows
+from streamlane.broker import EmbeddedBroker
+from streamlane.dataflow import decoder, enrich_batch
+from streamlane.generator import GeneratorSettings, OrderGenerator
+from streamlane.paths import REFERENCE_DIR
+from streamlane.source import DEAD_LETTER_SCHEMA, PartitionBatch
+from streamlane.windows import PartitionProgress
+
+
+def per_record(work: Callable[[], Any], records: int, repeat: int = 3) -> tuple[float, float]:
+    """(wall, CPU) microseconds per record of `work`, best of `repeat` runs after a warm-up."""
+    work()
+    best = (float("inf"), float("inf"))
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        work()
+        run = (time.perf_counter() - wall, time.process_time() - cpu)
+        best = min(best, run)
+    return best[0] / records * 1e6, best[1] / records * 1e6
+
+
+def arrow_parse(values: list[bytes]) -> Callable[[], pa.Table]:
+    buffer = pa.py_buffer(b"\n".join(values))
+    return lambda: pa_json.read_json(buffer)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=50_000)
+    args = parser.parse_args()
+    settings = GeneratorSettings(
+        seed=1, count=args.records, start=datetime(2026, 11, 2, 11, 0, tzinfo=UTC),
+        duplicates=0.01, malformed=0.01, stores_csv=REFERENCE_DIR / "stores.csv",
+    )  # fmt: skip
+    generated = list(OrderGenerator(settings))
+    values = [r.value for r in generated]
+    valid_input = [r.value for r in generated if r.kind != "malformed"]
+    decode = decoder(orders.FLOW)
+    decoded = decode(values)
+    events = decoded.valid.with_columns(
+        offset=pl.Series(np.arange(len(values))).gather(decoded.valid["row"]),
+        event_time_us=pl.col("event_time").dt.epoch("us"),
+    ).with_columns(own_newest_before_us=pl.col("event_time_us").cum_max().shift(1))
+    progress = PartitionProgress(f"{orders.FLOW.input_topic}/0", None, False, 0)
+    batch = PartitionBatch(
+        progress.partition, events, pl.DataFrame(schema=DEAD_LETTER_SCHEMA), progress,
+        len(values), [r.key for r in generated], values,
+    )  # fmt: skip
+    with TemporaryDirectory() as tmp, EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker:
+        enriched = enrich_batch(orders.FLOW, batch, broker.bootstrap)
+        output = [v.encode() for v in enriched.events["value"].to_list()]
+        landed = TopicBatch(
+            orders.FLOW.enriched.topic, output, [], [0] * len(output), list(range(len(output))),
+            [0] * len(output), [],
+        )  # fmt: skip
+        stages = {
+            "arrow parse of the input (ceiling)": (arrow_parse(valid_input), len(valid_input)),
+            "flow decode (screen, parse, validate)": (lambda: decode(values), len(values)),
+            "flow enrich and encode": (
+                lambda: enrich_batch(orders.FLOW, batch, broker.bootstrap),
+                len(values),
+            ),
+            "arrow parse of the enriched output": (arrow_parse(output), len(output)),
+            "landing decode into table rows": (
+                lambda: output_rows(orders.FLOW.enriched, landed),
+                len(output),
+            ),
+        }
+        print(f"cores: {os.cpu_count()}, records: {len(values):,}")
+        print(f"input {np.mean([len(v) for v in values]):.0f} bytes/record, "
+              f"enriched {np.mean([len(v) for v in output]):.0f}")  # fmt: skip
+        print(f"{'stage':<40} {'wall µs':>8} {'CPU µs':>8}  (per record)")
+        for name, (work, records) in stages.items():
+            wall, cpu = per_record(work, records)
+            print(f"{name:<40} {wall:>8.2f} {cpu:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
