@@ -8,6 +8,10 @@ flow's `decode` function, their dead letters, and the partition's progress
 nothing to deliver it still emits an empty batch every `heartbeat_s`, so idleness
 reaches the window state. Offsets and the newest event time are the recovery
 snapshot: a restarted flow resumes after the last snapshotted batch.
+
+Batches are decoded on a decode thread shared by the process's partitions, one batch
+per partition at a time and at most `DECODE_AHEAD` in all, while the worker processes
+what was emitted before; a batch counts as read (and is snapshotted) once emitted.
 """
 
 from __future__ import annotations
@@ -76,9 +80,9 @@ DEAD_LETTER_SCHEMA = {
 
 
 LAG_REPORT_S = 0.5
+"""How often a partition's lag is recomputed: reading the client's offsets waits on its locks."""
 DECODE_AHEAD = 2
 """Batches a process's partitions may have decoding or decoded ahead of the worker."""
-"""How often a partition's lag is recomputed: reading the client's offsets waits on its locks."""
 
 
 @dataclass(frozen=True)
