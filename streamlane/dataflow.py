@@ -33,7 +33,7 @@ from streamlane.flow import Flow, Output, Windows
 from streamlane.reference import TopicReference, TopicTable
 from streamlane.settings import FlowSettings
 from streamlane.shards import ShardOutput, WindowSpec, route, shard_step
-from streamlane.source import DEAD_LETTER_SCHEMA, EventSource, PartitionBatch
+from streamlane.source import EventSource, PartitionBatch, dead_letter_frame
 from streamlane.versions import decode_versions, upcast_chain
 
 Keyed = tuple[str, pl.DataFrame]
@@ -129,18 +129,10 @@ def _miss_dead_letters(batch: PartitionBatch, misses: pl.DataFrame) -> pl.DataFr
     missed = misses.join(
         batch.events.select("row", "offset"), on="row", how="left", maintain_order="left"
     )
-    rows = missed["row"].to_list()
-    return pl.DataFrame(
-        {
-            "key": [batch.keys[r] for r in rows],
-            "value": [batch.values[r] for r in rows],
-            "reason": missed["reason"],
-            "topic": [topic] * len(rows),
-            "partition": [int(index)] * len(rows),
-            "offset": missed["offset"],
-        },
-        schema=DEAD_LETTER_SCHEMA,
-    )
+    return dead_letter_frame(
+        topic, int(index), batch.keys, batch.values, missed["row"], missed["reason"],
+        missed["offset"],
+    )  # fmt: skip
 
 
 def _records(

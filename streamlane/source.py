@@ -79,6 +79,31 @@ DEAD_LETTER_SCHEMA = {
 }
 
 
+def dead_letter_frame(
+    topic: str,
+    partition: int,
+    keys: list[bytes | None],
+    values: list[bytes],
+    rows: pl.Series,
+    reasons: pl.Series,
+    offsets: Any,
+) -> pl.DataFrame:
+    """Dead letters (DEAD_LETTER_SCHEMA) of the records at positions `rows` of a batch: their
+    original key and bytes, why they were refused, and where they were read."""
+    positions = rows.to_list()
+    return pl.DataFrame(
+        {
+            "key": [keys[r] for r in positions],
+            "value": [values[r] for r in positions],
+            "reason": reasons,
+            "topic": [topic] * len(positions),
+            "partition": [partition] * len(positions),
+            "offset": offsets,
+        },
+        schema=DEAD_LETTER_SCHEMA,
+    )
+
+
 LAG_REPORT_S = 0.5
 """How often a partition's lag is recomputed: reading the client's offsets waits on its locks."""
 DECODE_AHEAD = 2
@@ -122,21 +147,16 @@ def _decode_records(decode: Decoder, records: list[Any], newest_us: int | None) 
         batch_newest = int(events["event_time_us"].max())  # type: ignore[arg-type]
         if newest_us is None or batch_newest > newest_us:
             newest_us = batch_newest
-    if decoded.rejects.height:
-        reject_rows = decoded.rejects["row"].to_list()
-        dead = pl.DataFrame(
-            {
-                "key": [keys[r] for r in reject_rows],
-                "value": [values[r] for r in reject_rows],
-                "reason": decoded.rejects["reason"],
-                "topic": [topic] * len(reject_rows),
-                "partition": [index] * len(reject_rows),
-                "offset": offsets[reject_rows],
-            },
-            schema=DEAD_LETTER_SCHEMA,
-        )
-    else:
-        dead = pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
+    rejects = decoded.rejects
+    dead = dead_letter_frame(
+        topic,
+        index,
+        keys,
+        values,
+        rejects["row"],
+        rejects["reason"],
+        offsets[rejects["row"].to_numpy()],
+    )
     next_offset = int(offsets[-1]) + 1
     return _DecodedRecords(events, dead, keys, values, len(records), next_offset, newest_us)
 
