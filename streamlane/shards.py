@@ -18,6 +18,7 @@ import polars as pl
 from streamlane import metrics
 from streamlane.dedupe import ID_HASH_SEED, SeenIds
 from streamlane.windows import (
+    GROUP_BY_ENGINE,
     NEVER,
     Aggregate,
     FixedWindows,
@@ -254,7 +255,11 @@ def _partials_of(
 ) -> pl.DataFrame:
     """One partial row per key and window: each aggregate's `partial` over its events."""
     partial = [a.partial.alias(a.name) for a in aggregates]
-    return on_time.group_by(*keys, window_start=window_start).agg(partial).collect()
+    return (
+        on_time.group_by(*keys, window_start=window_start)
+        .agg(partial)
+        .collect(engine=GROUP_BY_ENGINE)
+    )
 
 
 def shard_step(spec: WindowSpec):  # type: ignore[no-untyped-def]
