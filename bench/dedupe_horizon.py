@@ -1,0 +1,113 @@
+"""The dedupe state of a full horizon: its size, its lookup cost and its snapshot cost.
+
+    python -m bench.dedupe_horizon --rate 10000
+
+A flow holds the 64-bit hash of every event id of the last `dedupe_horizon_s` (one hour
+by default), split over its state shards. Filling that through a flow takes as many
+events as the horizon holds (36M at 10k events/s), so this fills the shards' dedupe
+state directly: batches of `--batch` events, `--rate` events per second of event time,
+ids as uniformly random 64-bit hashes (what hashing makes of distinct ids), spread over
+the default number of shards by their hash. It then measures:
+
+- ids held and the bytes of their sorted runs, and the process's RSS growth;
+- what checking and remembering one batch costs once the horizon is full;
+- a recovery snapshot of every shard: the copy bytewax takes of each state (which
+  shares the runs) and the pickled bytes written to the recovery store, with the
+  RSS each adds.
+
+Figures print with the machine's core count and go to
+bench/results/dedupe-<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import pickle
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+from rich.progress import Progress
+
+from bench.run import RESULTS
+from streamlane.dedupe import SeenIds
+from streamlane.settings import FlowSettings
+
+MIB = 2**20
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
+
+
+def measure(rate: int, batch: int, horizon_s: float, shards: int) -> dict[str, object]:
+    rng = np.random.default_rng(7)
+    state = [SeenIds(int(horizon_s * 1e6)) for _ in range(shards)]
+    batch_us = int(batch / rate * 1e6)
+    batches = int(horizon_s * 1e6) // batch_us
+    started_rss = rss_mib()
+    step_s: list[float] = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task("filling the horizon", total=batches)
+        for b in range(batches):
+            hashes = rng.integers(0, 2**63, batch, dtype=np.int64).astype(np.uint64)
+            times = b * batch_us + np.sort(rng.integers(0, batch_us, batch))
+            shard_of = hashes % shards
+            began = time.perf_counter()
+            for s in range(shards):
+                mine = shard_of == s
+                state[s].first_seen(hashes[mine], times[mine])
+            step_s.append(time.perf_counter() - began)
+            progress.advance(task)
+    held = sum(len(s) for s in state)
+    run_bytes = sum(run.nbytes for s in state for runs in s.buckets.values() for run in runs)
+    filled_rss = rss_mib()
+    full = step_s[-max(1, batches // 20) :]  # the last 5%: the horizon is full
+    began = time.perf_counter()
+    copies = [copy.deepcopy(s) for s in state]
+    copy_s = time.perf_counter() - began
+    copied_rss = rss_mib()
+    began = time.perf_counter()
+    pickled = [pickle.dumps(c) for c in copies]
+    pickle_s = time.perf_counter() - began
+    pickled_rss = rss_mib()
+    return {
+        "cores": os.cpu_count(),
+        "rate_events_per_s": rate,
+        "horizon_s": horizon_s,
+        "shards": shards,
+        "batch_events": batch,
+        "ids_held": held,
+        "ids_mib": round(run_bytes / MIB, 1),
+        "rss_growth_mib": round(filled_rss - started_rss, 1),
+        "full_horizon_us_per_event": round(float(np.mean(full)) / batch * 1e6, 2),
+        "snapshot_copy_s": round(copy_s, 3),
+        "snapshot_copy_rss_mib": round(copied_rss - filled_rss, 1),
+        "snapshot_pickle_s": round(pickle_s, 3),
+        "snapshot_pickled_mib": round(sum(map(len, pickled)) / MIB, 1),
+        "snapshot_pickle_rss_mib": round(pickled_rss - copied_rss, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    defaults = FlowSettings(brokers="")
+    parser.add_argument("--rate", type=int, default=10_000, help="events per second")
+    parser.add_argument("--batch", type=int, default=50_000, help="events per batch")
+    parser.add_argument("--horizon", type=float, default=defaults.dedupe_horizon_s)
+    args = parser.parse_args()
+    result = measure(args.rate, args.batch, args.horizon, defaults.shards)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"dedupe-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for key, value in result.items():
+        print(f"{key:<28} {value}")
+    print(f"(written to {out})")
+
+
+if __name__ == "__main__":
+    main()
