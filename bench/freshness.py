@@ -3,8 +3,9 @@
     python -m bench.freshness --rate 20000 --seconds 60
 
 Starts a fresh embedded broker, the warehouse and the orders flow, then produces live
-events at `--rate` (split over `--generators` generator processes, since one process
-generates about 20k events/s at most) for `--seconds`. Meanwhile it polls the warehouse
+events at `--rate` (split over `--generators` generator processes: one builds each event
+in Python, and at 10k events/s keeps a core of the 2-core benchmark machine busy, so
+the generators compete with the pipeline for the cores) for `--seconds`. Meanwhile it polls the warehouse
 and the flow's metrics every `--poll` seconds and measures:
 
 - event freshness: for every row of `orders_enriched`, the time it was first seen in
