@@ -15,8 +15,11 @@ and the flow's metrics every `--poll` seconds and measures:
 - window freshness: for every closed minute, the time its first `store_revenue_1m`
   row was seen minus the time the flow's watermark metric was first seen past its end.
 
-Both are upper bounds by up to one poll interval. Percentiles print as a table and go
-to bench/results/freshness-<timestamp>.json with the machine's core count.
+Both are upper bounds by up to one poll interval. The rates the generators produced and
+the pipeline landed are reported next to them: a run that landed less than it produced
+did not keep up, and one that produced less than `--rate` was held back by its generators.
+Percentiles print as a table and go to bench/results/freshness-<timestamp>.json with the
+machine's core count.
 """
 
 from __future__ import annotations
@@ -70,14 +73,15 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         while not endpoint_file(warehouse).exists():
             time.sleep(0.1)
         per_generator = args.rate / args.generators
-        generators = [
+        generators_with_ports = [
             child(
                 ["generate", "--brokers", brokers, "--rate", str(per_generator),
                  "--seed", str(100 + g), "--out-of-order", "0", "--too-late", "0"],
                 work / f"generate-{g}.log",
-            )[0]
+            )
             for g in range(args.generators)
         ]  # fmt: skip
+        generators = [proc for proc, _ in generators_with_ports]
         event_delays: list[float] = []
         window_delays: list[float] = []
         watermark_passed: dict[int, float] = {}
@@ -115,6 +119,10 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
                     if end in watermark_passed:
                         window_delays.append(now - watermark_passed[end])
             produced_before = now
+        produced = sum(
+            scrape(port).get("streamlane_events_out_total", 0.0)
+            for _, port in generators_with_ports
+        )
         for proc in generators:
             stop(proc)
         elapsed = produced_before - started
@@ -125,6 +133,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
     return {
         "cores": os.cpu_count(),
         "rate_target_events_per_s": args.rate,
+        "produced_events_per_s": round(produced / elapsed),
         "landed_events_per_s": round(landed / elapsed),
         "seconds": args.seconds,
         "lateness_s": args.lateness,
