@@ -265,7 +265,6 @@ def generate(
     from streamlane.flow import load_flow
     from streamlane.generator import GeneratorSettings, generator_for
     from streamlane.kafka import check_reachable
-    from streamlane.metrics import serve_metrics
     from streamlane.publish import publish
 
     if count is None and rate is None:
@@ -294,7 +293,7 @@ def generate(
     if burst > 1 and rate is None:
         raise UserError("--burst needs --rate (a burst is a multiple of the live rate)")
     records = make_generator(settings).records(live=rate is not None)
-    serve_metrics(metrics_port)
+    metrics.serve_metrics(metrics_port)
     produced = metrics.EVENTS_OUT.labels(topic=topic)
     counted = 0
 
