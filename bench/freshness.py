@@ -3,10 +3,10 @@
     python -m bench.freshness --rate 20000 --seconds 60
 
 Starts a fresh embedded broker, the warehouse and the orders flow, then produces live
-events at `--rate` (split over `--generators` generator processes: one builds each event
-in Python, and at 10k events/s keeps a core of the 2-core benchmark machine busy, so
-the generators compete with the pipeline for the cores) for `--seconds`. Meanwhile it polls the warehouse
-and the flow's metrics every `--poll` seconds and measures:
+events at `--rate` for `--seconds`, split over `--generators` generator processes (one
+builds each event in Python, and at 10k events/s keeps a core of the 2-core benchmark
+machine busy, so the generators compete with the pipeline for the cores). Meanwhile it
+polls the warehouse and the flow's metrics every `--poll` seconds and measures:
 
 - event freshness: for every row of `orders_enriched`, the time it was first seen in
   a query minus its event time (the generator stamps events with the wall clock as it
@@ -73,7 +73,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         while not endpoint_file(warehouse).exists():
             time.sleep(0.1)
         per_generator = args.rate / args.generators
-        generators_with_ports = [
+        generators = [
             child(
                 ["generate", "--brokers", brokers, "--rate", str(per_generator),
                  "--seed", str(100 + g), "--out-of-order", "0", "--too-late", "0"],
@@ -81,7 +81,6 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
             )
             for g in range(args.generators)
         ]  # fmt: skip
-        generators = [proc for proc, _ in generators_with_ports]
         event_delays: list[float] = []
         window_delays: list[float] = []
         watermark_passed: dict[int, float] = {}
@@ -120,10 +119,9 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
                         window_delays.append(now - watermark_passed[end])
             produced_before = now
         produced = sum(
-            scrape(port).get("streamlane_events_out_total", 0.0)
-            for _, port in generators_with_ports
+            scrape(port).get("streamlane_events_out_total", 0.0) for _, port in generators
         )
-        for proc in generators:
+        for proc, _ in generators:
             stop(proc)
         elapsed = produced_before - started
         landed = int(run_sql(warehouse, "SELECT count(*) AS n FROM orders_enriched")["n"][0])

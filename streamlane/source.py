@@ -86,7 +86,7 @@ def dead_letter_frame(
     values: list[bytes],
     rows: pl.Series,
     reasons: pl.Series,
-    offsets: Any,
+    offsets: pl.Series | np.ndarray,
 ) -> pl.DataFrame:
     """Dead letters (DEAD_LETTER_SCHEMA) of the records at positions `rows` of a batch: their
     original key and bytes, why they were refused, and where they were read."""
@@ -244,15 +244,16 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         )
         waiting_for_slot = False
         if self._decoding is None and ready:
-            waiting_for_slot = not source.decode_slots.acquire(blocking=False)
-        if self._decoding is None and ready and not waiting_for_slot:
-            # Decoded on the source's decode thread while this worker processes what was
-            # emitted before; one batch per partition in flight keeps batches in order.
-            records, self._pending = self._pending, []
-            self._decoding = source.decode_pool().submit(
-                _decode_records, source.decode, records, self._newest_us
-            )
-            self._last_emit = now
+            if source.decode_slots.acquire(blocking=False):
+                # Decoded on the source's decode thread while this worker processes what was
+                # emitted before; one batch per partition in flight keeps batches in order.
+                records, self._pending = self._pending, []
+                self._decoding = source.decode_pool().submit(
+                    _decode_records, source.decode, records, self._newest_us
+                )
+                self._last_emit = now
+            else:
+                waiting_for_slot = True
         if emitted:
             self._wake_at = None
         elif self._decoding is not None or waiting_for_slot:
