@@ -129,11 +129,13 @@ class _FramePartition(StatefulSinkPartition[pl.DataFrame, None]):
             for frame in frames:
                 self._produce_with_headers(frame)
         else:
-            # One conversion for everything bytewax handed over, not one per frame.
             both = frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical_relaxed")
-            keys = both["key"].to_list()
-            values_ = both["value"].to_list()
-            self._queue([{"key": k, "value": v} for k, v in zip(keys, values_, strict=True)])
+            # Converted to Python a chunk at a time: a whole batch of records as Python
+            # objects next to their copies in the producer's queue would double the memory.
+            for chunk in both.iter_slices(_CHUNK):
+                keys = chunk["key"].to_list()
+                values_ = chunk["value"].to_list()
+                self._queue([{"key": k, "value": v} for k, v in zip(keys, values_, strict=True)])
         metrics.EVENTS_OUT.labels(topic=self._topic).inc(sum(f.height for f in frames))
 
     def snapshot(self) -> None:

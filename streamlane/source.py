@@ -11,7 +11,9 @@ snapshot: a restarted flow resumes after the last snapshotted batch.
 
 Batches are decoded on a decode thread shared by the process's partitions, one batch
 per partition at a time and at most `DECODE_AHEAD` in all, while the worker processes
-what was emitted before; a batch counts as read (and is snapshotted) once emitted.
+what was emitted before; a batch counts as read (and is snapshotted) once emitted. A
+partition takes records from its Kafka client only when they can be decoded next, so a
+backlog waits in Kafka and in the client's bounded prefetch, not in the flow.
 """
 
 from __future__ import annotations
@@ -186,6 +188,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         self._wake_at: datetime | None = None
         self._pending: list[Any] = []
         self._decoding: Future[_DecodedRecords] | None = None
+        self._waiting_for_slot = False
         self._lag_reported = -LAG_REPORT_S
         self._labels = {"topic": topic, "partition": str(index)}
         self._broker = watch(source.brokers, source.broker_timeout_s)
@@ -220,7 +223,14 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             # EOF: bytewax closes the epoch, snapshotting this partition's position (a
             # batch still being decoded was not emitted, so it is read again on restart).
             raise StopIteration
-        messages = self._consumer.consume(source.batch_size - len(self._pending), 0)
+        # Records are taken from the client only when they can be decoded next: while this
+        # partition's last batch is decoding, or it waits for a decode slot, they stay in
+        # the client's bounded prefetch queue instead of piling up in the flow's memory.
+        messages = (
+            []
+            if self._decoding is not None or self._waiting_for_slot
+            else self._consumer.consume(source.batch_size - len(self._pending), 0)
+        )
         now = time.monotonic()
         for m in messages:
             err = m.error()
@@ -230,7 +240,8 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
                 if err.fatal():
                     raise RuntimeError(f"Kafka consumer for {self._name} failed: {err}")
                 log.warning("Kafka consumer for %s: %s", self._name, err)
-        if messages:
+        if messages or self._decoding is not None or self._waiting_for_slot:
+            # A partition holding records back is not idle.
             self._last_delivery = now
         emitted = []
         if self._decoding is not None and self._decoding.done():
@@ -242,7 +253,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         ready = len(self._pending) >= source.batch_size or (
             self._pending and waited >= source.linger_s
         )
-        waiting_for_slot = False
+        self._waiting_for_slot = False
         if self._decoding is None and ready:
             if source.decode_slots.acquire(blocking=False):
                 # Decoded on the source's decode thread while this worker processes what was
@@ -253,10 +264,10 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
                 )
                 self._last_emit = now
             else:
-                waiting_for_slot = True
+                self._waiting_for_slot = True
         if emitted:
             self._wake_at = None
-        elif self._decoding is not None or waiting_for_slot:
+        elif self._decoding is not None or self._waiting_for_slot:
             self._wake_at = datetime.now(UTC) + timedelta(seconds=0.002)
         elif self._pending:
             # A caught-up partition collects records for a moment: every batch costs a fixed
