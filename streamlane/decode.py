@@ -11,8 +11,11 @@ go through the schema's vectorized checks (enums, ranges, RFC 3339 time, ...).
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -315,14 +318,23 @@ def _parse_lines(
 
 
 def _event_time_reason(max_ahead_s: float | None) -> pl.Expr:
-    """Why an otherwise valid event's time is not accepted (null when it is)."""
+    """Why an otherwise valid event's time is not accepted (null when it is).
+
+    The clock is read to the second (rounded up): building the expression costs about as
+    much as checking a small batch with it, so it is built once a second, not per batch.
+    """
+    return _event_time_reason_until(max_ahead_s, math.ceil(time.time()))
+
+
+@functools.lru_cache(maxsize=4)
+def _event_time_reason_until(max_ahead_s: float | None, now_s: int) -> pl.Expr:
     t = pl.col("event_time")
     outside = pl.when((t < _FIRST_TIME) | (t > _LAST_TIME)).then(
         pl.lit("time is outside the years 0001-9999 in UTC")
     )
     if max_ahead_s is None:
         return outside.otherwise(None)
-    limit = datetime.now(UTC) + timedelta(seconds=max_ahead_s)
+    limit = datetime.fromtimestamp(now_s, UTC) + timedelta(seconds=max_ahead_s)
     ahead = f"time is more than {max_ahead_s / 3600:g} h ahead of the clock"
     return outside.when(t > limit).then(pl.lit(ahead)).otherwise(None)
 
