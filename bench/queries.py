@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 import psycopg
 
-from bench.run import RESULTS, child, wait_metric
+from bench.run import RESULTS, child, steady_rate, wait_metric
 from dashboards.generate import DASHBOARDS
 from dashboards.macros import expand
 from enrichers.stores import STORES_CSV
@@ -148,9 +148,7 @@ def landing_rate(
         for _ in range(readers):
             threads.append(threading.Thread(target=read, daemon=True))
             threads[-1].start()
-        wait_metric(port, "streamlane_landed_rows_total", 1, 120)
-        seconds = wait_metric(port, "streamlane_landed_rows_total", expected, 900)
-        return expected / seconds
+        return steady_rate(port, "streamlane_landed_rows_total", expected, 900)
     finally:
         stop.set()
         for t in threads:

@@ -113,6 +113,20 @@ def wait_metric(port: int, name: str, target: float, timeout_s: float) -> float:
     raise SystemExit(f"benchmark: {name} did not reach {target} within {timeout_s} s")
 
 
+def steady_rate(port: int, name: str, target: float, timeout_s: float) -> float:
+    """Per second, how fast counter `name` went from its first reading after it started to
+    `target`: what a process did before that reading (its first batch) is left out of both
+    the count and the time, so a large first batch does not inflate the rate."""
+    wait_metric(port, name, 1, 120)
+    first = scrape(port).get(name, 0)
+    if first >= target:
+        raise SystemExit(
+            f"benchmark: {name} reached {target:,.0f} in its first batch; measure more events"
+        )
+    seconds = wait_metric(port, name, target, timeout_s)
+    return (target - first) / seconds
+
+
 def cpu_of_children() -> float:
     """CPU seconds of the children that have ended."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -261,15 +275,14 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         flow, flow_port = run_flow(
             broker.bootstrap, work / "separate", profile("flow"), args.workers
         )
-        # Timed from the first record read, so process start-up is not counted.
-        wait_metric(flow_port, "streamlane_events_in_total", 1, 120)
-        flow_s = wait_metric(flow_port, "streamlane_events_in_total", args.events, 900)
+        # Timed from the first batch read, so process start-up is not counted.
+        flow_eps = steady_rate(flow_port, "streamlane_events_in_total", args.events, 900)
         outputs = settled(flow_port, "streamlane_events_out_total")
         flow_rss = stop(flow)
         flow_cpu = cpu_of_children()
         result |= {
-            "flow_events_per_s": round(args.events / flow_s),
-            "flow_ratio_to_ceiling": round(args.events / flow_s / ceiling_eps, 3),
+            "flow_events_per_s": round(flow_eps),
+            "flow_ratio_to_ceiling": round(flow_eps / ceiling_eps, 3),
             "flow_cpu_s": round(flow_cpu, 1),
             "flow_peak_rss_mib": flow_rss,
         }
@@ -278,12 +291,11 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
 
         print("running the landing…", file=sys.stderr)
         landing, landing_port = run_landing(broker.bootstrap, work / "separate", profile("landing"))
-        wait_metric(landing_port, "streamlane_landed_rows_total", 1, 120)
-        land_s = wait_metric(landing_port, "streamlane_landed_rows_total", outputs, 900)
+        landing_rps = steady_rate(landing_port, "streamlane_landed_rows_total", outputs, 900)
         landing_rss = stop(landing)
         total_cpu = cpu_of_children()
         result |= {
-            "landing_rows_per_s": round(outputs / land_s),
+            "landing_rows_per_s": round(landing_rps),
             "landing_rows": int(outputs),
             "landing_cpu_s": round(total_cpu - flow_cpu, 1),
             "landing_peak_rss_mib": landing_rss,
