@@ -106,8 +106,11 @@ def dead_letter_frame(
     )
 
 
-LAG_REPORT_S = 0.5
-"""How often a partition's lag is recomputed: reading the client's offsets waits on its locks."""
+LAG_REPORT_S = 2.0
+"""How often a partition's lag is recomputed. Reading the client's cached offsets waits on
+the partition's lock while holding the interpreter lock, so it stalls every thread of the
+flow while a large fetch is being unpacked: in a backlog's profile each read took
+milliseconds, and reading every half second cost the worker a twentieth of its time."""
 DECODE_AHEAD = 1
 """Batches a process's partitions may have decoding or decoded ahead of the worker. One
 keeps the decode thread busy while the worker processes the last batch; a second cost
