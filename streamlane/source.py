@@ -2,7 +2,8 @@
 
 Each Kafka partition is one bytewax source partition (the unit of parallelism).
 Up to `batch_size` records (collected for at most `linger_s` once the partition is
-caught up) become ONE item: the records decoded by the
+caught up, longer when the process reads many partitions: see `CAUGHT_UP_BATCHES_PER_S`)
+become ONE item: the records decoded by the
 flow's `decode` function, their dead letters, and the partition's progress
 (newest event time, idleness) that drives the watermark. When a partition has
 nothing to deliver it still emits an empty batch every `heartbeat_s`, so idleness
@@ -106,6 +107,11 @@ def dead_letter_frame(
     )
 
 
+CAUGHT_UP_BATCHES_PER_S = 10.0
+"""How many batches a process's caught-up partitions cut per second in all, at most (when
+their linger alone would cut more): a batch costs tens of milliseconds of fixed work (its
+validation and one step in each state shard), so at 5 batches a second from each of 8
+partitions a flow spent most of two cores on overhead at a rate it could otherwise serve."""
 LAG_REPORT_S = 2.0
 """How often a partition's lag is recomputed. Reading the client's cached offsets waits on
 the partition's lock while holding the interpreter lock, so it stalls every thread of the
@@ -256,9 +262,8 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             source.decode_slots.release()
             emitted.append(self._emit(decoded, now))
         waited = now - self._last_emit
-        ready = len(self._pending) >= source.batch_size or (
-            self._pending and waited >= source.linger_s
-        )
+        linger_s = source.caught_up_linger_s()
+        ready = len(self._pending) >= source.batch_size or (self._pending and waited >= linger_s)
         self._waiting_for_slot = False
         if self._decoding is None and ready:
             if source.decode_slots.acquire(blocking=False):
@@ -279,7 +284,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             # A caught-up partition collects records for a moment: every batch costs a fixed
             # amount of work per state shard, so many tiny batches would cost more than
             # the records themselves.
-            self._wake_at = datetime.now(UTC) + timedelta(seconds=source.linger_s - waited)
+            self._wake_at = datetime.now(UTC) + timedelta(seconds=linger_s - waited)
         else:
             self._wake_at = datetime.now(UTC) + timedelta(seconds=0.02)
             if now - self._last_emit >= source.heartbeat_s:
@@ -359,6 +364,13 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         # instead of as decoded batches queued for the decode thread.
         self.decode_slots = threading.BoundedSemaphore(DECODE_AHEAD)
         self._pool_lock = threading.Lock()
+        self._partitions_here = 0
+
+    def caught_up_linger_s(self) -> float:
+        """How long a caught-up partition collects records before cutting a batch: its
+        `linger_s`, or longer when this process reads so many partitions that they would
+        cut more than `CAUGHT_UP_BATCHES_PER_S` batches a second in all."""
+        return max(self.linger_s, self._partitions_here / CAUGHT_UP_BATCHES_PER_S)
 
     def decode_pool(self) -> ThreadPoolExecutor:
         """The thread decoding this source's batches, shared by the process's workers.
@@ -384,4 +396,6 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: SourceState | None
     ) -> _PartitionReader:
+        with self._pool_lock:
+            self._partitions_here += 1
         return _PartitionReader(self, self.topic, int(for_part), resume_state)
