@@ -2,7 +2,7 @@
 
 Each Kafka partition is one bytewax source partition (the unit of parallelism).
 Up to `batch_size` records (collected for at most `linger_s` once the partition is
-caught up, longer when the process reads many partitions: see `CAUGHT_UP_BATCHES_PER_S`)
+caught up, longer when the process reads many: see `CAUGHT_UP_BATCHES_PER_S`)
 become ONE item: the records decoded by the
 flow's `decode` function, their dead letters, and the partition's progress
 (newest event time, idleness) that drives the watermark. When a partition has
@@ -201,6 +201,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         self._pending: list[Any] = []
         self._decoding: Future[_DecodedRecords] | None = None
         self._waiting_for_slot = False
+        self._lag: int | None = None
         self._lag_reported = -LAG_REPORT_S
         self._labels = {"topic": topic, "partition": str(index)}
         self._broker = watch(source.brokers, source.broker_timeout_s)
@@ -226,7 +227,8 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             TopicPartition(self._topic, self._index), cached=True
         )
         if high >= 0 and self._next_offset >= 0:
-            metrics.CONSUMER_LAG.labels(**self._labels).set(max(0, high - self._next_offset))
+            self._lag = max(0, high - self._next_offset)
+            metrics.CONSUMER_LAG.labels(**self._labels).set(self._lag)
 
     def next_batch(self) -> list[PartitionBatch]:
         source = self._source
@@ -262,7 +264,10 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             source.decode_slots.release()
             emitted.append(self._emit(decoded, now))
         waited = now - self._last_emit
-        linger_s = source.caught_up_linger_s()
+        # A partition behind by a batch or more cuts batches as soon as its linger allows:
+        # it is catching up, and waiting longer would only make its batches bigger.
+        behind = self._lag is None or self._lag >= source.batch_size
+        linger_s = source.linger_s if behind else source.caught_up_linger_s()
         ready = len(self._pending) >= source.batch_size or (self._pending and waited >= linger_s)
         self._waiting_for_slot = False
         if self._decoding is None and ready:
@@ -367,9 +372,10 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         self._partitions_here = 0
 
     def caught_up_linger_s(self) -> float:
-        """How long a caught-up partition collects records before cutting a batch: its
-        `linger_s`, or longer when this process reads so many partitions that they would
-        cut more than `CAUGHT_UP_BATCHES_PER_S` batches a second in all."""
+        """How long a caught-up partition (behind by less than a batch) collects records
+        before cutting a batch: `linger_s`, or longer when this process reads so many
+        partitions that they would cut more than `CAUGHT_UP_BATCHES_PER_S` batches a second
+        in all. A partition further behind uses `linger_s`."""
         return max(self.linger_s, self._partitions_here / CAUGHT_UP_BATCHES_PER_S)
 
     def decode_pool(self) -> ThreadPoolExecutor:
