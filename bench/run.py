@@ -34,6 +34,7 @@ from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.generator import GeneratorSettings, OrderGenerator
 from streamlane.kafka import ensure_topics
 from streamlane.paths import REFERENCE_DIR
+from streamlane.procmem import memory_mib
 from streamlane.publish import publish
 from streamlane.runner import scrape
 
@@ -65,33 +66,18 @@ def child(
     return proc, port
 
 
-def peak_rss_mib(pid: int) -> float | None:
-    """A running process's peak resident memory so far (its `VmHWM`), in MiB; None once gone.
-
-    Read from /proc rather than from the children's resource usage: the kernel counts a
-    child's peak from before it started its program, a copy of this process, so that
-    figure is at least the size of the benchmark (which holds every generated event).
-    """
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None
-
-
 def stop(proc: subprocess.Popen[bytes]) -> int:
     """Stop a child's process group: SIGINT (a clean stop, which also writes a profile),
     then SIGKILL if it has not exited within a minute. Returns the child's peak RSS in
-    MiB, read until it exits (its clean stop included), or 0 if it had already ended."""
+    MiB (its own `VmHWM`, the benchmark holding every generated event), read until it
+    exits (its clean stop included), or 0 if it had already ended."""
     peak = 0.0
     if proc.poll() is None:
-        peak = peak_rss_mib(proc.pid) or 0.0
+        peak = memory_mib(proc.pid, "VmHWM") or 0.0
         os.killpg(proc.pid, signal.SIGINT)
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
-            peak = max(peak, peak_rss_mib(proc.pid) or 0.0)
+            peak = max(peak, memory_mib(proc.pid, "VmHWM") or 0.0)
             time.sleep(0.01)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

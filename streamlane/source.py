@@ -110,8 +110,8 @@ def dead_letter_frame(
 CAUGHT_UP_BATCHES_PER_S = 10.0
 """How many batches a process's caught-up partitions cut per second in all, at most (when
 their linger alone would cut more): a batch costs tens of milliseconds of fixed work (its
-validation and one step in each state shard), so at 5 batches a second from each of 8
-partitions a flow spent most of two cores on overhead at a rate it could otherwise serve."""
+validation and one step in each state shard), so many partitions each lingering only
+`linger_s` would spend the cores on that overhead instead of on the events."""
 LAG_REPORT_S = 2.0
 """How often a partition's lag is recomputed. Reading the client's cached offsets waits on
 the partition's lock while holding the interpreter lock, so it stalls every thread of the
@@ -119,9 +119,9 @@ flow while a large fetch is being unpacked: in a backlog's profile each read too
 milliseconds, and reading every half second cost the worker a twentieth of its time."""
 DECODE_AHEAD = 1
 """Batches a process's partitions may have decoding or decoded ahead of the worker. One
-keeps the decode thread busy while the worker processes the last batch; a second cost
-a tenth more peak memory on a backlog (each batch in flight holds its own working set)
-for no throughput the benchmark could tell apart."""
+keeps the decode thread busy while the worker processes the last batch; a second raised
+the peak memory of a backlog (each batch in flight holds its own working set) for no
+throughput the benchmark could tell apart."""
 
 
 @dataclass(frozen=True)
@@ -368,7 +368,7 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         # Batches read but not yet emitted, over all partitions: a backlog stays in Kafka
         # instead of as decoded batches queued for the decode thread.
         self.decode_slots = threading.BoundedSemaphore(DECODE_AHEAD)
-        self._pool_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._partitions_here = 0
 
     def caught_up_linger_s(self) -> float:
@@ -384,7 +384,7 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         One thread: decoding already runs on every core inside its columnar calls, so
         more threads would only hold more batches in memory at once.
         """
-        with self._pool_lock:
+        with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"decode-{self.topic}")
             return self._pool
@@ -402,6 +402,6 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: SourceState | None
     ) -> _PartitionReader:
-        with self._pool_lock:
+        with self._lock:
             self._partitions_here += 1
         return _PartitionReader(self, self.topic, int(for_part), resume_state)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from streamlane import procmem
+
 T = TypeVar("T")
 
 
@@ -28,10 +30,10 @@ def wait_until(condition: Callable[[], T], timeout_s: float, what: str, every_s:
 
 def memory_mib(pid: int, field: str = "VmRSS") -> float:
     """A process's memory from /proc (`VmRSS` now, `VmHWM` its peak), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no {field} for process {pid}")
+    found = procmem.memory_mib(pid, field)
+    if found is None:
+        raise AssertionError(f"no {field} for process {pid}")
+    return found
 
 
 class Processes:
