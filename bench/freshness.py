@@ -15,9 +15,12 @@ polls the warehouse and the flow's metrics every `--poll` seconds and measures:
 - window freshness: for every closed minute, the time its first `store_revenue_1m`
   row was seen minus the time the flow's watermark metric was first seen past its end.
 
-Both are upper bounds by up to one poll interval. The rates the generators produced and
-the pipeline landed are reported next to them: a run that landed less than it produced
-did not keep up, and one that produced less than `--rate` was held back by its generators.
+Both are upper bounds by up to one poll interval. The cores each process kept busy
+after the warm-up are reported too: at a live rate a pipeline's cost per event is
+higher than in a backlog (every batch has fixed work, and batches are small). The rates
+the generators produced and the pipeline landed are reported next to them: a run that
+landed less than it produced did not keep up, and one that produced less than `--rate`
+was held back by its generators.
 Percentiles print as a table and go to bench/results/freshness-<timestamp>.json with the
 machine's core count.
 """
@@ -37,6 +40,7 @@ import numpy as np
 
 from bench.run import CHILDREN, RESULTS, child, stop, wait_ready
 from flows import orders
+from streamlane import procmem
 from streamlane.broker import EmbeddedBroker
 from streamlane.kafka import ensure_topics
 from streamlane.query import endpoint_file, run_sql
@@ -55,17 +59,37 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
+def cpu_used(processes: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each group of processes."""
+    return {
+        name: sum(procmem.cpu_seconds(pid) or 0.0 for pid in pids)
+        for name, pids in processes.items()
+    }
+
+
+def cores_used(
+    start: tuple[float, dict[str, float]] | None, end: tuple[float, dict[str, float]]
+) -> dict[str, float]:
+    """Cores each group kept busy on average between two `cpu_used` readings (monotonic
+    time first), and in all: how close the run came to the machine's cores."""
+    if start is None:
+        return {}
+    seconds = end[0] - start[0]
+    shares = {name: round((end[1][name] - start[1][name]) / seconds, 2) for name in end[1]}
+    return shares | {"total": round(sum(shares.values()), 2)}
+
+
 def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
     warehouse = work / "warehouse.duckdb"
     with EmbeddedBroker(log_path=work / "broker.log") as broker:
         brokers = broker.bootstrap
         ensure_topics(brokers, orders.FLOW.topics, args.partitions)
-        _, landing_port = child(
+        landing, landing_port = child(
             ["serve", "--brokers", brokers, "--warehouse", str(warehouse),
              "--pg-port", "0", "--quack-port", "0"], work / "warehouse.log",
         )  # fmt: skip
         wait_ready(landing_port, 120)
-        _, flow_port = child(
+        flow, flow_port = child(
             ["flow", "run", "orders", "--brokers", brokers, "--recovery-dir",
              str(work / "recovery"), "--lateness", str(args.lateness)], work / "flow.log",
         )  # fmt: skip
@@ -86,6 +110,9 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         watermark_passed: dict[int, float] = {}
         window_seen: set[int] = set()
         last_rowid = -1
+        processes = {"flow": [flow.pid], "landing": [landing.pid], "broker": [broker.pid],
+                     "generators": [proc.pid for proc, _ in generators]}  # fmt: skip
+        cpu_from: tuple[float, dict[str, float]] | None = None
         started = time.time()
         produced_before = 0.0
         while time.time() - started < args.seconds:
@@ -118,6 +145,9 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
                     if end in watermark_passed:
                         window_delays.append(now - watermark_passed[end])
             produced_before = now
+            if cpu_from is None and now - started >= WARM_UP_S:
+                cpu_from = (time.monotonic(), cpu_used(processes))
+        cpu_to = (time.monotonic(), cpu_used(processes))
         produced = sum(
             scrape(port).get("streamlane_events_out_total", 0.0) for _, port in generators
         )
@@ -137,6 +167,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         "lateness_s": args.lateness,
         "poll_s": args.poll,
         "event_produce_to_visible_s": percentiles(event_delays),
+        "cores_used": cores_used(cpu_from, cpu_to),
         "window_watermark_to_visible_s": percentiles(window_delays),
     }
 

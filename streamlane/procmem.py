@@ -1,7 +1,8 @@
-"""A process's memory as the kernel reports it in /proc (Linux)."""
+"""A process's memory and CPU time as the kernel reports them in /proc (Linux)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -20,3 +21,15 @@ def memory_mib(pid: int, field: str = "VmRSS") -> float | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system, every thread) a process has used so far; None once it
+    is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name may hold spaces or parentheses: fields are counted after its end.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
