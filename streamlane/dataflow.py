@@ -28,6 +28,7 @@ from sinks.kafka import KafkaFrameSink
 from streamlane import metrics
 from streamlane.cloudevents import derived_traceparent, envelope_json, rfc3339
 from streamlane.decode import Decoded
+from streamlane.engine import BATCH_ENGINE
 from streamlane.enrich import LookupEnricher
 from streamlane.flow import Flow, Output, Windows
 from streamlane.reference import TopicReference, TopicTable
@@ -73,7 +74,7 @@ def lifted(flow: Flow, events: pl.DataFrame) -> pl.DataFrame:
             traceparent=pl.col("traceparent").fill_null(derived_traceparent(pl.col("id"))),
             **flow.columns,
         )
-        .collect()
+        .collect(engine=BATCH_ENGINE)
     )
 
 
@@ -154,8 +155,12 @@ def _records(
         traceparent=traceparent,
         data=pl.struct(*output.data),
     )
-    # Built in the lazy engine, which encodes JSON faster than an eager select does.
-    return frame.lazy().select(key=pl.col(flow.key).cast(pl.String), value=envelope).collect()
+    # Built in a lazy query, which encodes JSON faster than an eager select does.
+    return (
+        frame.lazy()
+        .select(key=pl.col(flow.key).cast(pl.String), value=envelope)
+        .collect(engine=BATCH_ENGINE)
+    )
 
 
 def window_records(flow: Flow, windows: Windows, closed: pl.DataFrame) -> pl.DataFrame:

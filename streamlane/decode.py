@@ -25,6 +25,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from streamlane.engine import BATCH_ENGINE
 from streamlane.schemas import EventSchema, parse_rfc3339
 
 MAX_DEPTH = 256
@@ -181,7 +182,7 @@ def _suspects(lines: list[bytes], joined: bytes, starts: np.ndarray, pattern: st
         )
     )
     assert isinstance(column, pl.Series)
-    # The lazy engine runs both scans over the batch's chunks in parallel. A record cannot
+    # One lazy query runs both scans in parallel. A record cannot
     # nest deeper than it has opening brackets: only those with many are measured exactly.
     line = pl.col("line")
     screened = (
@@ -191,7 +192,7 @@ def _suspects(lines: list[bytes], joined: bytes, starts: np.ndarray, pattern: st
             wrong_type=line.str.contains(pattern).fill_null(True),
             many_brackets=line.str.count_matches(r"[\[{]") > MAX_DEPTH,
         )
-        .collect()
+        .collect(engine=BATCH_ENGINE)
     )
     flagged |= screened["wrong_type"].to_numpy()
     for row in np.flatnonzero(screened["many_brackets"].to_numpy()).tolist():
@@ -383,7 +384,7 @@ def decode_batch(
         frame.lazy()
         .with_columns(event_time=parse_rfc3339(pl.col("time")))
         .with_columns(__broken=schema.violation | _event_time_reason(max_ahead_s).is_not_null())
-        .collect()
+        .collect(engine=BATCH_ENGINE)
     )
     is_bad = checked["__broken"]
     if placeholders is not None:  # blanked suspects, decoded by the per-record path instead
@@ -401,7 +402,7 @@ def decode_batch(
     if is_bad.any():
         first_reason = pl.coalesce(schema.reason_expr(), _event_time_reason(max_ahead_s))
         broken = checked.filter(is_bad).rechunk()
-        bad = broken.lazy().select("row", reason=first_reason).collect()
+        bad = broken.lazy().select("row", reason=first_reason).collect(engine=BATCH_ENGINE)
     valid = checked if is_valid.all() else checked.filter(is_valid)
     if slow_events:  # rows from the per-record path were appended after the columnar ones
         valid = valid.sort("row")
@@ -448,7 +449,7 @@ def decode_own_output(values: list[bytes], schema: EventSchema) -> Decoded:
             event_time=parse_rfc3339(pl.col("time")),
             row=pl.int_range(pl.len(), dtype=pl.Int64),
         )
-        .collect()
+        .collect(engine=BATCH_ENGINE)
     )
     rejects = pl.DataFrame(schema={"row": pl.Int64, "reason": pl.String})
     return Decoded(valid=valid, rejects=rejects)

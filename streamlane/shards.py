@@ -17,8 +17,8 @@ import polars as pl
 
 from streamlane import metrics
 from streamlane.dedupe import ID_HASH_SEED, SeenIds
+from streamlane.engine import BATCH_ENGINE
 from streamlane.windows import (
-    GROUP_BY_ENGINE,
     NEVER,
     Aggregate,
     FixedWindows,
@@ -256,9 +256,7 @@ def _partials_of(
     """One partial row per key and window: each aggregate's `partial` over its events."""
     partial = [a.partial.alias(a.name) for a in aggregates]
     return (
-        on_time.group_by(*keys, window_start=window_start)
-        .agg(partial)
-        .collect(engine=GROUP_BY_ENGINE)
+        on_time.group_by(*keys, window_start=window_start).agg(partial).collect(engine=BATCH_ENGINE)
     )
 
 
