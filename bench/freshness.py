@@ -3,9 +3,8 @@
     python -m bench.freshness --rate 20000 --seconds 60
 
 Starts a fresh embedded broker, the warehouse and the orders flow, then produces live
-events at `--rate` for `--seconds`, split over `--generators` generator processes (one
-builds each event in Python, and at 10k events/s keeps a core of the 2-core benchmark
-machine busy, so the generators compete with the pipeline for the cores). Meanwhile it
+events at `--rate` for `--seconds`, split over `--generators` generator processes (which
+compete with the pipeline for the cores: see `cores_used`). Meanwhile it
 polls the warehouse and the flow's metrics every `--poll` seconds and measures:
 
 - event freshness: for every row of `orders_enriched`, the time it was first seen in
@@ -175,7 +174,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=20_000)
-    parser.add_argument("--generators", type=int, default=2)
+    parser.add_argument("--generators", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--lateness", type=float, default=5.0)

@@ -7,8 +7,12 @@ A flow's generator (in `generators/<flow>.py`, a class named `Generator`) only s
 how to make one valid event and how to break one.
 
 In `count` mode event time runs on a simulated clock whose rate follows the
-generator's `intensity`; in `rate` mode event time is the wall clock. Every
-record says what kind it is, so tests can compute the expected answer.
+generator's `intensity`, one event at a time, so a seed always gives the same
+records. In `rate` mode event time is the wall clock: the events that came due
+are made every `LIVE_TICK_S` as one block, which a generator can build in bulk
+(`events`); the order generator does, so one process keeps up with tens of
+thousands of events a second. Every record says what kind it is, so tests can
+compute the expected answer.
 
 The order generator makes `pizza.order.confirmed.v1` events. Store popularity
 is skewed (a few busy stores, a long tail) and orders follow a day with lunch
@@ -18,6 +22,7 @@ and dinner peaks.
 from __future__ import annotations
 
 import csv
+import functools
 import importlib
 import itertools
 import json
@@ -31,6 +36,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from streamlane.errors import UserError
 from streamlane.paths import REFERENCE_DIR
@@ -49,6 +56,10 @@ MENU = [
     ("cola", 2.5),
 ]
 CHANNELS = (("web", 0.45), ("app", 0.40), ("phone", 0.15))
+ITEM_COUNTS = (1, 1, 2, 2, 3, 4)
+"""How many different menu items an order has, drawn uniformly from this list."""
+QTYS = (1, 1, 1, 2, 3)
+"""How many of an item an order has, drawn uniformly from this list."""
 OFFSETS = (
     UTC,
     timezone(timedelta(hours=1)),
@@ -56,6 +67,11 @@ OFFSETS = (
     timezone(timedelta(hours=5, minutes=30)),
 )
 KINDS = ("valid", "duplicate", "malformed", "out_of_order", "too_late")
+LIVE_TICK_S = 0.05
+"""How often a live generator makes the events that have come due since its last block."""
+MAX_BLOCK = 50_000
+"""At most this many events per live block: a generator that fell behind (its producer
+waiting on a full queue) catches up over several blocks."""
 
 
 @dataclass(frozen=True)
@@ -158,13 +174,13 @@ class EventGenerator:
     def __init__(self, settings: GeneratorSettings) -> None:
         self.settings = settings
         self.rng = random.Random(settings.seed)
+        # A separate stream for live blocks, so the simulated-clock records of a seed
+        # stay the same whatever the block code draws.
+        self.block_rng = np.random.default_rng(settings.seed)
         start = settings.start or datetime.now(UTC).replace(microsecond=0)
         self.clock = start
         self.recent: deque[tuple[bytes, bytes, datetime]] = deque(maxlen=500)
         self.n = 0
-        self.n_ticks = 0
-        self.live_since: tuple[float, int] | None = None
-        self.next_due = 0.0
 
     def event(self, event_time: datetime) -> tuple[bytes, dict[str, Any]]:
         """One valid event at `event_time`: (record key, CloudEvent as a dict)."""
@@ -173,6 +189,16 @@ class EventGenerator:
     def malform(self, event: dict[str, Any]) -> bytes:
         """A record that must become a dead letter, made from a valid `event`."""
         raise NotImplementedError
+
+    def events(self, times_us: np.ndarray) -> list[tuple[bytes, bytes]]:
+        """Valid events at `times_us` (microseconds since the epoch, UTC) as (record key,
+        JSON value), in order. This makes one `event` at a time; a generator that can
+        build many at once overrides it to keep up with high live rates."""
+        out = []
+        for t in times_us.tolist():
+            key, event = self.event(datetime.fromtimestamp(t / 1e6, UTC))
+            out.append((key, json.dumps(event, separators=(",", ":")).encode()))
+        return out
 
     def intensity(self, t: datetime) -> float:
         """Relative event rate at simulated time `t` (1.0: `events_per_second`)."""
@@ -184,23 +210,11 @@ class EventGenerator:
         bursting = s.burst_after_s <= live_s < s.burst_after_s + s.burst_for_s
         return s.events_per_second * (s.burst_factor if bursting else 1.0)
 
-    def _tick(self, live: bool) -> datetime:
-        now = datetime.now(UTC)
-        if live and self.clock >= now:
-            if self.live_since is None:
-                self.live_since = (time.monotonic(), self.n_ticks)
-                self.next_due = self.live_since[0]
-            started = self.live_since[0]
-            delay = self.next_due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            self.next_due += 1.0 / self._rate_at(self.next_due - started)
-            self.n_ticks += 1
-            return datetime.now(UTC)
-        # Simulated clock: the whole stream (count mode) or the backfill before going live.
+    def _tick(self) -> datetime:
+        """The simulated clock's next event time: the whole stream (count mode) or the
+        backfill before going live."""
         rate = self.settings.events_per_second * self.intensity(self.clock)
         self.clock += timedelta(seconds=self.rng.expovariate(rate))
-        self.n_ticks += 1
         return self.clock
 
     def __iter__(self) -> Iterator[GeneratedRecord]:
@@ -215,9 +229,15 @@ class EventGenerator:
         s = self.settings
         rng = self.rng
         produced = 0
+        # The history ends where the stream started: one made an event at a time could
+        # never reach a clock that keeps moving at a rate faster than it makes them.
+        live_from = datetime.now(UTC)
         while s.count is None or produced < s.count:
+            if live and self.clock >= live_from:
+                yield from self._live(None if s.count is None else s.count - produced, live_from)
+                return
             produced += 1
-            now = self._tick(live)
+            now = self._tick()
             roll = rng.random()
             if roll < s.duplicates and self.recent:
                 key, value, t = rng.choice(self.recent)
@@ -243,6 +263,73 @@ class EventGenerator:
                 self.recent.append((key, value, event_time))
             yield GeneratedRecord(key, value, kind, event_time)
 
+    def _live(self, remaining: int | None, since: datetime) -> Iterator[GeneratedRecord]:
+        """Live records from `since` on, `remaining` of them (None: until stopped): every
+        `LIVE_TICK_S` the events due at the current rate (bursts included), stamped evenly
+        over the time they came due in. Events due before the first tick (since `since`)
+        are made at once, in blocks of at most `MAX_BLOCK`."""
+        behind_s = max(0.0, (datetime.now(UTC) - since).total_seconds())
+        started = last = time.monotonic() - behind_s
+        last_us = int(since.timestamp() * 1e6)
+        due = 0.0
+        while remaining is None or remaining > 0:
+            time.sleep(max(0.0, last + LIVE_TICK_S - time.monotonic()))
+            now = time.monotonic()
+            due += (now - last) * self._rate_at(last - started)
+            last = now
+            n = min(int(due), MAX_BLOCK, remaining if remaining is not None else MAX_BLOCK)
+            if n == 0:
+                continue
+            # The share of the time since the last block that these events came due in.
+            until_us = last_us + int((time.time_ns() // 1000 - last_us) * n / due)
+            times = np.linspace(last_us, until_us, n + 1)[1:].astype(np.int64)
+            last_us = until_us
+            due -= n
+            yield from self._block(times)
+            if remaining is not None:
+                remaining -= n
+
+    def _block(self, times_us: np.ndarray) -> list[GeneratedRecord]:
+        """Records at `times_us`, each a duplicate, malformed, out of order, too late or
+        valid in the shares the settings give (as `records` draws them one at a time)."""
+        s = self.settings
+        rng = self.block_rng
+        n = len(times_us)
+        roll = rng.random(n)
+        duplicate = roll < (s.duplicates if self.recent else 0.0)
+        malformed = ~duplicate & (roll < s.duplicates + s.malformed)
+        roll = roll - s.duplicates - s.malformed
+        out_of_order = ~duplicate & ~malformed & (roll >= 0) & (roll < s.out_of_order)
+        too_late = ~duplicate & ~malformed & (roll >= s.out_of_order)
+        too_late &= roll < s.out_of_order + s.too_late
+        event_us = times_us.copy()
+        event_us[out_of_order] -= (
+            rng.uniform(0.5, s.lateness_s / 3, int(out_of_order.sum())) * 1e6
+        ).astype(np.int64)
+        event_us[too_late] -= (
+            s.too_late_by_s * rng.uniform(1.0, 1.5, int(too_late.sum())) * 1e6
+        ).astype(np.int64)
+        made = ~duplicate & ~malformed
+        built = iter(self.events(event_us[made]))
+        recent = list(self.recent)
+        picks = iter(rng.integers(0, max(1, len(recent)), int(duplicate.sum())).tolist())
+        kinds = np.select([duplicate, malformed, out_of_order, too_late], KINDS[1:], "valid")
+        records = []
+        for kind, t in zip(kinds.tolist(), event_us.tolist(), strict=True):
+            if kind == "duplicate":
+                key, value, when = recent[next(picks)]
+                records.append(GeneratedRecord(key, value, kind, when))
+            elif kind == "malformed":
+                key, event = self.event(datetime.fromtimestamp(t / 1e6, UTC))
+                records.append(GeneratedRecord(key, self.malform(event), kind, None))
+            else:
+                key, value = next(built)
+                when = datetime.fromtimestamp(t / 1e6, UTC)
+                records.append(GeneratedRecord(key, value, kind, when))
+                if kind == "valid":
+                    self.recent.append((key, value, when))
+        return records
+
 
 class OrderGenerator(EventGenerator):
     """Pizza orders: skewed store popularity, a day with lunch and dinner peaks."""
@@ -258,6 +345,17 @@ class OrderGenerator(EventGenerator):
         self.channels = [c for c, _ in CHANNELS]
         self.channel_cum_weights = list(itertools.accumulate(w for _, w in CHANNELS))
         self.unknown_store = max(s for s, _ in stores) + 1000
+        # For blocks of live events: the same draws as `event`, as arrays and JSON pieces.
+        self.store_cum_weights = np.asarray(self.cum_weights)
+        self.channel_cum = np.asarray(self.channel_cum_weights)
+        self.prices = np.array([price for _, price in MENU])
+        self.item_json = [
+            [
+                json.dumps({"sku": sku, "qty": qty, "unit_price": price}, separators=(",", ":"))
+                for qty in range(max(QTYS) + 1)
+            ]
+            for sku, price in MENU
+        ]
 
     def intensity(self, t: datetime) -> float:
         return _daily_intensity(t)
@@ -269,8 +367,8 @@ class OrderGenerator(EventGenerator):
         rng = self.rng
         store_id, currency = rng.choices(self.stores, cum_weights=self.cum_weights)[0]
         items: list[dict[str, Any]] = []
-        for sku, price in rng.sample(MENU, rng.choice((1, 1, 2, 2, 3, 4))):
-            items.append({"sku": sku, "qty": rng.choice((1, 1, 1, 2, 3)), "unit_price": price})
+        for sku, price in rng.sample(MENU, rng.choice(ITEM_COUNTS)):
+            items.append({"sku": sku, "qty": rng.choice(QTYS), "unit_price": price})
         total = round(sum(i["qty"] * i["unit_price"] for i in items), 2)
         self.n += 1
         trace = f"{rng.getrandbits(128):032x}"
@@ -298,6 +396,84 @@ class OrderGenerator(EventGenerator):
         if self.settings.order_v2_share and rng.random() < self.settings.order_v2_share:
             event = order_as_v2(event)
         return str(store_id).encode(), event
+
+    def events(self, times_us: np.ndarray) -> list[tuple[bytes, bytes]]:
+        """Orders at `times_us`, built in bulk: the same kinds of values in the same shares
+        as `event` (from the block generator, so not the same orders as a seed's
+        simulated-clock stream), serialized as `event`'s JSON would be."""
+        n = len(times_us)
+        rng = self.block_rng
+        weights = self.store_cum_weights
+        store_at = np.searchsorted(weights, rng.random(n) * weights[-1], side="right")
+        store_at = np.minimum(store_at, len(self.stores) - 1).tolist()
+        counts = np.asarray(ITEM_COUNTS)[rng.integers(0, len(ITEM_COUNTS), n)]
+        slots = max(ITEM_COUNTS)
+        picks = np.argsort(rng.random((n, len(MENU))), axis=1)[:, :slots]
+        qtys = np.asarray(QTYS)[rng.integers(0, len(QTYS), (n, slots))]
+        bought = np.arange(slots) < counts[:, None]
+        totals = np.round((qtys * self.prices[picks] * bought).sum(axis=1), 2).tolist()
+        channels = np.searchsorted(self.channel_cum, rng.random(n) * self.channel_cum[-1], "right")
+        customers = rng.integers(1, 50_001, n).tolist()
+        coupons = (rng.random(n) < 0.05).tolist()
+        v2_share = self.settings.order_v2_share
+        as_v2 = (rng.random(n) < v2_share).tolist() if v2_share else [False] * n
+        ids = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+        ids[:, 6] = (ids[:, 6] & 0x0F) | 0x40  # version 4
+        ids[:, 8] = (ids[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+        id_hex = ids.tobytes().hex()
+        trace_hex = rng.integers(0, 256, (n, 24), dtype=np.uint8).tobytes().hex()
+        times = _rfc3339_block(times_us, rng)
+        out = []
+        seed = self.settings.seed
+        for i in range(n):
+            store_id, currency = self.stores[store_at[i]]
+            u = id_hex[32 * i : 32 * i + 32]
+            trace = trace_hex[48 * i : 48 * i + 48]
+            items = ",".join(
+                self.item_json[sku][qty]
+                for sku, qty in zip(
+                    picks[i, : counts[i]].tolist(), qtys[i, : counts[i]].tolist(), strict=True
+                )
+            )
+            self.n += 1
+            if as_v2[i]:
+                kind, total = "v2", f'{{"value":{totals[i]!r},"currency":"{currency}"}}'
+            else:
+                kind, total = "v1", f'{totals[i]!r},"currency":"{currency}"'
+            coupon = ',"coupon":"LUNCH10"' if coupons[i] else ""
+            value = (
+                f'{{"specversion":"1.0","id":"{u[:8]}-{u[8:12]}-{u[12:16]}-{u[16:20]}-{u[20:]}",'
+                f'"source":"pos/store/{store_id}","type":"pizza.order.confirmed.{kind}",'
+                f'"time":"{times[i]}","datacontenttype":"application/json",'
+                f'"traceparent":"00-{trace[:32]}-{trace[32:]}-01","data":{{'
+                f'"order_id":"o-{seed}-{self.n}","customer_id":"c-{customers[i]}",'
+                f'"store_id":{store_id},"channel":"{self.channels[channels[i]]}",'
+                f'"items":[{items}],"total":{total}{coupon}}}}}'
+            )
+            out.append((str(store_id).encode(), value.encode()))
+        return out
+
+
+_OFFSET_SUFFIXES = [
+    datetime(2000, 1, 1, tzinfo=zone).isoformat().replace("+00:00", "Z")[19:] for zone in OFFSETS
+]
+_OFFSET_US = np.array([int(zone.utcoffset(None).total_seconds()) * 1_000_000 for zone in OFFSETS])  # type: ignore[union-attr]
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_text(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+def _rfc3339_block(times_us: np.ndarray, rng: np.random.Generator) -> list[str]:
+    """RFC 3339 times (milliseconds) as `format_time` writes them, for a block of times."""
+    n = len(times_us)
+    zone = np.where(rng.random(n) < 0.85, 0, rng.integers(0, len(OFFSETS), n))
+    local_ms = (times_us + _OFFSET_US[zone]) // 1000
+    return [
+        f"{_second_text(ms // 1000)}.{ms % 1000:03d}{_OFFSET_SUFFIXES[z]}"
+        for ms, z in zip(local_ms.tolist(), zone.tolist(), strict=True)
+    ]
 
 
 def order_as_v2(event: dict[str, Any]) -> dict[str, Any]:
