@@ -21,8 +21,17 @@ from confluent_kafka import Consumer, TopicPartition
 
 from streamlane.kafka import consumer_config
 
-# The fastest settings measured for one consumer of every partition on the embedded broker.
-FAST_FETCH = {"fetch.max.bytes": 64 * 1024 * 1024, "queued.max.messages.kbytes": 64 * 1024}
+FAST_FETCH = {
+    "fetch.max.bytes": 64 * 1024 * 1024,
+    "queued.max.messages.kbytes": 64 * 1024,
+    "fetch.queue.backoff.ms": 10,
+}
+"""The fastest settings measured for one consumer of every partition on the embedded broker.
+
+Once its prefetch queue is full the client waits `fetch.queue.backoff.ms` (a second by
+default) before fetching again, so a reader that drains the queue in milliseconds sits
+idle for most of each second: with the default, consuming alone (no decoding) reached
+about a third of the rate it reaches with 10 ms."""
 
 
 def consume_and_decode(
