@@ -265,7 +265,7 @@ def generate(
     from streamlane.flow import load_flow
     from streamlane.generator import GeneratorSettings, generator_for
     from streamlane.kafka import check_reachable
-    from streamlane.publish import publish
+    from streamlane.publish import publish_blocks
 
     if count is None and rate is None:
         raise UserError(
@@ -292,7 +292,7 @@ def generate(
     )
     if burst > 1 and rate is None:
         raise UserError("--burst needs --rate (a burst is a multiple of the live rate)")
-    records = make_generator(settings).records(live=rate is not None)
+    blocks = make_generator(settings).blocks(live=rate is not None)
     metrics.serve_metrics(metrics_port)
     produced = metrics.EVENTS_OUT.labels(topic=topic)
     counted = 0
@@ -306,7 +306,9 @@ def generate(
 
     with Progress(transient=False) as bar:
         task = bar.add_task(f"producing to {topic}", total=count)
-        sent = publish(brokers, topic, ((r.key, r.value) for r in records), on_progress=progress)
+        sent = publish_blocks(
+            brokers, topic, ([(r.key, r.value) for r in b] for b in blocks), on_progress=progress
+        )
     print(f"{sent} events produced to {topic}", file=sys.stderr)
 
 

@@ -69,6 +69,8 @@ OFFSETS = (
 KINDS = ("valid", "duplicate", "malformed", "out_of_order", "too_late")
 LIVE_TICK_S = 0.05
 """How often a live generator makes the events that have come due since its last block."""
+SIMULATED_BLOCK = 5_000
+"""Records of the simulated clock per block (they are made one at a time)."""
 MAX_BLOCK = 50_000
 """At most this many events per live block: a generator that fell behind (its producer
 waiting on a full queue) catches up over several blocks."""
@@ -226,44 +228,61 @@ class EventGenerator:
         With `live`, events are paced at `events_per_second` and stamped with the
         wall clock, after a fast backfill from `start` (if in the past) up to now.
         """
+        for block in self.blocks(live):
+            yield from block
+
+    def blocks(self, live: bool = False) -> Iterator[list[GeneratedRecord]]:
+        """The record stream of `records`, in blocks: live records as each tick's block is
+        made, simulated-clock records (count mode, the backfill) `SIMULATED_BLOCK` at a time."""
         s = self.settings
-        rng = self.rng
         produced = 0
+        block: list[GeneratedRecord] = []
         # The history ends where the stream started: one made an event at a time could
         # never reach a clock that keeps moving at a rate faster than it makes them.
         live_from = datetime.now(UTC)
         while s.count is None or produced < s.count:
             if live and self.clock >= live_from:
+                if block:
+                    yield block
                 yield from self._live(None if s.count is None else s.count - produced, live_from)
                 return
             produced += 1
-            now = self._tick()
-            roll = rng.random()
-            if roll < s.duplicates and self.recent:
-                key, value, t = rng.choice(self.recent)
-                yield GeneratedRecord(key, value, "duplicate", t)
-                continue
-            roll -= s.duplicates
-            if roll < s.malformed:
-                key, event = self.event(now)
-                yield GeneratedRecord(key, self.malform(event), "malformed", None)
-                continue
-            roll -= s.malformed
-            kind = "valid"
-            event_time = now
-            if roll < s.out_of_order:
-                kind = "out_of_order"
-                event_time = now - timedelta(seconds=rng.uniform(0.5, s.lateness_s / 3))
-            elif roll < s.out_of_order + s.too_late:
-                kind = "too_late"
-                event_time = now - timedelta(seconds=s.too_late_by_s * rng.uniform(1.0, 1.5))
-            key, event = self.event(event_time)
-            value = json.dumps(event, separators=(",", ":")).encode()
-            if kind == "valid":
-                self.recent.append((key, value, event_time))
-            yield GeneratedRecord(key, value, kind, event_time)
+            block.append(self._simulated())
+            if len(block) >= SIMULATED_BLOCK:
+                yield block
+                block = []
+        if block:
+            yield block
 
-    def _live(self, remaining: int | None, since: datetime) -> Iterator[GeneratedRecord]:
+    def _simulated(self) -> GeneratedRecord:
+        """The next record on the simulated clock, of the kind a roll of the dice says."""
+        s = self.settings
+        rng = self.rng
+        now = self._tick()
+        roll = rng.random()
+        if roll < s.duplicates and self.recent:
+            key, value, t = rng.choice(self.recent)
+            return GeneratedRecord(key, value, "duplicate", t)
+        roll -= s.duplicates
+        if roll < s.malformed:
+            key, event = self.event(now)
+            return GeneratedRecord(key, self.malform(event), "malformed", None)
+        roll -= s.malformed
+        kind = "valid"
+        event_time = now
+        if roll < s.out_of_order:
+            kind = "out_of_order"
+            event_time = now - timedelta(seconds=rng.uniform(0.5, s.lateness_s / 3))
+        elif roll < s.out_of_order + s.too_late:
+            kind = "too_late"
+            event_time = now - timedelta(seconds=s.too_late_by_s * rng.uniform(1.0, 1.5))
+        key, event = self.event(event_time)
+        value = json.dumps(event, separators=(",", ":")).encode()
+        if kind == "valid":
+            self.recent.append((key, value, event_time))
+        return GeneratedRecord(key, value, kind, event_time)
+
+    def _live(self, remaining: int | None, since: datetime) -> Iterator[list[GeneratedRecord]]:
         """Live records from `since` on, `remaining` of them (None: until stopped): every
         `LIVE_TICK_S` the events due at the current rate (bursts included), stamped evenly
         over the time they came due in. Events due before the first tick (since `since`)
@@ -285,7 +304,7 @@ class EventGenerator:
             times = np.linspace(last_us, until_us, n + 1)[1:].astype(np.int64)
             last_us = until_us
             due -= n
-            yield from self._block(times)
+            yield self._block(times)
             if remaining is not None:
                 remaining -= n
 

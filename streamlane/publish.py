@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from confluent_kafka import KafkaException, Producer
 
@@ -14,6 +14,43 @@ _LINGER_S = 0.1
 _QUEUE_LIMIT = 100_000
 
 
+class _Sender:
+    """One producer for a topic: hands it lists of records, waiting while its queue is full."""
+
+    def __init__(self, brokers: str, topic: str, on_progress: Callable[[int], None] | None) -> None:
+        self.producer = Producer(producer_config(brokers))
+        self.topic = topic
+        self.on_progress = on_progress
+        self.errors: list[object] = []
+        self.sent = 0
+
+    def _delivered(self, err: object, _msg: object) -> None:
+        if err is not None:
+            self.errors.append(err)
+
+    def send(self, records: Sequence[tuple[bytes | None, bytes | None]]) -> None:
+        for start in range(0, len(records), _CHUNK):
+            chunk = [{"key": k, "value": v} for k, v in records[start : start + _CHUNK]]
+            while len(self.producer) + len(chunk) > _QUEUE_LIMIT:
+                self.producer.poll(0.05)
+            queued = self.producer.produce_batch(self.topic, chunk, on_delivery=self._delivered)
+            if queued < len(chunk):
+                failed = next(m for m in chunk if "_error" in m)
+                raise KafkaException(failed["_error"])
+            self.sent += len(chunk)
+            self.producer.poll(0)
+            if self.on_progress:
+                self.on_progress(self.sent)
+
+    def finish(self) -> int:
+        remaining = self.producer.flush(60)
+        if self.errors or remaining:
+            raise KafkaException(
+                self.errors[0] if self.errors else f"{remaining} records not delivered"
+            )
+        return self.sent
+
+
 def publish(
     brokers: str,
     topic: str,
@@ -22,44 +59,35 @@ def publish(
 ) -> int:
     """Send (key, value) records to `topic` in order per key; return how many were delivered.
 
-    Blocks when the producer queue is full (back pressure) and raises
-    KafkaException if any record could not be delivered.
+    Records are handed to the producer in chunks, a chunk once it is full or once its first
+    record has waited `_LINGER_S` (checked as the next record arrives), so a slow stream is
+    not held back for long. Blocks when the producer queue is full (back pressure) and
+    raises KafkaException if any record could not be delivered.
     """
-    producer = Producer(producer_config(brokers))
-    errors: list[object] = []
-
-    def delivered(err: object, _msg: object) -> None:
-        if err is not None:
-            errors.append(err)
-
-    sent = 0
-    chunk: list[dict[str, bytes | None]] = []
-
-    def flush_chunk() -> None:
-        nonlocal sent
-        while len(producer) + len(chunk) > _QUEUE_LIMIT:
-            producer.poll(0.05)
-        queued = producer.produce_batch(topic, chunk, on_delivery=delivered)
-        if queued < len(chunk):
-            failed = next(m for m in chunk if "_error" in m)
-            raise KafkaException(failed["_error"])
-        sent += len(chunk)
-        chunk.clear()
-        producer.poll(0)
-        if on_progress:
-            on_progress(sent)
-
+    sender = _Sender(brokers, topic, on_progress)
+    chunk: list[tuple[bytes | None, bytes | None]] = []
     chunk_started = time.monotonic()
-    for key, value in records:
+    for record in records:
         if not chunk:
             chunk_started = time.monotonic()
-        chunk.append({"key": key, "value": value})
-        # Flush on size, or after a short linger so a slow (paced) stream is not held back.
+        chunk.append(record)
         if len(chunk) >= _CHUNK or time.monotonic() - chunk_started > _LINGER_S:
-            flush_chunk()
+            sender.send(chunk)
+            chunk = []
     if chunk:
-        flush_chunk()
-    remaining = producer.flush(60)
-    if errors or remaining:
-        raise KafkaException(errors[0] if errors else f"{remaining} records not delivered")
-    return sent
+        sender.send(chunk)
+    return sender.finish()
+
+
+def publish_blocks(
+    brokers: str,
+    topic: str,
+    blocks: Iterable[Sequence[tuple[bytes | None, bytes | None]]],
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """As `publish`, for a stream made in blocks: each block is handed to the producer as
+    soon as it is made, so no record waits in this process for the next block."""
+    sender = _Sender(brokers, topic, on_progress)
+    for block in blocks:
+        sender.send(block)
+    return sender.finish()
