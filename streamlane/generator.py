@@ -310,7 +310,7 @@ class EventGenerator:
 
     def _block(self, times_us: np.ndarray) -> list[GeneratedRecord]:
         """Records at `times_us`, each a duplicate, malformed, out of order, too late or
-        valid in the shares the settings give (as `records` draws them one at a time)."""
+        valid in the shares the settings give (as `_simulated` draws them one at a time)."""
         s = self.settings
         rng = self.block_rng
         n = len(times_us)
