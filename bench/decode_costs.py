@@ -5,7 +5,8 @@
 Times, on one batch of generated orders (1% malformed): Arrow parsing the valid input
 records alone (what the ceiling does), the orders flow's decode (screening, parsing,
 validation, upcasting), its enrichment and JSON encoding of the enriched events, Arrow
-parsing those enriched records alone, and the landing's decode of them into table rows.
+parsing those enriched records alone, and the landing's parse of them into table rows:
+inside DuckDB (what it does) and in Python (its fallback).
 Wall and CPU microseconds per record, with the machine's core count: the CPU column is
 what bounds a stage when every core is busy.
 """
@@ -21,13 +22,14 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
+import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.json as pa_json
 
 from flows import orders
-from sinks.duckdb import TopicBatch, output_rows
+from sinks.duckdb import TopicBatch, create_tables, flow_tables, output_rows, prepare, stage
 from streamlane.broker import EmbeddedBroker
 from streamlane.dataflow import decoder, enrich_batch
 from streamlane.generator import GeneratorSettings, OrderGenerator
@@ -82,6 +84,10 @@ def main() -> None:
             orders.FLOW.enriched.topic, output, [], [0] * len(output), list(range(len(output))),
             [0] * len(output), [],
         )  # fmt: skip
+        tables = flow_tables(orders.FLOW)
+        table = tables[orders.FLOW.enriched.topic]
+        warehouse = duckdb.connect()
+        create_tables(warehouse, tables)
         stages = {
             "arrow parse of the input (ceiling)": (arrow_parse(valid_input), len(valid_input)),
             "flow decode (screen, parse, validate)": (lambda: decode(values), len(values)),
@@ -90,7 +96,11 @@ def main() -> None:
                 len(values),
             ),
             "arrow parse of the enriched output": (arrow_parse(output), len(output)),
-            "landing decode into table rows": (
+            "landing parse into table rows (DuckDB)": (
+                lambda: stage(warehouse, table, landed, prepare(table, landed)),
+                len(output),
+            ),
+            "landing parse into table rows (Python)": (
                 lambda: output_rows(orders.FLOW.enriched, landed),
                 len(output),
             ),

@@ -26,11 +26,19 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import polars as pl
 import pyarrow as pa
 from confluent_kafka import Consumer, TopicPartition
 
-from sinks.duckdb import LandingTable, TopicBatch, create_tables, flow_tables, insert_new
+from sinks.duckdb import (
+    LandingTable,
+    Prepared,
+    TopicBatch,
+    create_tables,
+    flow_tables,
+    insert_staged,
+    prepare,
+    stage,
+)
 from sinks.quack import serve_quack
 from streamlane import metrics
 from streamlane.broker import free_port
@@ -59,9 +67,10 @@ def landed_tables() -> dict[str, LandingTable]:
 
 @dataclass(frozen=True)
 class PreparedBatch:
-    """One poll, decoded and ready to write: rows per table, the positions after it, lags."""
+    """One poll, ready to write: per table its records and what `prepare` made of them, the
+    positions after the poll, lags."""
 
-    rows: list[tuple[LandingTable, pl.DataFrame]]
+    rows: list[tuple[LandingTable, TopicBatch, Prepared]]
     offsets: dict[tuple[str, int], int]
     lags: dict[tuple[str, int], int]
     records: int
@@ -70,10 +79,11 @@ class PreparedBatch:
 class Landing:
     """Consumes the output topics and inserts them into their tables, offsets in the same transaction.
 
-    A reader thread polls and decodes the next batch while the current one is written,
+    A reader thread polls and prepares the next batch while the current one is written,
     so reading (which needs the interpreter) overlaps writing (which DuckDB does
-    without it). At most `depth` decoded batches of at most `max_batch` records wait
-    between the two: a backlog stays in Kafka.
+    without it); an output's records are parsed by DuckDB as the writer lands them
+    (see `sinks.duckdb.stage`). At most `depth` prepared batches of at most `max_batch`
+    records wait between the two: a backlog stays in Kafka.
     """
 
     def __init__(
@@ -109,7 +119,7 @@ class Landing:
         self._caught_up = False
         self._paused_at = 0.0
         self._ready: queue.Queue[Future[PreparedBatch] | BaseException] = queue.Queue(maxsize=depth)
-        # Decoding (columnar, mostly outside the interpreter lock) overlaps the next poll.
+        # Preparing a batch (columnar, mostly outside the interpreter lock) overlaps the next poll.
         self._decoder = ThreadPoolExecutor(1, thread_name_prefix="landing-decode")
         self._stopping = threading.Event()
         self._reader = threading.Thread(target=self._read, name="landing-reader", daemon=True)
@@ -213,7 +223,7 @@ class Landing:
         lags: dict[tuple[str, int], int],
         records: int,
     ) -> PreparedBatch:
-        rows = [(self.tables[b.topic], self.tables[b.topic].rows(b)) for b in batches]
+        rows = [(self.tables[b.topic], b, prepare(self.tables[b.topic], b)) for b in batches]
         return PreparedBatch(rows, offsets, lags, records)
 
     def poll_once(self, timeout_s: float = 0.5) -> int:
@@ -258,10 +268,13 @@ class Landing:
 
     def _write(self, item: PreparedBatch, started: float) -> None:
         """One transaction: the batch's new rows, the positions after it, the batch log."""
+        staged = [
+            (table, stage(self.con, table, batch, ready)) for table, batch, ready in item.rows
+        ]
         self.con.execute("BEGIN TRANSACTION")
         try:
-            for table, rows in item.rows:
-                insert_new(self.con, table, rows)
+            for table, rows in staged:
+                insert_staged(self.con, table, rows)
             # One statement for every partition: a statement per row costs milliseconds each.
             positions = [
                 (t, p, o, self.cluster_id, item.lags[(t, p)]) for (t, p), o in item.offsets.items()
@@ -284,8 +297,8 @@ class Landing:
             raise
         self._unsaved = True
         self._caught_up = not any(item.lags.values())
-        for table, rows in item.rows:
-            metrics.LANDED_ROWS.labels(table=table.name).inc(rows.height)
+        for table, batch, _ in item.rows:
+            metrics.LANDED_ROWS.labels(table=table.name).inc(len(batch.values))
 
     def _checkpoint_when_idle(self) -> None:
         """Move what the log holds into the warehouse file once the topics are caught up on.

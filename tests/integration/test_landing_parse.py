@@ -1,0 +1,176 @@
+"""The landing parses a flow's outputs inside DuckDB: the rows must be exactly those the
+Python parse builds, duplicates must land once, and records DuckDB refuses must still
+land (or be named) through the Python path. Records come from the flow's own encoders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from flows import orders
+from sinks.duckdb import (
+    LandingTable,
+    TopicBatch,
+    create_tables,
+    flow_tables,
+    insert_new,
+    insert_staged,
+    prepare,
+    stage,
+)
+from streamlane.dataflow import _records, window_records
+
+FLOW = orders.FLOW
+TABLES = flow_tables(FLOW)
+MINUTE_US = 60_000_000
+START_US = 1_795_000_000_000_000
+
+
+def enriched_values(count: int) -> list[bytes]:
+    """`count` enriched orders as the flow writes them, one store per ten orders."""
+    frame = pl.DataFrame(
+        {
+            "event_id": [f"e-{i}" for i in range(count)],
+            "order_id": [f"o-{i}" for i in range(count)],
+            "customer_id": [f"c-{i % 7}" for i in range(count)],
+            "store_id": [i // 10 for i in range(count)],
+            "channel": ["web" if i % 2 else "app" for i in range(count)],
+            "items": [
+                [{"sku": "margherita", "qty": 1 + i % 3, "unit_price": 9.5}] for i in range(count)
+            ],
+            "total": [9.5 * (1 + i % 3) for i in range(count)],
+            "currency": ["EUR"] * count,
+            "store_name": [f"Store {i // 10}" for i in range(count)],
+            "city": ["Vienna"] * count,
+            "region": ["AT-9"] * count,
+            "latitude": [48.2] * count,
+            "longitude": [16.37] * count,
+            "usd_rate": [1.08] * count,
+            "total_usd": [1.08 * 9.5 * (1 + i % 3) for i in range(count)],
+            "store_version": ["stores.csv"] * count,
+            "event_time_us": [START_US + i * 1_234_567 for i in range(count)],
+            "traceparent": [f"00-{i:032x}-{i:016x}-01" for i in range(count)],
+        }
+    )
+    encoded = _records(
+        FLOW,
+        FLOW.enriched,
+        frame,
+        event_id=pl.format("{}/enriched", "event_id"),
+        time_us=pl.col("event_time_us"),
+        traceparent=pl.col("traceparent"),
+    )
+    return [v.encode() for v in encoded["value"]]
+
+
+def window_values(count: int) -> list[bytes]:
+    """`count` closed one-minute store windows as the flow writes them."""
+    windows = FLOW.windows[0]
+    closed = pl.DataFrame(
+        {
+            "store_id": [i % 5 for i in range(count)],
+            "window_start": [START_US + (i // 5) * MINUTE_US for i in range(count)],
+            "window_end": [START_US + (i // 5 + 1) * MINUTE_US for i in range(count)],
+            "orders": [1 + i for i in range(count)],
+            "items": [2 + i for i in range(count)],
+            "revenue_usd": [10.25 * (1 + i) for i in range(count)],
+            "max_order_usd": [10.25] * count,
+        }
+    )
+    return [v.encode() for v in window_records(FLOW, windows, closed)["value"]]
+
+
+def batch_of(topic: str, values: list[bytes]) -> TopicBatch:
+    n = len(values)
+    return TopicBatch(
+        topic=topic,
+        values=values,
+        keys=[],
+        partitions=[0] * n,
+        offsets=list(range(n)),
+        timestamps_ms=[START_US // 1000 + 10 * i for i in range(n)],
+        headers=[],
+    )
+
+
+def fresh_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path))
+    create_tables(con, TABLES)
+    return con
+
+
+def land(con: duckdb.DuckDBPyConnection, table: LandingTable, batch: TopicBatch) -> int:
+    staged = stage(con, table, batch, prepare(table, batch))
+    con.execute("BEGIN TRANSACTION")
+    inserted = insert_staged(con, table, staged)
+    con.execute("COMMIT")
+    return inserted
+
+
+def table_rows(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
+    return pl.from_arrow(con.execute(f"SELECT * FROM {name} ORDER BY ALL").to_arrow_table())  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("topic", "values"),
+    [
+        (FLOW.enriched.topic, enriched_values(300)),
+        (FLOW.windows[0].output.topic, window_values(300)),
+    ],
+    ids=["enriched", "windows"],
+)
+def test_duckdb_parse_lands_what_the_python_parse_lands(
+    tmp_path: Path, topic: str, values: list[bytes]
+) -> None:
+    table = TABLES[topic]
+    # A replayed record inside the batch: a later copy with a later Kafka timestamp.
+    batch = batch_of(topic, [*values, values[3]])
+    in_duckdb, in_python = fresh_warehouse(tmp_path / "a.db"), fresh_warehouse(tmp_path / "b.db")
+    staged = stage(in_duckdb, table, batch, prepare(table, batch))
+    assert isinstance(staged, str), "own output records should be parsed inside DuckDB"
+    in_duckdb.execute("BEGIN TRANSACTION")
+    assert insert_staged(in_duckdb, table, staged) == len(values)
+    in_duckdb.execute("COMMIT")
+    assert insert_new(in_python, table, table.rows(batch)) == len(values)
+    landed = table_rows(in_duckdb, table.name)
+    assert landed.height == len(values)
+    assert landed.equals(table_rows(in_python, table.name))
+    # The first copy is the one kept: its Kafka timestamp, not the replayed one's.
+    assert landed["produced_at"].max() == table_rows(in_python, table.name)["produced_at"].max()
+    # Landing the batch again (a replayed topic) adds nothing.
+    assert land(in_duckdb, table, batch) == 0
+    assert table_rows(in_duckdb, table.name).equals(landed)
+
+
+def test_records_duckdb_refuses_land_through_the_python_parse(tmp_path: Path) -> None:
+    topic = FLOW.enriched.topic
+    table = TABLES[topic]
+    values = enriched_values(3)
+    # Valid RFC 3339, but not the form the flow writes: the Python parse reads it.
+    event = json.loads(values[1])
+    event["time"] = event["time"].replace("Z", "+00:00")
+    batch = batch_of(topic, [values[0], json.dumps(event).encode(), values[2]])
+    con = fresh_warehouse(tmp_path / "w.db")
+    assert isinstance(stage(con, table, batch, prepare(table, batch)), pl.DataFrame)
+    assert land(con, table, batch) == 3
+    times = table_rows(con, table.name).sort("event_id")["event_time"]
+    expected = pl.Series([START_US + i * 1_234_567 for i in range(3)]).cast(
+        pl.Datetime("us", "UTC")
+    )
+    assert times.to_list() == expected.to_list()
+
+
+def test_records_not_of_the_output_type_are_named(tmp_path: Path) -> None:
+    topic = FLOW.enriched.topic
+    table = TABLES[topic]
+    event = json.loads(enriched_values(1)[0])
+    event["data"]["store_id"] = "not a number"
+    batch = batch_of(topic, [json.dumps(event).encode(), b"\xff\xfe not text"])
+    con = fresh_warehouse(tmp_path / "w.db")
+    with pytest.raises(ValueError, match=r"pizza\.orders\.enriched: 2 record\(s\) are not"):
+        land(con, table, batch)
+    assert table_rows(con, table.name).is_empty()
