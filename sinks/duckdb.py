@@ -127,7 +127,9 @@ OWN_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 """How a flow writes date-times (`streamlane.cloudevents.rfc3339`), as DuckDB spells it."""
 
 
-PARSE_CHUNK_ROWS = 16_384
+PARSE_CHUNK_ROWS = 2048
+"""Rows per Arrow chunk handed to DuckDB, which parses a chunk on one thread: small chunks
+let every thread parse a caught-up landing's small batches (one vector of rows each)."""
 
 
 def _json_structure(kind: pa.DataType) -> object:
