@@ -11,8 +11,9 @@ checks them on every insert, and an index would cost more than the insert itself
 An output's records are parsed by DuckDB itself, into a staging table, from the raw
 bytes: that costs about half the CPU of parsing them in Python and handing the
 columns over, and the landing is bound by its CPU. Records it cannot parse that way
-(a timestamp written in another RFC 3339 form, bytes that are not UTF-8, anything not
-of the output's type) take the exact Python path, which names what is wrong.
+(a timestamp written in another RFC 3339 form, a field missing, as in records written
+before it was added to the schema, bytes that are not UTF-8, anything not of the
+output's type) take the exact Python path, which lands them or names what is wrong.
 """
 
 from __future__ import annotations
@@ -163,8 +164,8 @@ def parsed_select(output: Output) -> str:
     """SQL building an output's table rows from its raw records (registered as `RAW_RECORDS`:
     `value` text, `produced_ms`, `pos`), the same rows `output_rows` builds, plus `pos`.
 
-    The parse is strict: a value of another type, or a date-time not in the form the
-    flow writes, fails the statement instead of becoming null.
+    The parse is strict: a value of another type, a missing field, or a date-time not in
+    the form the flow writes fails the statement instead of becoming null.
     """
     schema = load_schema(output.event_type)
     fields = schema.document["properties"]["data"]["properties"]
