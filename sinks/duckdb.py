@@ -279,15 +279,12 @@ def insert_staged(
     """`insert_new` for what `stage` returned; a staging table is dropped once read."""
     if isinstance(staged, pl.DataFrame):
         return insert_new(con, table, staged)
-    columns = ", ".join(
-        _quoted(c) for c, *_ in con.execute(f"DESCRIBE {_quoted(staged)}").fetchall() if c != "pos"
-    )
     keys = ", ".join(_quoted(c) for c in table.key)
     near, source = _quoted(table.near), _quoted(staged)
     # The first copy of a key in the batch, unless the table already holds the key: existing
     # keys are looked for only where `near` lies in the batch's range.
     inserted = con.execute(
-        f"INSERT INTO {_quoted(table.name)} ({columns}) SELECT {columns} FROM "
+        f"INSERT INTO {_quoted(table.name)} BY NAME SELECT * EXCLUDE (pos) FROM "
         f"(SELECT * FROM {source} WHERE pos IN (SELECT min(pos) FROM {source} GROUP BY {keys})) "
         f"ANTI JOIN (SELECT {keys} FROM {_quoted(table.name)} WHERE {near} BETWEEN "
         f"(SELECT min({near}) FROM {source}) AND (SELECT max({near}) FROM {source})) "
