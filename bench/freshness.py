@@ -20,6 +20,9 @@ higher than in a backlog (every batch has fixed work, and batches are small). Th
 the generators produced and the pipeline landed are reported next to them: a run that
 landed less than it produced did not keep up, and one that produced less than `--rate`
 was held back by its generators.
+`landing_writes` summarizes the landing's own log of its writes after the warm-up (how
+many a second, their median records, their write time), which shows what a caught-up
+landing spends per batch.
 Percentiles print as a table and go to bench/results/freshness-<timestamp>.json with the
 machine's core count.
 """
@@ -154,6 +157,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
             stop(proc)
         elapsed = produced_before - started
         landed = int(run_sql(warehouse, "SELECT count(*) AS n FROM orders_enriched")["n"][0])
+        writes = landing_writes(warehouse, started + WARM_UP_S)
         for proc in list(CHILDREN):
             stop(proc)
     # The first minute's watermark may have passed before polling began: not a sample.
@@ -168,7 +172,22 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         "event_produce_to_visible_s": percentiles(event_delays),
         "cores_used": cores_used(cpu_from, cpu_to),
         "window_watermark_to_visible_s": percentiles(window_delays),
+        "landing_writes": writes,
     }
+
+
+def landing_writes(warehouse: Path, since_s: float) -> dict[str, float]:
+    """The landing's writes after the warm-up, from its own log (`landing_batches`): how
+    many a second, their median records, and their write time (p50, p90, max) in
+    milliseconds. At a live rate a write costs mostly per batch, not per record."""
+    stats = run_sql(
+        warehouse,
+        "SELECT count(*) / greatest(epoch(max(landed_at) - min(landed_at)), 1) AS per_s, "
+        'median("rows") AS records, median(seconds) * 1000 AS p50_ms, '
+        "quantile_cont(seconds, 0.9) * 1000 AS p90_ms, max(seconds) * 1000 AS max_ms "
+        f"FROM landing_batches WHERE landed_at >= to_timestamp({since_s})",
+    ).row(0, named=True)
+    return {name: round(float(value or 0), 1) for name, value in stats.items()}
 
 
 def main() -> None:
