@@ -259,8 +259,9 @@ def stage(
     failed statement would abort) and return its name; rows already built, or records
     DuckDB refuses, come back as a frame built by `table.rows` (which raises ValueError,
     naming the reason, for records that are not of the table's type)."""
-    if isinstance(prepared, pl.DataFrame) or table.parsed is None:
-        return prepared if isinstance(prepared, pl.DataFrame) else table.rows(batch)
+    if isinstance(prepared, pl.DataFrame):
+        return prepared
+    assert table.parsed is not None  # `prepare` hands over raw records only for these
     name = f"landing_stage_{table.name}"
     con.register(RAW_RECORDS, prepared)
     try:

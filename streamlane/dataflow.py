@@ -114,7 +114,13 @@ def enrich_batch(flow: Flow, batch: PartitionBatch, brokers: str) -> EnrichedBat
         events = events.with_columns(**flow.derive)
     # Serialized here, once per batch: after dedupe a shard only selects its rows,
     # instead of every shard encoding its slice separately.
-    enriched = _records(
+    return EnrichedBatch(events.with_columns(enriched_records(flow, events)), dead, batch)
+
+
+def enriched_records(flow: Flow, events: pl.DataFrame) -> pl.DataFrame:
+    """Records (`key`, `value`) of enriched events: one CloudEvent of the enriched type each,
+    its id derived from the event's, its time the event time, its trace the event's."""
+    return _records(
         flow,
         flow.enriched,
         events,
@@ -122,7 +128,6 @@ def enrich_batch(flow: Flow, batch: PartitionBatch, brokers: str) -> EnrichedBat
         time_us=pl.col("event_time_us"),
         traceparent=pl.col("traceparent"),
     )
-    return EnrichedBatch(events.with_columns(enriched), dead, batch)
 
 
 def _miss_dead_letters(batch: PartitionBatch, misses: pl.DataFrame) -> pl.DataFrame:

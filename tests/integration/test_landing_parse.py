@@ -22,7 +22,7 @@ from sinks.duckdb import (
     prepare,
     stage,
 )
-from streamlane.dataflow import _records, window_records
+from streamlane.dataflow import enriched_records, window_records
 
 FLOW = orders.FLOW
 TABLES = flow_tables(FLOW)
@@ -56,15 +56,7 @@ def enriched_values(count: int) -> list[bytes]:
             "traceparent": [f"00-{i:032x}-{i:016x}-01" for i in range(count)],
         }
     )
-    encoded = _records(
-        FLOW,
-        FLOW.enriched,
-        frame,
-        event_id=pl.format("{}/enriched", "event_id"),
-        time_us=pl.col("event_time_us"),
-        traceparent=pl.col("traceparent"),
-    )
-    return [v.encode() for v in encoded["value"]]
+    return [v.encode() for v in enriched_records(FLOW, frame)["value"]]
 
 
 def window_values(count: int) -> list[bytes]:
