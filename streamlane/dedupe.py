@@ -9,10 +9,19 @@ treated as a duplicate (about 1 in 10^10 at ten million ids).
 Runs are read-only once built (a merge builds a new one), so a copy of the state shares
 them: the recovery snapshot's copy of a shard, taken every epoch, does not hold a
 second copy of a horizon's ids (an hour at 10k events/s is 36M ids, 275 MiB).
+
+Snapshots are incremental when the state has `RunFiles`: a run is written to its own
+file the first time a snapshot holds it, and the snapshot itself names the files. A
+snapshot of a full horizon then writes only the runs built since the last one, instead
+of every id again each epoch.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,25 +29,119 @@ import polars as pl
 
 ID_HASH_SEED = 0x5EED57AE
 
+RETIRED_FILE_SNAPSHOTS = 3
+"""A run file the state let go of (merged or expired) is deleted once this many snapshots
+were taken without it: by then the recovery store's resume point no longer names it."""
+
 
 def hash_ids(ids: pl.Series) -> np.ndarray:
     """64-bit hashes of event ids, stable for a given polars version."""
     return ids.hash(seed=ID_HASH_SEED).to_numpy()
 
 
-def _sealed(run: np.ndarray) -> np.ndarray:
-    run.flags.writeable = False
-    return run
+def _sealed(ids: np.ndarray) -> np.ndarray:
+    ids.flags.writeable = False
+    return ids
+
+
+@dataclass(eq=False, slots=True)
+class Run:
+    """A sorted, read-only array of id hashes; `file` names its run file once a snapshot wrote it."""
+
+    ids: np.ndarray
+    file: str | None = None
+
+
+class RunFiles:
+    """The folder holding one dedupe state's run files (one per run, raw little-endian uint64).
+
+    Files are written once, complete (written aside, then renamed), and never changed;
+    `shard` is the folder's name under the process's run folder (see `keep_runs_in`).
+    """
+
+    def __init__(self, root: Path, shard: str) -> None:
+        self.shard = shard
+        self.directory = root / shard
+
+    def write(self, ids: np.ndarray) -> str:
+        """Write a run to a new file, durable before the name is returned; the file's name."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"{uuid.uuid4().hex}.ids"
+        aside = self.directory / f".{name}"
+        with open(aside, "wb") as out:
+            out.write(ids.astype("<u8", copy=False).tobytes())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(aside, self.directory / name)
+        return name
+
+    def read(self, name: str) -> np.ndarray:
+        """The run in file `name`; a missing file is a damaged recovery store."""
+        path = self.directory / name
+        try:
+            return _sealed(np.fromfile(path, dtype="<u8").astype(np.uint64, copy=False))
+        except FileNotFoundError:
+            raise RuntimeError(
+                f"the recovery store's dedupe run {path} is missing: the store is damaged; "
+                "delete the recovery folder to start the flow afresh"
+            ) from None
+
+    def delete(self, names: list[str]) -> None:
+        for name in names:
+            (self.directory / name).unlink(missing_ok=True)
+
+    def keep_only(self, names: set[str]) -> None:
+        """Delete every run file (and half-written one) not in `names`."""
+        if self.directory.is_dir():
+            for path in self.directory.iterdir():
+                if path.name not in names:
+                    path.unlink(missing_ok=True)
+
+
+_RUN_ROOT: Path | None = None
+
+
+def keep_runs_in(root: Path | None) -> None:
+    """Make this process's dedupe states snapshot incrementally, their runs in `root`
+    (inside the flow's recovery store); None embeds every run in every snapshot."""
+    global _RUN_ROOT
+    _RUN_ROOT = root
+
+
+def run_files(shard: str) -> RunFiles | None:
+    """The run files of shard `shard` in this process's run folder, or None when there is none."""
+    return None if _RUN_ROOT is None else RunFiles(_RUN_ROOT, shard)
+
+
+class _Ledger:
+    """Shared by a state and its snapshot copies: how many copies were taken, and the files
+    of runs the state let go of, each with the number of copies taken until then."""
+
+    def __init__(self) -> None:
+        self.copies = 0
+        self.retired: list[tuple[str, int]] = []
 
 
 class SeenIds:
-    """Ids seen in the last `horizon_us` of event time (relative to the newest event time seen)."""
+    """Ids seen in the last `horizon_us` of event time (relative to the newest event time seen).
 
-    def __init__(self, horizon_us: int, buckets_per_horizon: int = 12) -> None:
+    With `files`, snapshots (pickles) write new runs to files and name them; a new state
+    starts by deleting any run files its shard left behind (from an attempt that never
+    completed a snapshot).
+    """
+
+    def __init__(
+        self, horizon_us: int, buckets_per_horizon: int = 12, files: RunFiles | None = None
+    ) -> None:
         self.horizon_us = horizon_us
         self.bucket_us = max(1, horizon_us // buckets_per_horizon)
-        self.buckets: dict[int, list[np.ndarray]] = {}
+        self.buckets: dict[int, list[Run]] = {}
         self.newest_us: int | None = None
+        self.files = files
+        self._ledger = _Ledger()
+        self._copy = 0
+        if files is not None:
+            files.keep_only(set())
 
     def __deepcopy__(self, memo: dict[int, Any]) -> SeenIds:
         copy = SeenIds.__new__(SeenIds)
@@ -46,19 +149,72 @@ class SeenIds:
         copy.bucket_us = self.bucket_us
         copy.buckets = {bucket: list(runs) for bucket, runs in self.buckets.items()}
         copy.newest_us = self.newest_us
+        copy.files = self.files
+        self._ledger.copies += 1
+        copy._ledger = self._ledger
+        copy._copy = self._ledger.copies
         return copy
 
+    def __getstate__(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"horizon_us": self.horizon_us, "bucket_us": self.bucket_us}
+        state["newest_us"] = self.newest_us
+        if self.files is None:
+            state["buckets"] = {b: [run.ids for run in runs] for b, runs in self.buckets.items()}
+            return state
+        for runs in self.buckets.values():
+            for run in runs:
+                if run.file is None:
+                    run.file = self.files.write(run.ids)
+        # This copy's number: at least that many copies were taken since a retirement at 0.
+        taken = self._copy
+        ledger = self._ledger
+        due = [(name, at) for name, at in ledger.retired if taken - at >= RETIRED_FILE_SNAPSHOTS]
+        ledger.retired = [entry for entry in ledger.retired if entry not in due]
+        self.files.delete([name for name, _ in due])
+        state["shard"] = self.files.shard
+        state["buckets"] = {b: [run.file for run in runs] for b, runs in self.buckets.items()}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.horizon_us = state["horizon_us"]
+        self.bucket_us = state["bucket_us"]
+        self.newest_us = state["newest_us"]
+        self._ledger = _Ledger()
+        self._copy = 0
+        shard = state.get("shard")
+        if shard is None:  # every run embedded
+            self.files = None
+            self.buckets = {
+                b: [Run(_sealed(ids)) for ids in runs] for b, runs in state["buckets"].items()
+            }
+            return
+        files = run_files(shard)
+        if files is None:
+            raise RuntimeError("a dedupe snapshot names run files, but no run folder is set")
+        self.files = files
+        self.buckets = {
+            b: [Run(files.read(name), name) for name in names]
+            for b, names in state["buckets"].items()
+        }
+        # Restored at a resume: files no snapshot from here on names are left-overs.
+        files.keep_only({name for names in state["buckets"].values() for name in names})
+
     def __len__(self) -> int:
-        return sum(len(run) for runs in self.buckets.values() for run in runs)
+        return sum(len(run.ids) for runs in self.buckets.values() for run in runs)
 
     def _contains(self, hashes: np.ndarray) -> np.ndarray:
         seen = np.zeros(len(hashes), dtype=bool)
         for runs in self.buckets.values():
             for run in runs:
-                pos = np.searchsorted(run, hashes)
-                pos[pos == len(run)] = 0
-                seen |= run[pos] == hashes
+                ids = run.ids
+                pos = np.searchsorted(ids, hashes)
+                pos[pos == len(ids)] = 0
+                seen |= ids[pos] == hashes
         return seen
+
+    def _retire(self, run: Run) -> None:
+        if run.file is not None:
+            self._ledger.retired.append((run.file, self._ledger.copies))
 
     def _add(self, hashes: np.ndarray, times_us: np.ndarray) -> None:
         bucket_of = times_us // self.bucket_us
@@ -69,18 +225,22 @@ class SeenIds:
             if oldest_kept is not None and bucket < oldest_kept:
                 continue  # already beyond the horizon: nothing would ever match it
             runs = self.buckets.setdefault(int(bucket), [])
-            runs.append(_sealed(np.sort(hashes[bucket_of == bucket])))
+            runs.append(Run(_sealed(np.sort(hashes[bucket_of == bucket]))))
             # Keep run sizes geometric so lookups stay O(log n) runs per bucket.
-            while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
-                last = runs.pop()
-                runs[-1] = _sealed(np.sort(np.concatenate([runs[-1], last]), kind="stable"))
+            while len(runs) > 1 and len(runs[-2].ids) <= 2 * len(runs[-1].ids):
+                last, before = runs.pop(), runs[-1]
+                merged = np.sort(np.concatenate([before.ids, last.ids]), kind="stable")
+                runs[-1] = Run(_sealed(merged))
+                self._retire(before)
+                self._retire(last)
 
     def _expire(self) -> None:
         if self.newest_us is None:
             return
         oldest_kept = (self.newest_us - self.horizon_us) // self.bucket_us
         for bucket in [b for b in self.buckets if b < oldest_kept]:
-            del self.buckets[bucket]
+            for run in self.buckets.pop(bucket):
+                self._retire(run)
 
     def first_seen(self, hashes: np.ndarray, times_us: np.ndarray) -> np.ndarray:
         """Mask of events seen for the first time; remembers them.

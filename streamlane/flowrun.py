@@ -15,7 +15,7 @@ from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from streamlane import shutdown
+from streamlane import dedupe, shutdown
 from streamlane.dataflow import build_dataflow
 from streamlane.errors import UserError
 from streamlane.flow import load_flow
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 RECOVERY_PARTITIONS = 8
 """Fixed when a recovery store is created: enough for the largest cluster we run."""
+DEDUPE_RUNS = "dedupe-runs"
+"""Folder of the recovery store holding the dedupe state's run files (incremental snapshots)."""
 
 
 def prepare_recovery(directory: Path, cluster_id: str) -> None:
@@ -70,6 +72,8 @@ def run_flow(
         prepare_recovery(recovery_dir, cluster_id)
     else:
         wait_for_recovery(recovery_dir, cluster_id)
+    # Snapshots then write only the ids seen since the last one, not the whole horizon.
+    dedupe.keep_runs_in(recovery_dir / DEDUPE_RUNS)
     flow = build_dataflow(declared, settings)
     shutdown.install()
     try:

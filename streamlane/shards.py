@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from streamlane import metrics
-from streamlane.dedupe import ID_HASH_SEED, SeenIds
+from streamlane.dedupe import ID_HASH_SEED, RunFiles, SeenIds, run_files
 from streamlane.engine import BATCH_ENGINE
 from streamlane.windows import (
     NEVER,
@@ -37,6 +37,7 @@ from streamlane.windows import (
 class ShardInput:
     """A shard's part of one partition batch (possibly no rows) and the partition's progress."""
 
+    shard: str
     rows: pl.DataFrame | None
     progress: PartitionProgress
 
@@ -129,7 +130,7 @@ def route(
             _SHARD, as_dict=True, include_key=False, maintain_order=True
         ).items():
             by_shard[int(shard)] = part  # type: ignore[call-overload]
-    return [(str(s), ShardInput(by_shard.get(s), progress)) for s in range(spec.shards)]
+    return [(str(s), ShardInput(str(s), by_shard.get(s), progress)) for s in range(spec.shards)]
 
 
 def _internal(spec: WindowSpec) -> list[str]:
@@ -141,11 +142,14 @@ def _internal(spec: WindowSpec) -> list[str]:
 
 
 class ShardState:
-    """State of one shard: ids seen, the watermark, and the open windows of each window set."""
+    """State of one shard: ids seen, the watermark, and the open windows of each window set.
 
-    def __init__(self, spec: WindowSpec) -> None:
+    With `files`, the ids seen are snapshotted incrementally (see `streamlane.dedupe`).
+    """
+
+    def __init__(self, spec: WindowSpec, files: RunFiles | None = None) -> None:
         self.spec = spec
-        self.seen = SeenIds(spec.dedupe_horizon_us)
+        self.seen = SeenIds(spec.dedupe_horizon_us, files=files)
         self.watermark = Watermark(list(spec.partitions), spec.lateness_us)
         self.internal = _internal(spec)
         self.windows: dict[str, FixedWindows | SessionWindows] = {}
@@ -267,7 +271,7 @@ def shard_step(spec: WindowSpec):  # type: ignore[no-untyped-def]
 
     def step(state: ShardState | None, item: ShardInput) -> tuple[ShardState, ShardOutput]:
         if state is None:
-            state = ShardState(spec)
+            state = ShardState(spec, run_files(item.shard))
             # Where bytewax placed this key: lets a cluster's spread of state be checked.
             worker = f"{os.getpid()}/{threading.current_thread().name}"
             metrics.STATE_SHARDS.labels(worker=worker).inc()

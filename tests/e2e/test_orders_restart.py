@@ -10,6 +10,7 @@ import pytest
 
 from flows import orders
 from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.flowrun import DEDUPE_RUNS
 from streamlane.generator import GeneratedRecord
 from streamlane.kafka import ensure_topics
 from streamlane.publish import publish
@@ -61,6 +62,9 @@ def test_flow_resumes_after_stop_without_double_counting(
     stop_s = time.monotonic() - stopping
     assert stop_s < 10, f"the flow took {stop_s:.1f} s to stop"
     assert "stopped after a final snapshot" in processes.log("flow")
+    # The ids seen are in run files the snapshot names: the re-sent events below are
+    # recognised only if the restart reads them back.
+    assert list((recovery / DEDUPE_RUNS).rglob("*.ids")), "no dedupe run files were written"
 
     port = free_port()
     start_flow(processes, brokers, recovery, *snapshots, "--metrics-port", str(port), name="flow2")

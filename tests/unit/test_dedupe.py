@@ -2,11 +2,21 @@
 
 import copy
 import pickle
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
-from streamlane.dedupe import SeenIds, hash_ids
+from streamlane.dedupe import (
+    RETIRED_FILE_SNAPSHOTS,
+    SeenIds,
+    hash_ids,
+    keep_runs_in,
+    run_files,
+)
 
 MINUTE = 60_000_000
 
@@ -48,3 +58,102 @@ def test_a_snapshot_copy_shares_the_ids_but_not_what_comes_after() -> None:
     assert len(seen) == len(snapshot) == 1001
     restored = pickle.loads(pickle.dumps(snapshot))
     assert restored.first_seen(later, np.array([3 * MINUTE])).tolist() == [False]
+
+
+@pytest.fixture
+def run_root(tmp_path: Path) -> Iterator[Path]:
+    """This process's run folder for the test, unset afterwards."""
+    root = tmp_path / "runs"
+    keep_runs_in(root)
+    try:
+        yield root
+    finally:
+        keep_runs_in(None)
+
+
+def _batch(seen: SeenIds, batch: int, size: int = 1000, apart_us: int = MINUTE) -> np.ndarray:
+    ids = hash_ids(pl.Series([f"id-{batch}-{i}" for i in range(size)]))
+    seen.first_seen(ids, np.full(size, batch * apart_us))
+    return ids
+
+
+def _snapshot(seen: SeenIds) -> bytes:
+    """What bytewax does each epoch: copy the state, then pickle the copy."""
+    return pickle.dumps(copy.deepcopy(seen))
+
+
+def _files(root: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in (root / "3").iterdir()}
+
+
+def test_a_snapshot_with_run_files_writes_only_the_runs_built_since_the_last(
+    run_root: Path,
+) -> None:
+    seen = SeenIds(horizon_us=60 * MINUTE, files=run_files("3"))
+    for batch in range(10):
+        _batch(seen, batch)
+    first = _snapshot(seen)
+    assert len(first) < 2_000, "the snapshot names the runs instead of holding 10,000 ids"
+    assert sum(_files(run_root).values()) == 8 * 10_000
+    before = _files(run_root)
+    _batch(seen, 10)
+    _snapshot(seen)
+    written = {name: size for name, size in _files(run_root).items() if name not in before}
+    assert sum(written.values()) == 8 * 1_000, "only the new batch's run was written"
+
+
+def test_a_restored_state_remembers_every_id_and_drops_left_over_files(run_root: Path) -> None:
+    seen = SeenIds(horizon_us=60 * MINUTE, files=run_files("3"))
+    kept = [_batch(seen, batch) for batch in range(5)]
+    snapshot = _snapshot(seen)
+    _batch(seen, 5)
+    _snapshot(seen)  # a later snapshot the resume point does not reach
+    left_over = set(_files(run_root))
+    restored = pickle.loads(snapshot)
+    assert len(restored) == 5_000
+    for batch, ids in enumerate(kept):
+        assert not restored.first_seen(ids, np.full(len(ids), batch * MINUTE)).any()
+    named = {run.file for runs in restored.buckets.values() for run in runs}
+    assert set(_files(run_root)) == named < left_over
+
+
+def test_run_files_a_merge_or_expiry_let_go_of_are_deleted_while_recent_snapshots_stay_whole(
+    run_root: Path, tmp_path: Path
+) -> None:
+    # Four batches per bucket (runs merge) over twice the horizon (buckets expire).
+    seen = SeenIds(horizon_us=10 * MINUTE, files=run_files("3"))
+    snapshots = []
+    for batch in range(100):
+        _batch(seen, batch, size=50, apart_us=MINUTE // 5)
+        snapshots.append(_snapshot(seen))
+        recent: set[str | None] = set()
+        for back, older in enumerate(snapshots[-RETIRED_FILE_SNAPSHOTS:]):
+            # Each of the last snapshots still restores, from a copy of the folder.
+            copy_root = tmp_path / f"copy-{batch}-{back}"
+            shutil.copytree(run_root, copy_root)
+            keep_runs_in(copy_root)
+            restored = pickle.loads(older)
+            recent |= {run.file for runs in restored.buckets.values() for run in runs}
+            keep_runs_in(run_root)
+            shutil.rmtree(copy_root)
+        assert set(_files(run_root)) == recent, "files no recent snapshot names are deleted"
+    assert len(seen) < 100 * 50, "buckets expired"
+
+
+def test_a_new_state_clears_its_shards_left_over_files(run_root: Path) -> None:
+    seen = SeenIds(horizon_us=60 * MINUTE, files=run_files("3"))
+    _batch(seen, 0)
+    _snapshot(seen)
+    assert _files(run_root)
+    SeenIds(horizon_us=60 * MINUTE, files=run_files("3"))
+    assert not _files(run_root)
+
+
+def test_a_missing_run_file_is_named(run_root: Path) -> None:
+    seen = SeenIds(horizon_us=60 * MINUTE, files=run_files("3"))
+    _batch(seen, 0)
+    snapshot = _snapshot(seen)
+    for path in (run_root / "3").iterdir():
+        path.unlink()
+    with pytest.raises(RuntimeError, match="dedupe run .* is missing"):
+        pickle.loads(snapshot)
