@@ -20,6 +20,7 @@ higher than in a backlog (every batch has fixed work, and batches are small). Th
 the generators produced and the pipeline landed are reported next to them: a run that
 landed less than it produced did not keep up, and one that produced less than `--rate`
 was held back by its generators.
+`peak_rss_mib` is the flow's and the landing's peak resident memory over the run.
 `landing_writes` summarizes the landing's own log of its writes after the warm-up (how
 many a second, their median records, their write time), which shows what a caught-up
 landing spends per batch.
@@ -158,6 +159,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         elapsed = produced_before - started
         landed = int(run_sql(warehouse, "SELECT count(*) AS n FROM orders_enriched")["n"][0])
         writes = landing_writes(warehouse, started + WARM_UP_S)
+        peak_rss = {"flow": stop(flow), "landing": stop(landing)}
         for proc in list(CHILDREN):
             stop(proc)
     # The first minute's watermark may have passed before polling began: not a sample.
@@ -173,6 +175,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         "cores_used": cores_used(cpu_from, cpu_to),
         "window_watermark_to_visible_s": percentiles(window_delays),
         "landing_writes": writes,
+        "peak_rss_mib": peak_rss,
     }
 
 
