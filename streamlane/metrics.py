@@ -24,6 +24,11 @@ DEAD_LETTERS = Counter(
     "streamlane_dead_letters", "Records sent to a dead-letter topic", ["topic", "reason"]
 )
 DUPLICATES = Counter("streamlane_duplicates_dropped", "Events dropped as duplicates")
+DEDUPE_IDS = Gauge(
+    "streamlane_dedupe_ids",
+    "Event ids the dedupe state holds (those within the horizon), by state shard",
+    ["shard"],
+)
 LATE_EVENTS = Counter("streamlane_late_events", "Events that arrived after their window closed")
 WINDOWS = Counter("streamlane_windows_emitted", "Window results emitted")
 REFERENCE_UPDATES = Counter(

@@ -275,6 +275,8 @@ def shard_step(spec: WindowSpec):  # type: ignore[no-untyped-def]
             # Where bytewax placed this key: lets a cluster's spread of state be checked.
             worker = f"{os.getpid()}/{threading.current_thread().name}"
             metrics.STATE_SHARDS.labels(worker=worker).inc()
-        return state, state.process(item)
+        output = state.process(item)
+        metrics.DEDUPE_IDS.labels(shard=item.shard).set(len(state.seen))
+        return state, output
 
     return step

@@ -57,6 +57,8 @@ def test_flow_resumes_after_stop_without_double_counting(
     wait_until(
         lambda: scrape(port).get("streamlane_events_in_total", 0) >= len(first), 30, "first half"
     )
+    ids_held = scrape(port).get("streamlane_dedupe_ids", 0)
+    assert len(first_ids) <= ids_held <= len(first), f"the dedupe state holds {ids_held} ids"
     stopping = time.monotonic()
     assert processes.stop(flow) == 0, "the flow stops cleanly on SIGINT"
     stop_s = time.monotonic() - stopping

@@ -1,0 +1,180 @@
+"""The orders flow running live with a full dedupe horizon: its memory, and whether it keeps up.
+
+    python -m bench.full_horizon --rate 10000 --seconds 60
+
+A full horizon (one hour at 10k events/s: 36M ids) would take an hour of events to fill
+through a flow. This fills it through the flow's recovery store instead:
+
+1. the flow runs live for `--seed-seconds` against a fresh embedded broker, snapshotting
+   every second, so every state shard holds ids and the run files its snapshots name
+   (`<recovery>/dedupe-runs/<shard>/`, raw sorted 64-bit hashes); the generator stops,
+   the flow snapshots a few more times (run files it let go of are deleted) and stops;
+2. every run file gets random 64-bit hashes added (what hashing makes of distinct ids),
+   kept sorted, until the shards hold `--rate` x `--horizon` ids in all;
+3. the flow starts again from that store, restoring the full horizon, and runs live at
+   `--rate` for `--seconds` (snapshotting at its default interval).
+
+With `--stores N` the events spread over N stores (as in `bench.run`), so the window state
+holds up to N open windows per minute besides the ids.
+
+It reports the ids the restarted flow holds (its `streamlane_dedupe_ids`), how long the
+restore took, the flow's peak RSS and the cores it used, the events it read against those
+produced, and the run files' MiB. Figures print with the machine's core count and go to
+bench/results/horizon-<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.run import CHILDREN, RESULTS, child, many_stores, settled, stop, wait_ready
+from flows import orders
+from streamlane import procmem
+from streamlane.broker import EmbeddedBroker
+from streamlane.flowrun import DEDUPE_RUNS
+from streamlane.kafka import ensure_topics
+from streamlane.runner import scrape
+from streamlane.settings import FlowSettings
+
+MIB = 2**20
+IDS = "streamlane_dedupe_ids"
+EVENTS_IN = "streamlane_events_in_total"
+
+
+def wait_for(port: int, name: str, target: float, timeout_s: float) -> float:
+    """Seconds until metric `name` of the process on `port` reaches `target`."""
+    started = time.monotonic()
+    while scrape(port).get(name, 0) < target:
+        if time.monotonic() - started > timeout_s:
+            raise SystemExit(f"benchmark: {name} did not reach {target:,.0f} in {timeout_s} s")
+        time.sleep(0.25)
+    return time.monotonic() - started
+
+
+def fill_run_files(folder: Path, total_ids: int, rng: np.random.Generator) -> int:
+    """Add random hashes to every run file under `folder` (spread evenly, each file kept
+    sorted) until they hold `total_ids` in all; returns the ids they hold."""
+    files = sorted(folder.rglob("*.ids"))
+    if not files:
+        raise SystemExit(f"benchmark: the seeding run left no run files in {folder}")
+    held = sum(path.stat().st_size for path in files) // 8
+    extra = max(0, total_ids - held)
+    for n, path in enumerate(files):
+        count = extra // len(files) + (1 if n < extra % len(files) else 0)
+        ids = np.fromfile(path, dtype="<u8")
+        added = rng.integers(0, 2**63, count, dtype=np.int64).astype("<u8")
+        np.sort(np.concatenate([ids, added])).tofile(path)
+    return held + extra
+
+
+def generator(brokers: str, rate: float, log: Path, seed: int) -> tuple[Any, int]:
+    """A live generator at `rate` (in order, none too late) and its metrics port."""
+    proc, port = child(
+        ["generate", "--brokers", brokers, "--rate", str(rate), "--seed", str(seed),
+         "--out-of-order", "0", "--too-late", "0"], log,
+    )  # fmt: skip
+    wait_ready(port, 120)
+    return proc, port
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
+    recovery = work / "recovery"
+    runs = recovery / DEDUPE_RUNS
+    target_ids = int(args.rate * args.horizon)
+    if args.stores:
+        stores_csv = many_stores(work / "reference", args.stores)
+        os.environ["STREAMLANE_REFERENCE_DIR"] = str(stores_csv.parent)  # read by the children
+    with EmbeddedBroker(log_path=work / "broker.log") as broker:
+        brokers = broker.bootstrap
+        ensure_topics(brokers, orders.FLOW.topics, args.partitions)
+        flow_args = ["flow", "run", "orders", "--brokers", brokers, "--recovery-dir",
+                     str(recovery), "--dedupe-horizon", str(args.horizon)]  # fmt: skip
+
+        print(f"seeding: the flow live for {args.seed_seconds:g} s…", file=sys.stderr)
+        seed_flow, seed_port = child([*flow_args, "--snapshot-interval", "1"], work / "seed.log")
+        wait_ready(seed_port, 120)
+        seed_gen, seed_gen_port = generator(brokers, args.rate, work / "generate-seed.log", 1)
+        time.sleep(args.seed_seconds)
+        produced_seed = scrape(seed_gen_port).get("streamlane_events_out_total", 0)
+        stop(seed_gen)
+        wait_for(seed_port, EVENTS_IN, produced_seed, 120)
+        time.sleep(6)  # a few more snapshots: run files the state let go of are deleted
+        stop(seed_flow)
+
+        print(f"filling the run files to {target_ids:,} ids…", file=sys.stderr)
+        filled = fill_run_files(runs, target_ids, np.random.default_rng(7))
+
+        print(f"the flow live with a full horizon for {args.seconds:g} s…", file=sys.stderr)
+        started = time.monotonic()
+        flow, port = child(flow_args, work / "flow.log")
+        wait_ready(port, 300)
+        gen, gen_port = generator(brokers, args.rate, work / "generate.log", 2)
+        wait_for(port, IDS, filled, 300)
+        restore_s = time.monotonic() - started
+        read_from = scrape(port).get(EVENTS_IN, 0)
+        produced_from = scrape(gen_port).get("streamlane_events_out_total", 0)
+        cpu_from, at = procmem.cpu_seconds(flow.pid) or 0.0, time.monotonic()
+        time.sleep(args.seconds)
+        cpu_to, seconds = procmem.cpu_seconds(flow.pid) or 0.0, time.monotonic() - at
+        produced = scrape(gen_port).get("streamlane_events_out_total", 0) - produced_from
+        read = scrape(port).get(EVENTS_IN, 0) - read_from
+        ids_held = scrape(port).get(IDS, 0)
+        stop(gen)
+        settled(port, EVENTS_IN)
+        flow_rss = stop(flow)
+        run_bytes = sum(path.stat().st_size for path in runs.rglob("*.ids"))
+    return {
+        "cores": os.cpu_count(),
+        "rate_events_per_s": args.rate,
+        "horizon_s": args.horizon,
+        "stores": args.stores or "shipped list",
+        "seconds": args.seconds,
+        "ids_seeded": filled,
+        "ids_held": int(ids_held),
+        "restore_s": round(restore_s, 1),
+        "produced_events_per_s": round(produced / seconds),
+        "read_events_per_s": round(read / seconds),
+        "flow_cores": round((cpu_to - cpu_from) / seconds, 2),
+        "flow_peak_rss_mib": flow_rss,
+        "run_files_mib": round(run_bytes / MIB, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    defaults = FlowSettings(brokers="")
+    parser.add_argument("--rate", type=float, default=10_000, help="events per second")
+    parser.add_argument("--seconds", type=float, default=60, help="measured live run")
+    parser.add_argument("--seed-seconds", type=float, default=10, help="seeding live run")
+    parser.add_argument("--horizon", type=float, default=defaults.dedupe_horizon_s)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument(
+        "--stores", type=int, default=0, help="distinct stores (default: the shipped list)"
+    )
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="streamlane-horizon-"))
+    try:
+        result = measure(args, work)
+    finally:
+        for proc in CHILDREN:
+            stop(proc)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"horizon-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for key, value in result.items():
+        print(f"{key:<24} {value}")
+    print(f"(written to {out}; logs in {work})")
+
+
+if __name__ == "__main__":
+    main()
