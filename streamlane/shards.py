@@ -275,6 +275,10 @@ def shard_step(spec: WindowSpec):  # type: ignore[no-untyped-def]
             # Where bytewax placed this key: lets a cluster's spread of state be checked.
             worker = f"{os.getpid()}/{threading.current_thread().name}"
             metrics.STATE_SHARDS.labels(worker=worker).inc()
+        elif state.seen.files is None:
+            # Restored from a snapshot that held its runs (written before run files):
+            # snapshotted incrementally from here on.
+            state.seen.files = run_files(item.shard)
         output = state.process(item)
         metrics.DEDUPE_IDS.labels(shard=item.shard).set(len(state.seen))
         return state, output

@@ -17,6 +17,8 @@ from streamlane.dedupe import (
     keep_runs_in,
     run_files,
 )
+from streamlane.shards import ShardInput, ShardState, WindowSpec, shard_step
+from streamlane.windows import PartitionProgress
 
 MINUTE = 60_000_000
 
@@ -157,3 +159,18 @@ def test_a_missing_run_file_is_named(run_root: Path) -> None:
         path.unlink()
     with pytest.raises(RuntimeError, match="dedupe run .* is missing"):
         pickle.loads(snapshot)
+
+
+def test_a_state_restored_from_embedded_runs_takes_run_files_on(run_root: Path) -> None:
+    spec = WindowSpec(("t/0",), "store_id", (), lateness_us=0, dedupe_horizon_us=60 * MINUTE)
+    keep_runs_in(None)
+    embedded = ShardState(spec)
+    _batch(embedded.seen, 0)
+    old_snapshot = pickle.dumps(copy.deepcopy(embedded))
+    keep_runs_in(run_root)
+    restored = pickle.loads(old_snapshot)
+    assert restored.seen.files is None
+    progress = PartitionProgress("t/0", None, False, 0)
+    restored, _ = shard_step(spec)(restored, ShardInput("3", None, progress))
+    assert len(_snapshot(restored.seen)) < 2_000, "the runs are in files from now on"
+    assert sum(_files(run_root).values()) == 8 * 1_000
