@@ -13,8 +13,6 @@ end the process (one line, exit status 2, state kept) when they outlast the limi
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
 import time
 
@@ -22,7 +20,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from streamlane import metrics
-from streamlane.errors import UserError
+from streamlane.errors import UserError, exit_from_step
 from streamlane.kafka import admin_config
 
 log = logging.getLogger(__name__)
@@ -121,17 +119,13 @@ class BrokerWatch:
     def check_or_exit(self) -> None:
         """`check()`, ending the process at once (one line, status 2) instead of raising.
 
-        For flow steps: bytewax turns an exception in a step into a panic and a teardown
-        that waits on Kafka again, while the recovery store already holds the last
-        snapshot, which is all the next start needs.
+        For flow steps: the recovery store already holds the last snapshot, which is all
+        the next start needs.
         """
         try:
             self.check()
         except BrokerOutage as exc:
-            log.error("%s", exc)
-            sys.stderr.write(f"streamlane: error: {exc}\n")
-            sys.stderr.flush()
-            os._exit(2)
+            exit_from_step(exc)
 
 
 _watches: dict[tuple[str, float], BrokerWatch] = {}

@@ -18,6 +18,8 @@ of every id again each epoch.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -26,6 +28,10 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+
+from streamlane.errors import UserError
+
+log = logging.getLogger(__name__)
 
 ID_HASH_SEED = 0x5EED57AE
 
@@ -65,26 +71,27 @@ class RunFiles:
 
     def write(self, ids: np.ndarray) -> str:
         """Write a run to a new file, durable before the name is returned; the file's name."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{uuid.uuid4().hex}.ids"
         aside = self.directory / f".{name}"
-        with open(aside, "wb") as out:
-            out.write(ids.astype("<u8", copy=False).tobytes())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(aside, self.directory / name)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with open(aside, "wb") as out:
+                out.write(ids.astype("<u8", copy=False).tobytes())
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(aside, self.directory / name)
+        except OSError:
+            with contextlib.suppress(OSError):
+                aside.unlink(missing_ok=True)
+            raise
         return name
 
-    def read(self, name: str) -> np.ndarray:
-        """The run in file `name`; a missing file is a damaged recovery store."""
-        path = self.directory / name
+    def read(self, name: str) -> np.ndarray | None:
+        """The run in file `name`, or None when the file is missing (a damaged store)."""
         try:
-            return _sealed(np.fromfile(path, dtype="<u8").astype(np.uint64, copy=False))
+            return _sealed(np.fromfile(self.directory / name, dtype="<u8").astype(np.uint64))
         except FileNotFoundError:
-            raise RuntimeError(
-                f"the recovery store's dedupe run {path} is missing: the store is damaged; "
-                "delete the recovery folder to start the flow afresh"
-            ) from None
+            return None
 
     def delete(self, names: list[str]) -> None:
         for name in names:
@@ -138,6 +145,7 @@ class SeenIds:
         self.buckets: dict[int, list[Run]] = {}
         self.newest_us: int | None = None
         self.files = files
+        self.damaged: str | None = None
         self._ledger = _Ledger()
         self._copy = 0
         if files is not None:
@@ -150,6 +158,7 @@ class SeenIds:
         copy.buckets = {bucket: list(runs) for bucket, runs in self.buckets.items()}
         copy.newest_us = self.newest_us
         copy.files = self.files
+        copy.damaged = self.damaged
         self._ledger.copies += 1
         copy._ledger = self._ledger
         copy._copy = self._ledger.copies
@@ -164,7 +173,7 @@ class SeenIds:
         for runs in self.buckets.values():
             for run in runs:
                 if run.file is None:
-                    run.file = self.files.write(run.ids)
+                    self._write(run)
         # This copy's number: at least that many copies were taken since a retirement at 0.
         taken = self._copy
         ledger = self._ledger
@@ -172,8 +181,25 @@ class SeenIds:
         ledger.retired = [entry for entry in ledger.retired if entry not in due]
         self.files.delete([name for name, _ in due])
         state["shard"] = self.files.shard
-        state["buckets"] = {b: [run.file for run in runs] for b, runs in self.buckets.items()}
+        # A run whose file could not be written travels in the snapshot itself.
+        state["buckets"] = {
+            b: [run.file or run.ids for run in runs] for b, runs in self.buckets.items()
+        }
         return state
+
+    def _write(self, run: Run) -> None:
+        assert self.files is not None
+        try:
+            run.file = self.files.write(run.ids)
+        except OSError as exc:
+            # Raising here would fail the snapshot inside the runtime; the snapshot holds the
+            # run instead, and the next one tries the file again.
+            log.warning(
+                "dedupe snapshot: cannot write run files in %s (%s); this snapshot holds "
+                "the ids itself",
+                self.files.directory,
+                exc.strerror or exc,
+            )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.horizon_us = state["horizon_us"]
@@ -181,23 +207,41 @@ class SeenIds:
         self.newest_us = state["newest_us"]
         self._ledger = _Ledger()
         self._copy = 0
+        self.damaged = None
         shard = state.get("shard")
-        if shard is None:  # every run embedded
-            self.files = None
-            self.buckets = {
-                b: [Run(_sealed(ids)) for ids in runs] for b, runs in state["buckets"].items()
-            }
-            return
-        files = run_files(shard)
-        if files is None:
+        files = None if shard is None else run_files(shard)
+        if shard is not None and files is None:
             raise RuntimeError("a dedupe snapshot names run files, but no run folder is set")
         self.files = files
-        self.buckets = {
-            b: [Run(files.read(name), name) for name in names]
-            for b, names in state["buckets"].items()
-        }
-        # Restored at a resume: files no snapshot from here on names are left-overs.
-        files.keep_only({name for names in state["buckets"].values() for name in names})
+        self.buckets = {}
+        missing = []
+        for bucket, runs in state["buckets"].items():
+            restored = self.buckets.setdefault(bucket, [])
+            for run in runs:
+                if not isinstance(run, str):  # embedded
+                    restored.append(Run(_sealed(run)))
+                elif files is not None and (ids := files.read(run)) is not None:
+                    restored.append(Run(ids, run))
+                else:
+                    missing.append(run)
+        if files is not None:
+            if missing:
+                # Reported by the shard's first step (`check`): an error raised while the
+                # runtime restores state would end the process with its own traceback.
+                self.damaged = (
+                    f"the recovery store's dedupe run {files.directory / missing[0]} is "
+                    f"missing ({len(missing)} in all): the store is damaged; delete the "
+                    "recovery folder to start the flow afresh"
+                )
+            else:
+                # Restored at a resume: files no snapshot from here on names are left-overs.
+                named = {run.file for runs in self.buckets.values() for run in runs}
+                files.keep_only({name for name in named if name is not None})
+
+    def check(self) -> None:
+        """Raise UserError when the state was restored from a damaged recovery store."""
+        if self.damaged is not None:
+            raise UserError(self.damaged)
 
     def __len__(self) -> int:
         return sum(len(run.ids) for runs in self.buckets.values() for run in runs)

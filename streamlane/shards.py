@@ -18,6 +18,7 @@ import polars as pl
 from streamlane import metrics
 from streamlane.dedupe import ID_HASH_SEED, RunFiles, SeenIds, run_files
 from streamlane.engine import BATCH_ENGINE
+from streamlane.errors import UserError, exit_from_step
 from streamlane.windows import (
     NEVER,
     Aggregate,
@@ -275,7 +276,12 @@ def shard_step(spec: WindowSpec):  # type: ignore[no-untyped-def]
             # Where bytewax placed this key: lets a cluster's spread of state be checked.
             worker = f"{os.getpid()}/{threading.current_thread().name}"
             metrics.STATE_SHARDS.labels(worker=worker).inc()
-        elif state.seen.files is None:
+        else:
+            try:
+                state.seen.check()
+            except UserError as exc:
+                exit_from_step(exc)
+        if state.seen.files is None:
             # Restored from a snapshot that held its runs (written before run files):
             # snapshotted incrementally from here on.
             state.seen.files = run_files(item.shard)

@@ -9,6 +9,7 @@ import pytest
 
 from flows import orders
 from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.flowrun import DEDUPE_RUNS
 from streamlane.generator import GeneratedRecord
 from streamlane.kafka import ensure_topics
 from streamlane.publish import publish
@@ -53,3 +54,31 @@ def test_state_of_an_earlier_broker_is_not_resumed(
     assert "broker changed since the last landing" in processes.log("warehouse-b")
     landed = {event_id(r) for r in main if r.kind in ("valid", "out_of_order")}
     assert count(warehouse, "orders_enriched") == len(landed)
+
+
+@pytest.mark.timeout(180)
+def test_a_recovery_store_missing_a_dedupe_run_stops_the_flow_with_one_line(
+    fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
+) -> None:
+    brokers = fresh_broker.bootstrap
+    ensure_topics(brokers, orders.FLOW.topics, 2)
+    main, _ = order_stream(4000)
+    publish(brokers, orders.FLOW.input_topic, [(r.key, r.value) for r in main])
+    recovery = tmp_path / "recovery"
+    port = free_port()
+    flow = start_flow(processes, brokers, recovery, "--metrics-port", str(port))
+    wait_until(
+        lambda: scrape(port).get("streamlane_events_in_total") == len(main), 90, "the input read"
+    )
+    assert processes.stop(flow) == 0
+    runs = sorted((recovery / DEDUPE_RUNS).rglob("*.ids"))
+    assert runs, "the final snapshot wrote the dedupe state's run files"
+    runs[0].unlink()
+
+    again = start_flow(processes, brokers, recovery, name="flow-again")
+    wait_until(lambda: again.poll() is not None, 60, "the flow to refuse the damaged store")
+    log = processes.log("flow-again")
+    assert again.returncode == 2, log[-2000:]
+    assert "Traceback" not in log and "panicked" not in log, log[-3000:]
+    errors = [line for line in log.splitlines() if line.startswith("streamlane: error:")]
+    assert len(errors) == 1 and f"{runs[0]} is missing" in errors[0], log[-2000:]

@@ -17,6 +17,7 @@ from streamlane.dedupe import (
     keep_runs_in,
     run_files,
 )
+from streamlane.errors import UserError
 from streamlane.shards import ShardInput, ShardState, WindowSpec, shard_step
 from streamlane.windows import PartitionProgress
 
@@ -157,8 +158,27 @@ def test_a_missing_run_file_is_named(run_root: Path) -> None:
     snapshot = _snapshot(seen)
     for path in (run_root / "3").iterdir():
         path.unlink()
-    with pytest.raises(RuntimeError, match="dedupe run .* is missing"):
-        pickle.loads(snapshot)
+    restored = pickle.loads(snapshot)  # restoring inside the runtime must not raise
+    with pytest.raises(UserError, match=r"dedupe run .* is missing \(1 in all\)"):
+        restored.check()
+
+
+def test_a_run_file_that_cannot_be_written_travels_in_the_snapshot(
+    run_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen = SeenIds(horizon_us=60 * MINUTE, files=run_files("3"))
+    ids = _batch(seen, 0)
+    run_root.mkdir(parents=True)
+    (run_root / "3").write_text("a file where the shard's folder goes")
+    snapshot = _snapshot(seen)
+    assert "cannot write run files" in caplog.text
+    assert len(snapshot) > 8 * 1_000, "the ids are in the snapshot"
+    (run_root / "3").unlink()
+    restored = pickle.loads(snapshot)
+    restored.check()
+    assert not restored.first_seen(ids, np.zeros(len(ids), dtype=np.int64)).any()
+    assert len(_snapshot(restored)) < 2_000, "the next snapshot writes the run to its file"
+    assert sum(_files(run_root).values()) == 8 * 1_000
 
 
 def test_a_state_restored_from_embedded_runs_takes_run_files_on(run_root: Path) -> None:
