@@ -89,7 +89,8 @@ class RunFiles:
     def read(self, name: str) -> np.ndarray | None:
         """The run in file `name`, or None when the file is missing (a damaged store)."""
         try:
-            return _sealed(np.fromfile(self.directory / name, dtype="<u8").astype(np.uint64))
+            ids = np.fromfile(self.directory / name, dtype="<u8")
+            return _sealed(ids.astype(np.uint64, copy=False))
         except FileNotFoundError:
             return None
 
