@@ -26,18 +26,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import pickle
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from rich.progress import Progress
 
-from bench.run import RESULTS
+from bench.run import print_figures, save_result, utc_stamp
 from streamlane.dedupe import RunFiles, SeenIds
 from streamlane.settings import FlowSettings
 
@@ -179,11 +177,8 @@ def main() -> None:
     result = measure(
         args.rate, args.batch, args.horizon, defaults.shards, args.epoch, args.snapshots
     )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"dedupe-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    for key, value in result.items():
-        print(f"{key:<28} {value}")
+    out = save_result(result, f"dedupe-{utc_stamp()}")
+    print_figures(result)
     print(f"(written to {out})")
 
 

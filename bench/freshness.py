@@ -31,17 +31,23 @@ machine's core count.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from bench.run import CHILDREN, RESULTS, child, stop, wait_ready
+from bench.run import (
+    CHILDREN,
+    child,
+    print_figures,
+    save_result,
+    stop,
+    utc_stamp,
+    wait_ready,
+)
 from flows import orders
 from streamlane import procmem
 from streamlane.broker import EmbeddedBroker
@@ -203,16 +209,13 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=0.2)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="streamlane-freshness-"))
-    RESULTS.mkdir(exist_ok=True)
     try:
         result = measure(args, work)
     finally:
         for proc in CHILDREN:
             stop(proc)
-    out = RESULTS / f"freshness-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    for key, value in result.items():
-        print(f"{key:<32} {value}")
+    out = save_result(result, f"freshness-{utc_stamp()}")
+    print_figures(result)
     print(f"(written to {out}; logs in {work})", file=sys.stderr)
 
 

@@ -26,18 +26,26 @@ bench/results/horizon-<timestamp>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.run import CHILDREN, RESULTS, child, many_stores, settled, stop, wait_ready
+from bench.run import (
+    CHILDREN,
+    child,
+    many_stores,
+    print_figures,
+    save_result,
+    settled,
+    stop,
+    utc_stamp,
+    wait_ready,
+)
 from flows import orders
 from streamlane import procmem
 from streamlane.broker import EmbeddedBroker
@@ -168,11 +176,8 @@ def main() -> None:
     finally:
         for proc in CHILDREN:
             stop(proc)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"horizon-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    for key, value in result.items():
-        print(f"{key:<24} {value}")
+    out = save_result(result, f"horizon-{utc_stamp()}")
+    print_figures(result)
     print(f"(written to {out}; logs in {work})")
 
 

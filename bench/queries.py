@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 import psycopg
 
-from bench.run import RESULTS, child, steady_rate, wait_metric
+from bench.run import child, save_result, steady_rate, utc_stamp, wait_metric
 from dashboards.generate import DASHBOARDS
 from dashboards.macros import expand
 from enrichers.stores import STORES_CSV
@@ -242,9 +242,7 @@ def main() -> None:
         "landing_rows_per_s_8_readers": round(busy),
         "landing_drop_with_8_readers": round(1 - busy / alone, 3),
     }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"queries-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = save_result(result, f"queries-{utc_stamp()}")
     width = max(len(n) for n in queries)
     print(f"{'query':<{width}}  in-process p50/p95 ms   postgres p50/p95 ms")
     for name, row in result["queries_ms"].items():  # type: ignore[union-attr]

@@ -119,6 +119,26 @@ def cpu_of_children() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def utc_stamp() -> str:
+    """The current UTC time as result files are named by (20261202T152403Z)."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+
+
+def save_result(result: dict[str, object], stem: str) -> Path:
+    """Write a benchmark's figures to bench/results/<stem>.json; the file written."""
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{stem}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return out
+
+
+def print_figures(result: dict[str, object]) -> None:
+    """One `name  value` line per figure, names aligned."""
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -147,18 +167,15 @@ def main() -> None:
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="streamlane-bench-"))
-    stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-    RESULTS.mkdir(exist_ok=True)
+    stamp = utc_stamp()
+    RESULTS.mkdir(exist_ok=True)  # profiles are written there during the run
     try:
         result = measure(args, work, stamp)
     finally:
         for proc in CHILDREN:
             stop(proc)
-    out = RESULTS / f"{stamp}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
+    out = save_result(result, stamp)
+    print_figures(result)
     print()
     for line in target_table(result):
         print(line)
