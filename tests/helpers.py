@@ -87,3 +87,12 @@ def metric_values(port: int, name: str, **labels: str) -> list[tuple[dict[str, s
         for sample in family.samples
         if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
     ]
+
+
+def the_error_line(log: str) -> str:
+    """The one `streamlane: error:` line of a process that stopped on a user error, after
+    checking that its log holds no traceback or panic besides it."""
+    assert "Traceback" not in log and "panicked" not in log, log[-3000:]
+    errors = [line for line in log.splitlines() if line.startswith("streamlane: error:")]
+    assert len(errors) == 1, log[-2000:]
+    return errors[0]
