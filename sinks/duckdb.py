@@ -33,6 +33,7 @@ import pyarrow as pa
 from streamlane.decode import decode_own_output
 from streamlane.flow import Flow, Output
 from streamlane.schemas import load_schema, parse_rfc3339
+from streamlane.sqlquote import identifier, literal
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +153,6 @@ def _json_structure(kind: pa.DataType) -> object:
     raise ValueError(f"no JSON structure for {kind}")
 
 
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _own_time(expr: str) -> str:
     return f"(strptime({expr}, '{OWN_TIME_FORMAT}') AT TIME ZONE 'UTC')"
 
@@ -181,18 +178,18 @@ def parsed_select(output: Output) -> str:
     }
     columns = []
     for name, node in fields.items():
-        value = f"j.data.{_quoted(name)}"
+        value = f"j.data.{identifier(name)}"
         columns.append(
-            f"{_own_time(value) if node.get('format') == 'date-time' else value} AS {_quoted(name)}"
+            f"{_own_time(value) if node.get('format') == 'date-time' else value} AS {identifier(name)}"
         )
     for name in output.table.envelope:
-        value = _own_time("j.time") if name == "event_time" else f"j.{_quoted(name)}"
-        columns.append(f"{value} AS {_quoted(name)}")
+        value = _own_time("j.time") if name == "event_time" else f"j.{identifier(name)}"
+        columns.append(f"{value} AS {identifier(name)}")
     columns.append("make_timestamptz(produced_ms * 1000) AS produced_at")
-    text = json.dumps(structure, separators=(",", ":")).replace("'", "''")
+    text = literal(json.dumps(structure, separators=(",", ":")))
     return (
         f"SELECT {', '.join(columns)}, pos FROM "
-        f"(SELECT json_transform_strict(value, '{text}') AS j, produced_ms, pos FROM {RAW_RECORDS})"
+        f"(SELECT json_transform_strict(value, {text}) AS j, produced_ms, pos FROM {RAW_RECORDS})"
     )
 
 
@@ -265,7 +262,7 @@ def stage(
     name = f"landing_stage_{table.name}"
     con.register(RAW_RECORDS, prepared)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {_quoted(name)} AS {table.parsed}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {identifier(name)} AS {table.parsed}")
     except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
         log.debug("%s: parsing in Python (%s)", batch.topic, str(exc).splitlines()[0])
         return table.rows(batch)
@@ -280,14 +277,14 @@ def insert_staged(
     """`insert_new` for what `stage` returned; a staging table is dropped once read."""
     if isinstance(staged, pl.DataFrame):
         return insert_new(con, table, staged)
-    keys = ", ".join(_quoted(c) for c in table.key)
-    near, source = _quoted(table.near), _quoted(staged)
+    keys = ", ".join(identifier(c) for c in table.key)
+    near, source = identifier(table.near), identifier(staged)
     # The first copy of a key in the batch, unless the table already holds the key: existing
     # keys are looked for only where `near` lies in the batch's range.
     inserted = con.execute(
-        f"INSERT INTO {_quoted(table.name)} BY NAME SELECT * EXCLUDE (pos) FROM "
+        f"INSERT INTO {identifier(table.name)} BY NAME SELECT * EXCLUDE (pos) FROM "
         f"(SELECT * FROM {source} WHERE pos IN (SELECT min(pos) FROM {source} GROUP BY {keys})) "
-        f"ANTI JOIN (SELECT {keys} FROM {_quoted(table.name)} WHERE {near} BETWEEN "
+        f"ANTI JOIN (SELECT {keys} FROM {identifier(table.name)} WHERE {near} BETWEEN "
         f"(SELECT min({near}) FROM {source}) AND (SELECT max({near}) FROM {source})) "
         f"USING ({keys})"
     ).fetchone()

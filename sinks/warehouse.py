@@ -49,6 +49,7 @@ from streamlane.kafka import check_reachable, consumer_config, existing_partitio
 from streamlane.pgwire.auth import Credentials
 from streamlane.pgwire.server import PgServer
 from streamlane.query import endpoint_file
+from streamlane.sqlquote import literal
 
 log = logging.getLogger(__name__)
 
@@ -279,9 +280,9 @@ class Landing:
             # each), its values written out: bound as parameters, the five per partition
             # of a poll of four topics cost DuckDB tens of milliseconds to bind, more than
             # a caught-up batch's rows cost to insert.
-            cluster = _sql_text(self.cluster_id)
+            cluster = literal(self.cluster_id)
             positions = [
-                f"({_sql_text(t)}, {int(p)}, {int(o)}, {cluster}, {int(item.lags[(t, p)])})"
+                f"({literal(t)}, {int(p)}, {int(o)}, {cluster}, {int(item.lags[(t, p)])})"
                 for (t, p), o in item.offsets.items()
             ]
             if positions:
@@ -367,11 +368,6 @@ class Landing:
         self._reader.join(timeout=10)
         self._decoder.shutdown(wait=True, cancel_futures=True)
         self.consumer.close()
-
-
-def _sql_text(value: str) -> str:
-    """`value` as an SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _storage_fault(exc: duckdb.Error) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import duckdb
 
 import streamlane
+from streamlane.sqlquote import literal
 
 PG_VERSION = "15.0"
 SERVER_VERSION = (
@@ -257,7 +258,7 @@ _SEARCH_PATH_SCHEMAS = re.compile(
 def _search_path_schemas(settings: dict[str, str]) -> str:
     path = lookup(settings, "search_path") or "main"
     names = [n.strip().strip('"') for n in path.split(",") if n.strip() and n.strip() != '"$user"']
-    quoted = ", ".join("'" + n.replace("'", "''") + "'" for n in names) or "'main'"
+    quoted = ", ".join(literal(n) for n in names) or "'main'"
     return f"SELECT unnest([{quoted}])"
 
 
@@ -267,7 +268,7 @@ def rewrite(sql: str, settings: dict[str, str]) -> str:
 
     def setting(m: re.Match[str]) -> str:
         value = lookup(settings, m.group(1))
-        return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
+        return "NULL" if value is None else literal(value)
 
     sql = re.sub(
         r"(?:pg_catalog\.)?current_setting\(\s*'([^']+)'\s*(?:,\s*\w+\s*)?\)",
