@@ -44,6 +44,7 @@ from bench.run import (
     settled,
     stop,
     utc_stamp,
+    wait_metric,
     wait_ready,
 )
 from flows import orders
@@ -57,16 +58,6 @@ from streamlane.settings import FlowSettings
 MIB = 2**20
 IDS = "streamlane_dedupe_ids"
 EVENTS_IN = "streamlane_events_in_total"
-
-
-def wait_for(port: int, name: str, target: float, timeout_s: float) -> float:
-    """Seconds until metric `name` of the process on `port` reaches `target`."""
-    started = time.monotonic()
-    while scrape(port).get(name, 0) < target:
-        if time.monotonic() - started > timeout_s:
-            raise SystemExit(f"benchmark: {name} did not reach {target:,.0f} in {timeout_s} s")
-        time.sleep(0.25)
-    return time.monotonic() - started
 
 
 def fill_run_files(folder: Path, total_ids: int, rng: np.random.Generator) -> int:
@@ -115,7 +106,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         time.sleep(args.seed_seconds)
         produced_seed = scrape(seed_gen_port).get("streamlane_events_out_total", 0)
         stop(seed_gen)
-        wait_for(seed_port, EVENTS_IN, produced_seed, 120)
+        wait_metric(seed_port, EVENTS_IN, produced_seed, 120)
         time.sleep(6)  # a few more snapshots: run files the state let go of are deleted
         stop(seed_flow)
 
@@ -127,7 +118,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         flow, port = child(flow_args, work / "flow.log")
         wait_ready(port, 300)
         gen, gen_port = generator(brokers, args.rate, work / "generate.log", 2)
-        wait_for(port, IDS, filled, 300)
+        wait_metric(port, IDS, filled, 300)
         restore_s = time.monotonic() - started
         read_from = scrape(port).get(EVENTS_IN, 0)
         produced_from = scrape(gen_port).get("streamlane_events_out_total", 0)
