@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.baselines.bare_consumer import consume_and_decode
+from bench.profile import Sampler, sampler_path
 from flows import orders
 from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.generator import GeneratorSettings, OrderGenerator
@@ -42,19 +43,10 @@ RESULTS = Path(__file__).parent / "results"
 CHILDREN: list[subprocess.Popen[bytes]] = []  # stopped by main() however it ends
 
 
-def child(
-    args: list[str], log: Path, profile: Path | None = None
-) -> tuple[subprocess.Popen[bytes], int]:
-    """A streamlane command with its metrics on a free port, in its own process group.
-
-    With `profile`, it runs under the deterministic profiler and writes its statistics
-    there on a clean stop (`python -m pstats FILE`). A sampling profiler that attaches
-    from outside was tried first: on this class of virtual machine its system-call cost
-    slowed the flow fifteen-fold, which hides where the time really goes.
-    """
+def child(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A streamlane command with its metrics on a free port, in its own process group."""
     port = free_port()
-    profiler = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
-    command = [sys.executable, *profiler, "-m", "streamlane", *args, "--metrics-port", str(port)]
+    command = [sys.executable, "-m", "streamlane", *args, "--metrics-port", str(port)]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             command,
@@ -67,10 +59,10 @@ def child(
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
-    """Stop a child's process group: SIGINT (a clean stop, which also writes a profile),
-    then SIGKILL if it has not exited within a minute. Returns the child's peak RSS in
-    MiB (its own `VmHWM`, the benchmark holding every generated event), read until it
-    exits (its clean stop included), or 0 if it had already ended."""
+    """Stop a child's process group: SIGINT (a clean stop), then SIGKILL if it has not
+    exited within a minute. Returns the child's peak RSS in MiB (its own `VmHWM`, the
+    benchmark holding every generated event), read until it exits (its clean stop
+    included), or 0 if it had already ended."""
     peak = 0.0
     if proc.poll() is None:
         peak = memory_mib(proc.pid, "VmHWM") or 0.0
@@ -146,7 +138,8 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="profile the flow and the landing (bench/results/*.prof)",
+        help="sample every thread of the flow and the landing while they run, print where "
+        "each spends its time and keep the stacks (bench/results/*.folded)",
     )
     parser.add_argument("--workers", type=int, default=1, help="flow worker threads")
     parser.add_argument(
@@ -169,6 +162,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="streamlane-bench-"))
     stamp = utc_stamp()
     RESULTS.mkdir(exist_ok=True)  # profiles are written there during the run
+    if args.profile:
+        sampler_path()  # fails before the run when the profiler is missing
     try:
         result = measure(args, work, stamp)
     finally:
@@ -203,22 +198,18 @@ def target_table(result: dict[str, object]) -> list[str]:
     return lines
 
 
-def run_flow(
-    brokers: str, work: Path, profile: Path | None, workers: int = 1
-) -> tuple[subprocess.Popen[bytes], int]:
+def run_flow(brokers: str, work: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], int]:
     """The orders flow as the CLI runs it, with its own recovery store under `work`."""
     args = ["flow", "run", "orders", "--brokers", brokers, "--recovery-dir", str(work / "recovery"),
             "--workers", str(workers)]  # fmt: skip
-    return child(args, work / "flow.log", profile)
+    return child(args, work / "flow.log")
 
 
-def run_landing(
-    brokers: str, work: Path, profile: Path | None
-) -> tuple[subprocess.Popen[bytes], int]:
+def run_landing(brokers: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
     """The warehouse (landing plus query endpoints on free ports) as the CLI runs it."""
     args = ["serve", "--brokers", brokers, "--warehouse", str(work / "warehouse.duckdb"),
             "--pg-port", "0", "--quack-port", "0"]  # fmt: skip
-    return child(args, work / "warehouse.log", profile)
+    return child(args, work / "warehouse.log")
 
 
 @contextlib.contextmanager
@@ -257,7 +248,11 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
     generated = list(OrderGenerator(settings))
     records = [(r.key, r.value) for r in generated]
     malformed = frozenset(r.value for r in generated if r.kind == "malformed")
-    profile = (lambda name: RESULTS / f"{stamp}-{name}.prof") if args.profile else (lambda _: None)
+
+    def sampled(proc: subprocess.Popen[bytes], name: str) -> Sampler | None:
+        return (
+            Sampler.attach(proc.pid, RESULTS / f"{stamp}-{name}.folded") if args.profile else None
+        )
 
     result: dict[str, object] = {
         "cores": os.cpu_count(),
@@ -275,14 +270,14 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         result["ceiling_events_per_s"] = round(ceiling_eps)
 
         print("running the flow…", file=sys.stderr)
-        flow, flow_port = run_flow(
-            broker.bootstrap, work / "separate", profile("flow"), args.workers
-        )
+        flow, flow_port = run_flow(broker.bootstrap, work / "separate", args.workers)
+        flow_sampler = sampled(flow, "flow")
         # Timed from the first batch read, so process start-up is not counted.
         flow_eps = steady_rate(flow_port, "streamlane_events_in_total", args.events, 900)
         outputs = settled(flow_port, "streamlane_events_out_total")
         flow_rss = stop(flow)
         flow_cpu = cpu_of_children()
+        report_profile("flow", flow_sampler, stamp)
         result |= {
             "flow_events_per_s": round(flow_eps),
             "flow_ratio_to_ceiling": round(flow_eps / ceiling_eps, 3),
@@ -293,10 +288,12 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             return result
 
         print("running the landing…", file=sys.stderr)
-        landing, landing_port = run_landing(broker.bootstrap, work / "separate", profile("landing"))
+        landing, landing_port = run_landing(broker.bootstrap, work / "separate")
+        landing_sampler = sampled(landing, "landing")
         landing_rps = steady_rate(landing_port, "streamlane_landed_rows_total", outputs, 900)
         landing_rss = stop(landing)
         total_cpu = cpu_of_children()
+        report_profile("landing", landing_sampler, stamp)
         result |= {
             "landing_rows_per_s": round(landing_rps),
             "landing_rows": int(outputs),
@@ -306,9 +303,9 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
 
     with fresh_input(work / "together", records, args.partitions) as broker:
         print("running the flow and the landing together…", file=sys.stderr)
-        landing, landing_port = run_landing(broker.bootstrap, work / "together", None)
+        landing, landing_port = run_landing(broker.bootstrap, work / "together")
         wait_ready(landing_port, 120)
-        flow, flow_port = run_flow(broker.bootstrap, work / "together", None, args.workers)
+        flow, flow_port = run_flow(broker.bootstrap, work / "together", args.workers)
         wait_metric(flow_port, "streamlane_events_in_total", 1, 120)
         together_s = wait_metric(landing_port, "streamlane_landed_rows_total", outputs, 900)
         stop(flow)
@@ -324,6 +321,16 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             2,  # type: ignore[arg-type]
         )
     return result
+
+
+def report_profile(name: str, sampler: Sampler | None, stamp: str) -> None:
+    """Print where each thread of a sampled process spent its time; keep it next to the stacks."""
+    if sampler is None:
+        return
+    lines = [f"{name}: where each thread spent its time (wall clock, waits included; "
+             f"stacks in {sampler.output})", *sampler.finish()]  # fmt: skip
+    (RESULTS / f"{stamp}-{name}-profile.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), file=sys.stderr)
 
 
 def many_stores(folder: Path, count: int) -> Path:
