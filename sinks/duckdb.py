@@ -8,9 +8,9 @@ topic, or a crash between writing rows and remembering offsets, leaves the same
 rows. The keys are enforced by the landing, not by a unique index: the one writer
 checks them on every insert, and an index would cost more than the insert itself.
 
-An output's records are parsed by DuckDB itself, into a staging table, from the raw
-bytes: that costs about half the CPU of parsing them in Python and handing the
-columns over, and the landing is bound by its CPU. Records it cannot parse that way
+An output's records are parsed by DuckDB itself, from the raw bytes, in the statement
+that inserts them: that costs about half the CPU of parsing them in Python and handing
+the columns over, and the landing is bound by its CPU. Records it cannot parse that way
 (a timestamp written in another RFC 3339 form, a field missing, as in records written
 before it was added to the schema, bytes that are not UTF-8, anything not of the
 output's type) take the exact Python path, which lands them or names what is wrong.
@@ -18,9 +18,10 @@ output's type) take the exact Python path, which lands them or names what is wro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeAlias
@@ -123,8 +124,12 @@ def dead_letter_rows(batch: TopicBatch) -> pl.DataFrame:
     ).with_columns(pl.from_epoch("received_at", time_unit="ms").dt.replace_time_zone("UTC"))
 
 
-RAW_RECORDS = "landing_records"
-"""The name a batch's raw records are registered under while DuckDB parses them."""
+def raw_records_name(table: str) -> str:
+    """The name a batch's raw records for `table` are registered under while DuckDB parses
+    them (one per table, so every table of a batch is registered before its transaction)."""
+    return f"landing_records_{table}"
+
+
 OWN_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 """How a flow writes date-times (`streamlane.cloudevents.rfc3339`), as DuckDB spells it."""
 
@@ -158,8 +163,9 @@ def _own_time(expr: str) -> str:
 
 
 def parsed_select(output: Output) -> str:
-    """SQL building an output's table rows from its raw records (registered as `RAW_RECORDS`:
-    `value` text, `produced_ms`, `pos`), the same rows `output_rows` builds, plus `pos`.
+    """SQL building an output's table rows from its raw records (registered under
+    `raw_records_name`: `value` text, `produced_ms`, `pos`), the same rows `output_rows`
+    builds, plus `pos`.
 
     The parse is strict: a value of another type, a missing field, or a date-time not in
     the form the flow writes fails the statement instead of becoming null.
@@ -189,7 +195,8 @@ def parsed_select(output: Output) -> str:
     text = literal(json.dumps(structure, separators=(",", ":")))
     return (
         f"SELECT {', '.join(columns)}, pos FROM "
-        f"(SELECT json_transform_strict(value, {text}) AS j, produced_ms, pos FROM {RAW_RECORDS})"
+        f"(SELECT json_transform_strict(value, {text}) AS j, produced_ms, pos "
+        f"FROM {identifier(raw_records_name(output.table.name))})"
     )
 
 
@@ -249,47 +256,112 @@ def prepare(table: LandingTable, batch: TopicBatch) -> Prepared:
     return table.rows(batch)
 
 
-def stage(
-    con: duckdb.DuckDBPyConnection, table: LandingTable, batch: TopicBatch, prepared: Prepared
-) -> str | pl.DataFrame:
-    """Parse raw records into a staging table (outside the landing's transaction, which a
-    failed statement would abort) and return its name; rows already built, or records
-    DuckDB refuses, come back as a frame built by `table.rows` (which raises ValueError,
-    naming the reason, for records that are not of the table's type)."""
-    if isinstance(prepared, pl.DataFrame):
-        return prepared
-    assert table.parsed is not None  # `prepare` hands over raw records only for these
-    name = f"landing_stage_{table.name}"
-    con.register(RAW_RECORDS, prepared)
+@contextlib.contextmanager
+def raw_records_registered(
+    con: duckdb.DuckDBPyConnection, batches: list[tuple[LandingTable, Prepared]]
+) -> Iterator[None]:
+    """The raw records among `batches` registered under their tables' `raw_records_name`
+    for the block. Call it outside a transaction: dropping a registration inside one that
+    is then rolled back would undo the drop."""
+    names = []
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {identifier(name)} AS {table.parsed}")
-    except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
-        log.debug("%s: parsing in Python (%s)", batch.topic, str(exc).splitlines()[0])
-        return table.rows(batch)
+        for table, prepared in batches:
+            if isinstance(prepared, pa.Table):
+                con.register(raw_records_name(table.name), prepared)
+                names.append(raw_records_name(table.name))
+        yield
     finally:
-        con.unregister(RAW_RECORDS)
-    return name
+        for name in names:
+            con.unregister(name)
 
 
-def insert_staged(
-    con: duckdb.DuckDBPyConnection, table: LandingTable, staged: str | pl.DataFrame
-) -> int:
-    """`insert_new` for what `stage` returned; a staging table is dropped once read."""
-    if isinstance(staged, pl.DataFrame):
-        return insert_new(con, table, staged)
+class RecordsRefused(Exception):
+    """DuckDB's strict parse refused a record of `table`'s batch; the transaction it ran in
+    is aborted and must be rolled back."""
+
+    def __init__(self, table: str, reason: str) -> None:
+        super().__init__(f"{table}: {reason}")
+        self.table = table
+
+
+def insert_parsed(con: duckdb.DuckDBPyConnection, table: LandingTable) -> int:
+    """Parse `table`'s raw records (registered under `raw_records_name`) inside DuckDB and
+    insert the rows whose key is new, in one statement; return how many were inserted.
+
+    As `insert_new`: the first copy of a key in the batch is kept, a key the table already
+    holds is dropped (looked for only where `near` lies in the batch's range). The parsed
+    rows are held once, in memory, for the statement; writing them to a staging table
+    first cost about a third of the landing's time. Raises RecordsRefused when the parse
+    refuses a record: the caller's transaction is then aborted, and `table.rows` builds
+    the rows in Python instead (or names what is wrong with them).
+    """
+    assert table.parsed is not None  # `prepare` hands over raw records only for these
     keys = ", ".join(identifier(c) for c in table.key)
-    near, source = identifier(table.near), identifier(staged)
-    # The first copy of a key in the batch, unless the table already holds the key: existing
-    # keys are looked for only where `near` lies in the batch's range.
-    inserted = con.execute(
-        f"INSERT INTO {identifier(table.name)} BY NAME SELECT * EXCLUDE (pos) FROM "
-        f"(SELECT * FROM {source} WHERE pos IN (SELECT min(pos) FROM {source} GROUP BY {keys})) "
-        f"ANTI JOIN (SELECT {keys} FROM {identifier(table.name)} WHERE {near} BETWEEN "
-        f"(SELECT min({near}) FROM {source}) AND (SELECT max({near}) FROM {source})) "
-        f"USING ({keys})"
-    ).fetchone()
-    con.execute(f"DROP TABLE {source}")
+    near, name = identifier(table.near), identifier(table.name)
+    try:
+        inserted = con.execute(
+            f"WITH parsed AS MATERIALIZED ({table.parsed}) "
+            f"INSERT INTO {name} BY NAME SELECT * EXCLUDE (pos) FROM "
+            f"(SELECT * FROM parsed WHERE pos IN (SELECT min(pos) FROM parsed GROUP BY {keys})) "
+            f"ANTI JOIN (SELECT {keys} FROM {name} WHERE {near} BETWEEN "
+            f"(SELECT min({near}) FROM parsed) AND (SELECT max({near}) FROM parsed)) "
+            f"USING ({keys})"
+        ).fetchone()
+    except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
+        raise RecordsRefused(table.name, str(exc).splitlines()[0]) from exc
     return int(inserted[0]) if inserted else 0
+
+
+def land_batches(
+    con: duckdb.DuckDBPyConnection,
+    batches: list[tuple[LandingTable, TopicBatch, Prepared]],
+    also: Callable[[], None] = lambda: None,
+) -> None:
+    """Insert the new rows of each table's batch, then run `also`, in one transaction.
+
+    A table whose records DuckDB's parse refuses rolls the transaction back, and it is
+    run again with that table's rows built in Python (`table.rows`, which raises
+    ValueError naming what is wrong with records not of the table's type). Refusals are
+    rare: records another writer sent, or sent before the schema gained a field.
+    """
+    in_python: set[str] = set()
+    while True:
+        try:
+            _land_once(con, batches, also, in_python)
+            return
+        except RecordsRefused as refused:
+            log.debug("%s; parsing in Python", refused)
+            in_python.add(refused.table)
+
+
+def _land_once(
+    con: duckdb.DuckDBPyConnection,
+    batches: list[tuple[LandingTable, TopicBatch, Prepared]],
+    also: Callable[[], None],
+    in_python: set[str],
+) -> None:
+    parsed = [
+        (table, ready)
+        for table, _, ready in batches
+        if isinstance(ready, pa.Table) and table.name not in in_python
+    ]
+    with raw_records_registered(con, parsed):
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table, batch, ready in batches:
+                if isinstance(ready, pl.DataFrame):
+                    insert_new(con, table, ready)
+                elif table.name in in_python:
+                    insert_new(con, table, table.rows(batch))
+                else:
+                    insert_parsed(con, table)
+            also()
+            con.execute("COMMIT")
+        except Exception:
+            # A failed commit may already have ended the transaction.
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
 
 
 def insert_new(con: duckdb.DuckDBPyConnection, table: LandingTable, rows: pl.DataFrame) -> int:

@@ -10,7 +10,6 @@ transaction that is rolled back, so a query cannot change the warehouse.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -35,9 +34,8 @@ from sinks.duckdb import (
     TopicBatch,
     create_tables,
     flow_tables,
-    insert_staged,
+    land_batches,
     prepare,
-    stage,
 )
 from sinks.quack import serve_quack
 from streamlane import metrics
@@ -83,7 +81,7 @@ class Landing:
     A reader thread polls and prepares the next batch while the current one is written,
     so reading (which needs the interpreter) overlaps writing (which DuckDB does
     without it); an output's records are parsed by DuckDB as the writer lands them
-    (see `sinks.duckdb.stage`). At most `depth` prepared batches of at most `max_batch`
+    (see `sinks.duckdb.insert_parsed`). At most `depth` prepared batches of at most `max_batch`
     records wait between the two: a backlog stays in Kafka.
     """
 
@@ -269,13 +267,8 @@ class Landing:
 
     def _write(self, item: PreparedBatch, started: float) -> None:
         """One transaction: the batch's new rows, the positions after it, the batch log."""
-        staged = [
-            (table, stage(self.con, table, batch, ready)) for table, batch, ready in item.rows
-        ]
-        self.con.execute("BEGIN TRANSACTION")
-        try:
-            for table, rows in staged:
-                insert_staged(self.con, table, rows)
+
+        def positions_and_log() -> None:
             # One statement for every partition (a statement per row costs milliseconds
             # each), its values written out: bound as parameters, the five per partition
             # of a poll of four topics cost DuckDB tens of milliseconds to bind, more than
@@ -293,12 +286,8 @@ class Landing:
                 "INSERT INTO landing_batches VALUES (now(), ?, ?, ?)",
                 [item.records, time.monotonic() - started, sum(item.lags.values())],
             )
-            self.con.execute("COMMIT")
-        except Exception:
-            # A failed commit may already have ended the transaction.
-            with contextlib.suppress(duckdb.Error):
-                self.con.execute("ROLLBACK")
-            raise
+
+        land_batches(self.con, item.rows, positions_and_log)
         self._unsaved = True
         self._caught_up = not any(item.lags.values())
         for table, batch, _ in item.rows:

@@ -9,18 +9,21 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from flows import orders
 from sinks.duckdb import (
     LandingTable,
+    RecordsRefused,
     TopicBatch,
     create_tables,
     flow_tables,
     insert_new,
-    insert_staged,
+    insert_parsed,
+    land_batches,
     prepare,
-    stage,
+    raw_records_registered,
 )
 from streamlane.dataflow import enriched_records, window_records
 
@@ -96,10 +99,26 @@ def fresh_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
 
 
 def land(con: duckdb.DuckDBPyConnection, table: LandingTable, batch: TopicBatch) -> int:
-    staged = stage(con, table, batch, prepare(table, batch))
-    con.execute("BEGIN TRANSACTION")
-    inserted = insert_staged(con, table, staged)
-    con.execute("COMMIT")
+    """Land one batch as the landing does; how many rows the table gained."""
+    before = con.execute(f"SELECT count(*) FROM {table.name}").fetchone()
+    land_batches(con, [(table, batch, prepare(table, batch))])
+    after = con.execute(f"SELECT count(*) FROM {table.name}").fetchone()
+    assert before is not None and after is not None
+    return int(after[0]) - int(before[0])
+
+
+def parse_in_duckdb(con: duckdb.DuckDBPyConnection, table: LandingTable, batch: TopicBatch) -> int:
+    """`insert_parsed` alone, committed: the rows it inserted (RecordsRefused rolls back)."""
+    prepared = prepare(table, batch)
+    assert isinstance(prepared, pa.Table), "own output records should be parsed inside DuckDB"
+    with raw_records_registered(con, [(table, prepared)]):
+        con.execute("BEGIN TRANSACTION")
+        try:
+            inserted = insert_parsed(con, table)
+        except RecordsRefused:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
     return inserted
 
 
@@ -122,11 +141,7 @@ def test_duckdb_parse_lands_what_the_python_parse_lands(
     # A replayed record inside the batch: a later copy with a later Kafka timestamp.
     batch = batch_of(topic, [*values, values[3]])
     in_duckdb, in_python = fresh_warehouse(tmp_path / "a.db"), fresh_warehouse(tmp_path / "b.db")
-    staged = stage(in_duckdb, table, batch, prepare(table, batch))
-    assert isinstance(staged, str), "own output records should be parsed inside DuckDB"
-    in_duckdb.execute("BEGIN TRANSACTION")
-    assert insert_staged(in_duckdb, table, staged) == len(values)
-    in_duckdb.execute("COMMIT")
+    assert parse_in_duckdb(in_duckdb, table, batch) == len(values)
     assert insert_new(in_python, table, table.rows(batch)) == len(values)
     landed = table_rows(in_duckdb, table.name)
     assert landed.height == len(values)
@@ -150,7 +165,11 @@ def test_records_duckdb_refuses_land_through_the_python_parse(tmp_path: Path) ->
     del older["data"]["store_version"]
     batch = batch_of(topic, [values[0], json.dumps(event).encode(), json.dumps(older).encode()])
     con = fresh_warehouse(tmp_path / "w.db")
-    assert isinstance(stage(con, table, batch, prepare(table, batch)), pl.DataFrame)
+    with pytest.raises(RecordsRefused, match=table.name):
+        parse_in_duckdb(con, table, batch)
+    assert table_rows(con, table.name).is_empty()
+    # The landing writes the batch again, parsed in Python, and the registration of the
+    # refused records did not outlive the rolled-back transaction.
     assert land(con, table, batch) == 3
     landed = table_rows(con, table.name).sort("event_id")
     expected = pl.Series([START_US + i * 1_234_567 for i in range(3)]).cast(
@@ -170,3 +189,26 @@ def test_records_not_of_the_output_type_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"pizza\.orders\.enriched: 2 record\(s\) are not"):
         land(con, table, batch)
     assert table_rows(con, table.name).is_empty()
+
+
+def test_a_refused_table_rolls_back_the_whole_batch_before_it_is_written_again(
+    tmp_path: Path,
+) -> None:
+    windows_topic, enriched_topic = FLOW.windows[0].output.topic, FLOW.enriched.topic
+    event = json.loads(enriched_values(1)[0])
+    event["time"] = event["time"].replace("Z", "+00:00")  # DuckDB's parse refuses this form
+    batches = [
+        batch_of(windows_topic, window_values(20)),
+        batch_of(enriched_topic, [json.dumps(event).encode()]),
+    ]
+    con = fresh_warehouse(tmp_path / "w.db")
+    con.execute("CREATE TABLE positions (n INTEGER)")
+    land_batches(
+        con,
+        [(TABLES[b.topic], b, prepare(TABLES[b.topic], b)) for b in batches],
+        lambda: con.execute("INSERT INTO positions VALUES (1)"),
+    )
+    # The windows parsed before the refusal were rolled back with it, not landed twice.
+    assert table_rows(con, TABLES[windows_topic].name).height == 20
+    assert table_rows(con, TABLES[enriched_topic].name).height == 1
+    assert table_rows(con, "positions").height == 1
