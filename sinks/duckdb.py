@@ -290,10 +290,11 @@ def insert_parsed(con: duckdb.DuckDBPyConnection, table: LandingTable) -> int:
 
     As `insert_new`: the first copy of a key in the batch is kept, a key the table already
     holds is dropped (looked for only where `near` lies in the batch's range). The parsed
-    rows are held once, in memory, for the statement; writing them to a staging table
-    first cost about a third of the landing's time. Raises RecordsRefused when the parse
-    refuses a record: the caller's transaction is then aborted, and `table.rows` builds
-    the rows in Python instead (or names what is wrong with them).
+    rows are held once, in memory, for the statement (writing them to a staging table and
+    inserting from it in a second statement took about a third longer). Raises
+    RecordsRefused when the parse refuses a record: the caller's transaction is then
+    aborted, and `table.rows` builds the rows in Python instead (or names what is wrong
+    with them).
     """
     assert table.parsed is not None  # `prepare` hands over raw records only for these
     keys = ", ".join(identifier(c) for c in table.key)
