@@ -47,6 +47,7 @@ from bench.run import (
     stop,
     utc_stamp,
     wait_ready,
+    with_children_stopped,
 )
 from flows import orders
 from streamlane import procmem
@@ -209,11 +210,7 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=0.2)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="streamlane-freshness-"))
-    try:
-        result = measure(args, work)
-    finally:
-        for proc in CHILDREN:
-            stop(proc)
+    result = with_children_stopped(lambda: measure(args, work))
     out = save_result(result, f"freshness-{utc_stamp()}")
     print_figures(result)
     print(f"(written to {out}; logs in {work})", file=sys.stderr)

@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 
 from bench.run import (
-    CHILDREN,
     child,
     many_stores,
     print_figures,
@@ -46,6 +45,7 @@ from bench.run import (
     utc_stamp,
     wait_metric,
     wait_ready,
+    with_children_stopped,
 )
 from flows import orders
 from streamlane import procmem
@@ -162,11 +162,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="streamlane-horizon-"))
-    try:
-        result = measure(args, work)
-    finally:
-        for proc in CHILDREN:
-            stop(proc)
+    result = with_children_stopped(lambda: measure(args, work))
     out = save_result(result, f"horizon-{utc_stamp()}")
     print_figures(result)
     print(f"(written to {out}; logs in {work})")

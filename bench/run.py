@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,6 +75,15 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     return round(peak)
+
+
+def with_children_stopped(measure: Callable[[], dict[str, object]]) -> dict[str, object]:
+    """The figures `measure()` returns; every child it started is stopped however it ends."""
+    try:
+        return measure()
+    finally:
+        for proc in CHILDREN:
+            stop(proc)
 
 
 def wait_metric(port: int, name: str, target: float, timeout_s: float) -> float:
@@ -164,11 +173,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)  # profiles are written there during the run
     if args.profile:
         sampler_path()  # fails before the run when the profiler is missing
-    try:
-        result = measure(args, work, stamp)
-    finally:
-        for proc in CHILDREN:
-            stop(proc)
+    result = with_children_stopped(lambda: measure(args, work, stamp))
     out = save_result(result, stamp)
     print_figures(result)
     print()
