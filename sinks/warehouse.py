@@ -41,6 +41,7 @@ from sinks.quack import serve_quack
 from streamlane import metrics
 from streamlane.broker import free_port
 from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S, watch
+from streamlane.collector import collect_rarely
 from streamlane.errors import UserError
 from streamlane.flow import flow_names, load_flow
 from streamlane.kafka import check_reachable, consumer_config, existing_partitions
@@ -570,6 +571,7 @@ class Warehouse:
                 self.landing = Landing(
                     self.con, self.brokers, landed_tables(), broker_timeout_s=self.broker_timeout_s
                 )
+                collect_rarely()
                 while not self.stopping.is_set():
                     self.landing.poll_once()
             else:

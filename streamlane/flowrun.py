@@ -16,6 +16,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from streamlane import dedupe, shutdown
+from streamlane.collector import collect_rarely
 from streamlane.dataflow import build_dataflow
 from streamlane.errors import UserError
 from streamlane.flow import load_flow
@@ -76,6 +77,7 @@ def run_flow(
     dedupe.keep_runs_in(recovery_dir / DEDUPE_RUNS)
     flow = build_dataflow(declared, settings)
     shutdown.install()
+    collect_rarely()
     try:
         cli_main(
             flow,
