@@ -33,6 +33,22 @@ def test_first_occurrence_wins_within_and_across_batches() -> None:
     assert seen.first_seen(again, np.array([5, 6]) * MINUTE).tolist() == [False, True]
 
 
+def test_first_seen_agrees_with_a_set_of_ids_over_many_runs() -> None:
+    # Ids repeat within and across batches in every order, over enough batches that each
+    # bucket holds several runs: the lookups (in sorted order) must find every one.
+    rng = np.random.default_rng(3)
+    seen = SeenIds(horizon_us=600 * MINUTE)
+    remembered: set[int] = set()
+    for batch in range(40):
+        ids = rng.integers(0, 3_000, 500).astype(np.uint64)
+        times = np.full(len(ids), batch * MINUTE)
+        expected = []
+        for one in ids.tolist():
+            expected.append(one not in remembered)
+            remembered.add(one)
+        assert seen.first_seen(ids, times).tolist() == expected
+
+
 def test_ids_older_than_the_horizon_are_forgotten() -> None:
     seen = SeenIds(horizon_us=10 * MINUTE)
     seen.first_seen(hash_ids(pl.Series(["old"])), np.array([0]))
