@@ -39,9 +39,10 @@ from sinks.duckdb import (
     raw_records_registered,
 )
 from streamlane.broker import EmbeddedBroker
-from streamlane.dataflow import decoder, enrich_batch
+from streamlane.dataflow import decoder, enrich_batch, lookups
 from streamlane.generator import GeneratorSettings, OrderGenerator
 from streamlane.paths import REFERENCE_DIR
+from streamlane.reference import TopicTable
 from streamlane.source import DEAD_LETTER_SCHEMA, PartitionBatch
 from streamlane.windows import PartitionProgress
 
@@ -126,6 +127,10 @@ def main() -> None:
         for name, (work, records) in stages.items():
             wall, cpu = per_record(work, records)
             print(f"{name:<40} {wall:>8.2f} {cpu:>8.2f}")
+        # The reference tables' readers would otherwise outlive the broker, retrying it.
+        for lookup in lookups(orders.FLOW, broker.bootstrap):
+            if isinstance(lookup, TopicTable):
+                lookup.close()
 
 
 if __name__ == "__main__":
