@@ -11,6 +11,10 @@ polls the warehouse and the flow's metrics every `--poll` seconds and measures:
   a query minus its event time (the generator stamps events with the wall clock as it
   produces them, so this is produce-to-visible; out-of-order and late events are not
   generated, so every event time is its produce time);
+- where that time goes: `event_produce_to_output_s` is each row's `produced_at` (the
+  time the flow produced its enriched record) minus its event time, the time through
+  the broker and the flow; `event_output_to_visible_s` is the time it was first seen
+  minus `produced_at`, the time through the landing;
 - window freshness: for every closed minute, the time its first `store_revenue_1m`
   row was seen minus the time the flow's watermark metric was first seen past its end.
 
@@ -116,6 +120,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
             for g in range(args.generators)
         ]  # fmt: skip
         event_delays: list[float] = []
+        flow_delays: list[float] = []
+        landing_delays: list[float] = []
         window_delays: list[float] = []
         watermark_passed: dict[int, float] = {}
         window_seen: set[int] = set()
@@ -130,15 +136,18 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
             now = time.time()
             rows = run_sql(
                 warehouse,
-                "SELECT rowid AS r, epoch_us(event_time) AS t FROM orders_enriched "
-                f"WHERE rowid > {last_rowid}",
+                "SELECT rowid AS r, epoch_us(event_time) AS t, epoch_us(produced_at) AS p "
+                f"FROM orders_enriched WHERE rowid > {last_rowid}",
             )
             if rows.height:
                 last_rowid = int(rows["r"].max())  # type: ignore[arg-type]
                 times = rows["t"].to_numpy() / 1e6
+                outputs = rows["p"].to_numpy() / 1e6
                 # Generators start with a short catch-up to the wall clock: not steady state.
                 steady = times > started + WARM_UP_S
                 event_delays.extend((now - times[steady]).tolist())
+                flow_delays.extend((outputs[steady] - times[steady]).tolist())
+                landing_delays.extend((now - outputs[steady]).tolist())
             watermark = scrape(flow_port).get("streamlane_watermark_seconds", 0.0)
             minute = int(watermark // 60) * 60
             if minute > 0:
@@ -179,6 +188,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         "lateness_s": args.lateness,
         "poll_s": args.poll,
         "event_produce_to_visible_s": percentiles(event_delays),
+        "event_produce_to_output_s": percentiles(flow_delays),
+        "event_output_to_visible_s": percentiles(landing_delays),
         "cores_used": cores_used(cpu_from, cpu_to),
         "window_watermark_to_visible_s": percentiles(window_delays),
         "landing_writes": writes,
