@@ -142,12 +142,13 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
             if rows.height:
                 last_rowid = int(rows["r"].max())  # type: ignore[arg-type]
                 times = rows["t"].to_numpy() / 1e6
-                outputs = rows["p"].to_numpy() / 1e6
                 # Generators start with a short catch-up to the wall clock: not steady state.
                 steady = times > started + WARM_UP_S
-                event_delays.extend((now - times[steady]).tolist())
-                flow_delays.extend((outputs[steady] - times[steady]).tolist())
-                landing_delays.extend((now - outputs[steady]).tolist())
+                made = times[steady]
+                produced = rows["p"].to_numpy()[steady] / 1e6
+                event_delays.extend((now - made).tolist())
+                flow_delays.extend((produced - made).tolist())
+                landing_delays.extend((now - produced).tolist())
             watermark = scrape(flow_port).get("streamlane_watermark_seconds", 0.0)
             minute = int(watermark // 60) * 60
             if minute > 0:
