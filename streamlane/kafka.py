@@ -42,14 +42,20 @@ def consumer_config(brokers: str, extra: dict[str, Any] | None = None) -> dict[s
         # A caught-up reader should not wait half a second (the default) for a fetch to fill.
         "fetch.wait.max.ms": 50,
         # A consumer of several partitions reads much faster on the embedded broker with
-        # large fetches and prefetch queue. (The benchmark's ceiling also fetches again
-        # 10 ms after its queue was full, not a second: the flow and the landing are bound
-        # by their CPU, and with it they held bigger batches in memory for no speed.)
+        # large fetches and prefetch queue.
         "fetch.max.bytes": 64 * 1024 * 1024,
         "queued.max.messages.kbytes": 64 * 1024,
         "logger": log,
         **(extra or {}),
     }
+
+
+DRAINING_READER_CONFIG = {"fetch.queue.backoff.ms": 10}
+"""A consumer whose every poll takes all its prefetch queue holds (the landing, the
+benchmark's ceiling). Once the queue is full the client waits `fetch.queue.backoff.ms` (a
+second by default) before fetching again, so a reader that drains it in milliseconds sat
+idle for most of each second. A flow's partition readers keep the default: each is read in
+turn and holds seconds of its partition's records."""
 
 
 PARTITION_READER_CONFIG = {

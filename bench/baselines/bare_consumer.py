@@ -19,19 +19,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 from confluent_kafka import Consumer, TopicPartition
 
-from streamlane.kafka import consumer_config
-
-FAST_FETCH = {
-    "fetch.max.bytes": 64 * 1024 * 1024,
-    "queued.max.messages.kbytes": 64 * 1024,
-    "fetch.queue.backoff.ms": 10,
-}
-"""The fastest settings measured for one consumer of every partition on the embedded broker.
-
-Once its prefetch queue is full the client waits `fetch.queue.backoff.ms` (a second by
-default) before fetching again, so a reader that drains the queue in milliseconds sits
-idle for most of each second: with the default, consuming alone (no decoding) reached
-about a third of the rate it reaches with 10 ms."""
+from streamlane.kafka import DRAINING_READER_CONFIG, consumer_config
 
 
 def consume_and_decode(
@@ -39,7 +27,7 @@ def consume_and_decode(
 ) -> float:
     """Events/s of reading `total` records from `topic` and decoding each poll with Arrow into
     polars; records in `unparsable` are counted as read but not handed to the decoder."""
-    consumer = Consumer(consumer_config(brokers, FAST_FETCH))
+    consumer = Consumer(consumer_config(brokers, DRAINING_READER_CONFIG))
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     started = time.perf_counter()
     seen = handed = decoded = 0
