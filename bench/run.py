@@ -35,7 +35,7 @@ from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.generator import GeneratorSettings, OrderGenerator
 from streamlane.kafka import ensure_topics
 from streamlane.paths import REFERENCE_DIR
-from streamlane.procmem import memory_mib
+from streamlane.procmem import cpu_seconds, memory_mib
 from streamlane.publish import publish
 from streamlane.runner import scrape
 
@@ -118,6 +118,11 @@ def cpu_of_children() -> float:
     """CPU seconds of the children that have ended."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def cpu_seconds_of(processes: dict[str, int]) -> dict[str, float]:
+    """CPU seconds each running process (by name) has used so far."""
+    return {name: cpu_seconds(pid) or 0.0 for name, pid in processes.items()}
 
 
 def utc_stamp() -> str:
@@ -313,10 +318,18 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         wait_ready(landing_port, 120)
         flow, flow_port = run_flow(broker.bootstrap, work / "together", args.workers)
         wait_metric(flow_port, "streamlane_events_in_total", 1, 120)
+        busy = {"flow": flow.pid, "landing": landing.pid, "broker": broker.pid}
+        cpu_from = cpu_seconds_of(busy)
         together_s = wait_metric(landing_port, "streamlane_landed_rows_total", outputs, 900)
+        cpu_to = cpu_seconds_of(busy)
         stop(flow)
         stop(landing)
     result["flow_plus_landing_events_per_s"] = round(args.events / together_s)
+    # Whether running together is bound by the machine's cores: what each process used
+    # while the events went from the raw topic to the warehouse.
+    together_cpu = {name: cpu_to[name] - cpu_from[name] for name in busy}
+    result |= {f"together_{name}_cpu_s": round(cpu, 1) for name, cpu in together_cpu.items()}
+    result["together_cores_busy"] = round(sum(together_cpu.values()) / together_s, 2)
     if not args.no_baseline:
         with fresh_input(work / "per-event", records, args.partitions) as broker:
             print("running the per-event bytewax baseline…", file=sys.stderr)
