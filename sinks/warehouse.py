@@ -45,7 +45,7 @@ from streamlane.collector import collect_rarely
 from streamlane.errors import UserError
 from streamlane.flow import flow_names, load_flow
 from streamlane.kafka import (
-    DRAINING_READER_CONFIG,
+    QUICK_REFETCH_CONFIG,
     check_reachable,
     consumer_config,
     existing_partitions,
@@ -110,7 +110,7 @@ class Landing:
         self.poll_timeout_s = poll_timeout_s
         self.cluster_id = check_reachable(brokers)
         self.broker = watch(brokers, broker_timeout_s)
-        self.consumer = Consumer(consumer_config(brokers, DRAINING_READER_CONFIG))
+        self.consumer = Consumer(consumer_config(brokers, QUICK_REFETCH_CONFIG))
         self._stored = self._stored_positions()
         self._waiting = set(tables)
         self._look_again_at = 0.0

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 from confluent_kafka import Consumer, TopicPartition
 
-from streamlane.kafka import DRAINING_READER_CONFIG, consumer_config
+from streamlane.kafka import QUICK_REFETCH_CONFIG, consumer_config
 
 
 def consume_and_decode(
@@ -27,7 +27,7 @@ def consume_and_decode(
 ) -> float:
     """Events/s of reading `total` records from `topic` and decoding each poll with Arrow into
     polars; records in `unparsable` are counted as read but not handed to the decoder."""
-    consumer = Consumer(consumer_config(brokers, DRAINING_READER_CONFIG))
+    consumer = Consumer(consumer_config(brokers, QUICK_REFETCH_CONFIG))
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     started = time.perf_counter()
     seen = handed = decoded = 0
