@@ -46,6 +46,7 @@ import numpy as np
 from bench.run import (
     CHILDREN,
     child,
+    cpu_used,
     print_figures,
     save_result,
     stop,
@@ -54,7 +55,6 @@ from bench.run import (
     with_children_stopped,
 )
 from flows import orders
-from streamlane import procmem
 from streamlane.broker import EmbeddedBroker
 from streamlane.kafka import ensure_topics
 from streamlane.query import endpoint_file, run_sql
@@ -70,14 +70,6 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {f"p{p}": round(float(np.percentile(values, p)), 3) for p in (50, 95, 99)} | {
         "max": round(float(values.max()), 3),
         "samples": len(samples),
-    }
-
-
-def cpu_used(processes: dict[str, list[int]]) -> dict[str, float]:
-    """CPU seconds used so far by each group of processes."""
-    return {
-        name: sum(procmem.cpu_seconds(pid) or 0.0 for pid in pids)
-        for name, pids in processes.items()
     }
 
 

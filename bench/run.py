@@ -120,9 +120,9 @@ def cpu_of_children() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def cpu_seconds_of(processes: dict[str, int]) -> dict[str, float]:
-    """CPU seconds each running process (by name) has used so far."""
-    return {name: cpu_seconds(pid) or 0.0 for name, pid in processes.items()}
+def cpu_used(processes: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each group of processes."""
+    return {name: sum(cpu_seconds(pid) or 0.0 for pid in pids) for name, pids in processes.items()}
 
 
 def utc_stamp() -> str:
@@ -318,8 +318,8 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         wait_ready(landing_port, 120)
         flow, flow_port = run_flow(broker.bootstrap, work / "together", args.workers)
         wait_metric(flow_port, "streamlane_events_in_total", 1, 120)
-        busy = {"flow": flow.pid, "landing": landing.pid, "broker": broker.pid}
-        cpu_from = cpu_seconds_of(busy)
+        busy = {"flow": [flow.pid], "landing": [landing.pid], "broker": [broker.pid]}
+        cpu_from = cpu_used(busy)
         together_s, cpu_to = time_to_land_all(flow_port, landing_port, args.events, busy, 900)
         stop(flow)
         stop(landing)
@@ -393,7 +393,7 @@ def per_event_baseline(brokers: str, work: Path, total: int) -> float:
 
 
 def time_to_land_all(
-    flow_port: int, landing_port: int, events: int, busy: dict[str, int], timeout_s: float
+    flow_port: int, landing_port: int, events: int, busy: dict[str, list[int]], timeout_s: float
 ) -> tuple[float, dict[str, float]]:
     """Seconds until the landing had landed every record the flow produced for `events` input
     events, and the CPU seconds of the `busy` processes at that moment. The flow has read
@@ -411,11 +411,11 @@ def time_to_land_all(
     while time.perf_counter() - started < timeout_s:
         flow, landing = scrape(flow_port), scrape(landing_port)
         now = time.perf_counter()
-        if flow.get("streamlane_events_out_total", 0) != out:
-            out, out_since = flow.get("streamlane_events_out_total", 0), now
+        if (produced := flow.get("streamlane_events_out_total", 0)) != out:
+            out, out_since = produced, now
         read_all = flow.get("streamlane_events_in_total", 0) >= events
         if read_all and landing.get("streamlane_landed_rows_total", 0) >= out:
-            landed_at = landed_at or (now - started, cpu_seconds_of(busy))
+            landed_at = landed_at or (now - started, cpu_used(busy))
             if now - out_since >= QUIET_S:
                 return landed_at
         else:
