@@ -54,6 +54,7 @@ from streamlane.pgwire.auth import Credentials
 from streamlane.pgwire.server import PgServer
 from streamlane.query import endpoint_file
 from streamlane.sqlquote import literal
+from streamlane.threadname import name_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,12 @@ class Landing:
         self._paused_at = 0.0
         self._ready: queue.Queue[Future[PreparedBatch] | BaseException] = queue.Queue(maxsize=depth)
         # Preparing a batch (columnar, mostly outside the interpreter lock) overlaps the next poll.
-        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="landing-decode")
+        self._decoder = ThreadPoolExecutor(
+            1,
+            thread_name_prefix="landing-decode",
+            initializer=name_this_thread,
+            initargs=("land-prepare",),
+        )
         self._stopping = threading.Event()
         self._reader = threading.Thread(target=self._read, name="landing-reader", daemon=True)
         self._reader.start()
@@ -160,6 +166,7 @@ class Landing:
         self._look_again_at = time.monotonic() + TOPIC_LOOKUP_S
 
     def _read(self) -> None:
+        name_this_thread("land-read")
         while not self._stopping.is_set():
             try:
                 prepared = self._prepare()

@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient
 from streamlane import metrics
 from streamlane.errors import UserError, exit_from_step
 from streamlane.kafka import admin_config
+from streamlane.threadname import name_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class BrokerWatch:
         self._thread.start()
 
     def _run(self) -> None:
+        name_this_thread("broker-watch")
         while True:
             started = time.monotonic()
             try:

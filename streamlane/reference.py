@@ -33,6 +33,7 @@ from streamlane import metrics
 from streamlane.enrich import Enriched, LookupEnricher, read_reference_csv
 from streamlane.errors import UserError
 from streamlane.kafka import consumer_config, existing_partitions
+from streamlane.threadname import name_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class TopicTable:
         return partitions or []
 
     def _follow(self) -> None:
+        name_this_thread("reference")
         assigned = bool(self._consumer.assignment())
         while not self._stopping.is_set():
             try:

@@ -42,6 +42,7 @@ from streamlane.kafka import (
     consumer_config,
     partitions_of,
 )
+from streamlane.threadname import name_this_thread
 from streamlane.windows import PartitionProgress
 
 log = logging.getLogger(__name__)
@@ -386,7 +387,12 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         """
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"decode-{self.topic}")
+                self._pool = ThreadPoolExecutor(
+                    1,
+                    thread_name_prefix=f"decode-{self.topic}",
+                    initializer=name_this_thread,
+                    initargs=("decode",),
+                )
             return self._pool
 
     def partition_names(self) -> list[str]:
