@@ -35,7 +35,7 @@ from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.generator import GeneratorSettings, OrderGenerator
 from streamlane.kafka import ensure_topics
 from streamlane.paths import REFERENCE_DIR
-from streamlane.procmem import cpu_seconds, memory_mib
+from streamlane.procmem import cpu_seconds, cpu_seconds_by_thread, memory_mib
 from streamlane.publish import publish
 from streamlane.runner import scrape
 
@@ -285,6 +285,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         # Timed from the first batch read, so process start-up is not counted.
         flow_eps = steady_rate(flow_port, "streamlane_events_in_total", args.events, 900)
         outputs = settled(flow_port, "streamlane_events_out_total")
+        flow_threads = cpu_seconds_by_thread(flow.pid)
         flow_rss = stop(flow)
         flow_cpu = cpu_of_children()
         # The sampler is a child too: its CPU is left out of the landing's figure below.
@@ -294,6 +295,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             "flow_ratio_to_ceiling": round(flow_eps / ceiling_eps, 3),
             "flow_cpu_s": round(flow_cpu, 1),
             "flow_peak_rss_mib": flow_rss,
+            **by_thread("flow", flow_threads),
         }
         if args.flow_only:
             return result
@@ -302,6 +304,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         landing, landing_port = run_landing(broker.bootstrap, work / "separate")
         landing_sampler = sampled(landing, "landing")
         landing_rps = steady_rate(landing_port, "streamlane_landed_rows_total", outputs, 900)
+        landing_threads = cpu_seconds_by_thread(landing.pid)
         landing_rss = stop(landing)
         total_cpu = cpu_of_children() - sampling_cpu
         report_profile("landing", landing_sampler, stamp)
@@ -310,6 +313,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             "landing_rows": int(outputs),
             "landing_cpu_s": round(total_cpu - flow_cpu, 1),
             "landing_peak_rss_mib": landing_rss,
+            **by_thread("landing", landing_threads),
         }
 
     with fresh_input(work / "together", records, args.partitions) as broker:
@@ -339,6 +343,15 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             2,  # type: ignore[arg-type]
         )
     return result
+
+
+def by_thread(process: str, used: dict[str, float]) -> dict[str, float]:
+    """`<process>_cpu_s_<kind>` figures: the CPU seconds a process had used by kind of thread
+    when it was done (before it was stopped), largest first."""
+    return {
+        f"{process}_cpu_s_{kind.replace(' ', '_')}": round(seconds, 1)
+        for kind, seconds in sorted(used.items(), key=lambda kv: -kv[1])
+    }
 
 
 def report_profile(name: str, sampler: Sampler | None, stamp: str) -> float:
