@@ -239,12 +239,23 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             # batch still being decoded was not emitted, so it is read again on restart).
             raise StopIteration
         # Records are taken from the client only when they can be decoded next: while this
-        # partition's last batch is decoding, or it waits for a decode slot, they stay in
-        # the client's bounded prefetch queue instead of piling up in the flow's memory.
+        # partition's last batch is decoding, while it waits for a decode slot, or while it
+        # holds none and every slot is taken, they stay in the client's bounded prefetch
+        # queue instead of piling up in the flow's memory as one Python object each (taken
+        # when no slot was free, every partition of a backlog held a batch that way).
+        slot_free = source.decode_slot_free()
+        may_take = self._decoding is None and not self._waiting_for_slot
         messages = (
-            []
-            if self._decoding is not None or self._waiting_for_slot
-            else self._consumer.consume(source.batch_size - len(self._pending), 0)
+            self._consumer.consume(source.batch_size - len(self._pending), 0)
+            if may_take and (self._pending or slot_free)
+            else []
+        )
+        # Left in the client for want of a slot while Kafka holds records for it: not idle.
+        held_back = (
+            may_take
+            and not self._pending
+            and not slot_free
+            and (self._lag is None or self._lag > 0)
         )
         now = time.monotonic()
         for m in messages:
@@ -255,14 +266,14 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
                 if err.fatal():
                     raise RuntimeError(f"Kafka consumer for {self._name} failed: {err}")
                 log.warning("Kafka consumer for %s: %s", self._name, err)
-        if messages or self._decoding is not None or self._waiting_for_slot:
+        if messages or self._decoding is not None or self._waiting_for_slot or held_back:
             # A partition holding records back is not idle.
             self._last_delivery = now
         emitted = []
         if self._decoding is not None and self._decoding.done():
             decoded = self._decoding.result()
             self._decoding = None
-            source.decode_slots.release()
+            source.give_back_decode_slot()
             emitted.append(self._emit(decoded, now))
         waited = now - self._last_emit
         # A partition behind by a batch or more cuts batches as soon as its linger allows:
@@ -272,7 +283,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         ready = len(self._pending) >= source.batch_size or (self._pending and waited >= linger_s)
         self._waiting_for_slot = False
         if self._decoding is None and ready:
-            if source.decode_slots.acquire(blocking=False):
+            if source.take_decode_slot():
                 # Decoded on the source's decode thread while this worker processes what was
                 # emitted before; one batch per partition in flight keeps batches in order.
                 records, self._pending = self._pending, []
@@ -284,7 +295,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
                 self._waiting_for_slot = True
         if emitted:
             self._wake_at = None
-        elif self._decoding is not None or self._waiting_for_slot:
+        elif self._decoding is not None or self._waiting_for_slot or held_back:
             self._wake_at = datetime.now(UTC) + timedelta(seconds=0.002)
         elif self._pending:
             # A caught-up partition collects records for a moment: every batch costs a fixed
@@ -332,7 +343,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
     def close(self) -> None:
         if self._decoding is not None:
             self._decoding.cancel()
-            self._source.decode_slots.release()
+            self._source.give_back_decode_slot()
         self._consumer.close()
 
 
@@ -368,7 +379,7 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         self._pool: ThreadPoolExecutor | None = None
         # Batches read but not yet emitted, over all partitions: a backlog stays in Kafka
         # instead of as decoded batches queued for the decode thread.
-        self.decode_slots = threading.BoundedSemaphore(DECODE_AHEAD)
+        self._decode_slots = DECODE_AHEAD
         self._lock = threading.Lock()
         self._partitions_here = 0
 
@@ -378,6 +389,23 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         partitions that they would cut more than `CAUGHT_UP_BATCHES_PER_S` batches a second
         in all. A partition further behind uses `linger_s`."""
         return max(self.linger_s, self._partitions_here / CAUGHT_UP_BATCHES_PER_S)
+
+    def take_decode_slot(self) -> bool:
+        """Whether a batch may start decoding now (a slot is then taken until it is emitted)."""
+        with self._lock:
+            if self._decode_slots == 0:
+                return False
+            self._decode_slots -= 1
+            return True
+
+    def give_back_decode_slot(self) -> None:
+        """A batch was emitted, or dropped at shutdown: its slot is free again."""
+        with self._lock:
+            self._decode_slots += 1
+
+    def decode_slot_free(self) -> bool:
+        """Whether a batch could start decoding now (another worker may take the slot first)."""
+        return self._decode_slots > 0
 
     def decode_pool(self) -> ThreadPoolExecutor:
         """The thread decoding this source's batches, shared by the process's workers.
