@@ -239,23 +239,19 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             # batch still being decoded was not emitted, so it is read again on restart).
             raise StopIteration
         # Records are taken from the client only when they can be decoded next: while this
-        # partition's last batch is decoding, while it waits for a decode slot, or while it
-        # holds none and every slot is taken, they stay in the client's bounded prefetch
-        # queue instead of piling up in the flow's memory as one Python object each (taken
-        # when no slot was free, every partition of a backlog held a batch that way).
-        slot_free = source.decode_slot_free()
+        # partition's last batch is decoding, while it waits for a decode slot, or, in a
+        # backlog, while it holds none and every slot is taken, they stay in the client's
+        # bounded prefetch queue instead of piling up in the flow's memory as one Python
+        # object each (taken when no slot was free, every partition of a backlog held a
+        # batch that way). A caught-up partition takes what arrives as before: its batches
+        # are small, and it collects for its linger anyway.
+        behind = self._lag is None or self._lag >= source.batch_size
         may_take = self._decoding is None and not self._waiting_for_slot
+        held_back = may_take and behind and not self._pending and not source.decode_slot_free()
         messages = (
             self._consumer.consume(source.batch_size - len(self._pending), 0)
-            if may_take and (self._pending or slot_free)
+            if may_take and not held_back
             else []
-        )
-        # Left in the client for want of a slot while Kafka holds records for it: not idle.
-        held_back = (
-            may_take
-            and not self._pending
-            and not slot_free
-            and (self._lag is None or self._lag > 0)
         )
         now = time.monotonic()
         for m in messages:
@@ -267,7 +263,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
                     raise RuntimeError(f"Kafka consumer for {self._name} failed: {err}")
                 log.warning("Kafka consumer for %s: %s", self._name, err)
         if messages or self._decoding is not None or self._waiting_for_slot or held_back:
-            # A partition holding records back is not idle.
+            # A partition holding records back, or leaving them in Kafka, is not idle.
             self._last_delivery = now
         emitted = []
         if self._decoding is not None and self._decoding.done():
@@ -278,7 +274,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         waited = now - self._last_emit
         # A partition behind by a batch or more cuts batches as soon as its linger allows:
         # it is catching up, and waiting longer would only make its batches bigger.
-        behind = self._lag is None or self._lag >= source.batch_size
+        behind = self._lag is None or self._lag >= source.batch_size  # as the emit left it
         linger_s = source.linger_s if behind else source.caught_up_linger_s()
         ready = len(self._pending) >= source.batch_size or (self._pending and waited >= linger_s)
         self._waiting_for_slot = False
