@@ -231,6 +231,10 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             self._lag = max(0, high - self._next_offset)
             metrics.CONSUMER_LAG.labels(**self._labels).set(self._lag)
 
+    def _behind(self) -> bool:
+        """Behind by a batch or more, or not known yet (before the first batch is emitted)."""
+        return self._lag is None or self._lag >= self._source.batch_size
+
     def next_batch(self) -> list[PartitionBatch]:
         source = self._source
         self._broker.check_or_exit()
@@ -245,9 +249,10 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         # object each (taken when no slot was free, every partition of a backlog held a
         # batch that way). A caught-up partition takes what arrives as before: its batches
         # are small, and it collects for its linger anyway.
-        behind = self._lag is None or self._lag >= source.batch_size
         may_take = self._decoding is None and not self._waiting_for_slot
-        held_back = may_take and behind and not self._pending and not source.decode_slot_free()
+        held_back = (
+            may_take and self._behind() and not self._pending and not source.decode_slot_free()
+        )
         messages = (
             self._consumer.consume(source.batch_size - len(self._pending), 0)
             if may_take and not held_back
@@ -274,7 +279,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         waited = now - self._last_emit
         # A partition behind by a batch or more cuts batches as soon as its linger allows:
         # it is catching up, and waiting longer would only make its batches bigger.
-        behind = self._lag is None or self._lag >= source.batch_size  # as the emit left it
+        behind = self._behind()  # the emit may have updated the lag
         linger_s = source.linger_s if behind else source.caught_up_linger_s()
         ready = len(self._pending) >= source.batch_size or (self._pending and waited >= linger_s)
         self._waiting_for_slot = False
