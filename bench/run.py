@@ -405,6 +405,11 @@ def per_event_baseline(brokers: str, work: Path, total: int) -> float:
     return total / float(report.read_text())
 
 
+QUIET_S = 2.0
+"""How long the flow's output count must stay put after its last input for it to count as
+done: longer than the flow takes to process its last batch."""
+
+
 def time_to_land_all(
     flow_port: int, landing_port: int, events: int, busy: dict[str, list[int]], timeout_s: float
 ) -> tuple[float, dict[str, float]]:
@@ -435,11 +440,6 @@ def time_to_land_all(
             landed_at = None
         time.sleep(0.25)
     raise SystemExit(f"benchmark: the flow's outputs were not all landed within {timeout_s} s")
-
-
-QUIET_S = 2.0
-"""How long the flow's output count must stay put after its last input for it to count as
-done: longer than the flow takes to process its last batch."""
 
 
 def settled(port: int, name: str, quiet_s: float = 1.0, timeout_s: float = 60) -> float:
