@@ -234,7 +234,9 @@ def _parse_columnar(
             blanked[lo:hi] = b"{}" + b" " * (hi - lo - 2)
         tables, rows, refused = _parse_lines(lines, blanked, starts, schema)
         placeholders = suspects[np.concatenate(rows)] if rows else np.zeros(0, dtype=bool)
-        return tables, rows, sorted(refused + suspect_rows.tolist()), placeholders
+        # The parser can name the row after the one it refused (after `{}/{}`, say), which may
+        # be a placeholder: each row is refused once, whichever way it was found.
+        return tables, rows, sorted(set(refused) | set(suspect_rows.tolist())), placeholders
     kept = np.flatnonzero(~suspects)
     kept_lines = [lines[i] for i in kept]
     tables, rows, refused = (

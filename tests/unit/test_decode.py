@@ -97,3 +97,14 @@ def test_screened_records_decode_the_same_as_columnar_ones() -> None:
     first, second = out.valid.row(0, named=True), out.valid.row(1, named=True)
     assert {**first, "id": "", "row": 0} == {**second, "id": "", "row": 0}
     assert out.valid["data"][2]["customer_id"] == "c-ü"
+
+
+def test_a_screened_record_after_one_the_parser_misplaces_is_a_dead_letter_once() -> None:
+    """The columnar parser names the row after `{}/{}` (two values on one line) as the one it
+    refused; when that row is a screened record (here not UTF-8), it was rejected twice."""
+    plain = variant(lambda e: e.update(id="plain"))
+    not_utf8 = variant(lambda e: e.update(id="not-utf8")).replace(b'"not-utf8"', b'"\x93"')
+    out = decode_batch([plain, b"{}/{}", not_utf8, plain], SCHEMA)
+    assert out.valid["row"].to_list() == [0, 3]
+    assert out.rejects["row"].to_list() == [1, 2]
+    assert "not UTF-8" in out.rejects["reason"][1]
