@@ -52,10 +52,11 @@ FIELDS = [
 ]  # fmt: skip
 
 
-def base_event(index: int) -> dict[str, Any]:
-    """A valid order event (a fresh copy), its time moved to now so it is not too far ahead."""
+def base_event(index: int, now: datetime | None = None) -> dict[str, Any]:
+    """A valid order event (a fresh copy), its time moved to `now` (the clock's, by default)
+    less up to 49 minutes, so it is not too far ahead."""
     event = json.loads(json.dumps(_BASE[index % len(_BASE)]))
-    event["time"] = (datetime.now(UTC) - timedelta(minutes=index % 50)).isoformat()
+    event["time"] = ((now or datetime.now(UTC)) - timedelta(minutes=index % 50)).isoformat()
     return event
 
 
@@ -85,9 +86,10 @@ def dumps(event: Any) -> bytes:
     return json.dumps(event, ensure_ascii=False, allow_nan=True).encode("utf-8", "surrogatepass")
 
 
-def mutate(rng: random.Random, index: int) -> bytes:
-    """One hostile (or, about a third of the time, still valid) record, chosen by `rng`."""
-    event = base_event(index)
+def mutate(rng: random.Random, index: int, now: datetime | None = None) -> bytes:
+    """One hostile (or, about a third of the time, still valid) record, chosen by `rng`, its
+    time counted back from `now` as `base_event`'s."""
+    event = base_event(index, now)
     kind = rng.randrange(12)
     if kind == 0:
         return dumps(event)
