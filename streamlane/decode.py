@@ -381,11 +381,13 @@ def decode_batch(
         frame = pl.from_arrow(schema.arrow_schema.empty_table())  # type: ignore[assignment]
         assert isinstance(frame, pl.DataFrame)
         frame = frame.with_columns(row=pl.Series([], dtype=pl.Int64))
-    # One lazy pass, so the time parse the format check needs is shared with event_time.
+    # event_time and the schema's checks are built in one context, where the time parse the
+    # format check needs is shared with event_time (in two, it was parsed twice: a third of
+    # what checking the batch cost); the time limits then read the parsed column.
     checked = (
         frame.lazy()
-        .with_columns(event_time=parse_rfc3339(pl.col("time")))
-        .with_columns(__broken=schema.violation | _event_time_reason(max_ahead_s).is_not_null())
+        .with_columns(event_time=parse_rfc3339(pl.col("time")), __broken=schema.violation)
+        .with_columns(__broken=pl.col("__broken") | _event_time_reason(max_ahead_s).is_not_null())
         .collect(engine=BATCH_ENGINE)
     )
     is_bad = checked["__broken"]
