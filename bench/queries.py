@@ -148,7 +148,7 @@ def landing_rate(
         for _ in range(readers):
             threads.append(threading.Thread(target=read, daemon=True))
             threads[-1].start()
-        return steady_rate(port, "streamlane_landed_rows_total", expected, 900)
+        return steady_rate(port, "streamlane_landed_rows_total", expected, 900, proc.pid)[0]
     finally:
         stop.set()
         for t in threads:

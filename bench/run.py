@@ -100,18 +100,23 @@ def wait_metric(port: int, name: str, target: float, timeout_s: float) -> float:
     raise SystemExit(f"benchmark: {name} did not reach {target} within {timeout_s} s")
 
 
-def steady_rate(port: int, name: str, target: float, timeout_s: float) -> float:
+def steady_rate(
+    port: int, name: str, target: float, timeout_s: float, pid: int
+) -> tuple[float, float]:
     """Per second, how fast counter `name` went from its first reading after it started to
-    `target`: what a process did before that reading (its first batch) is left out of both
-    the count and the time, so a large first batch does not inflate the rate."""
+    `target`, and how many cores process `pid` kept busy meanwhile: what a process did
+    before that reading (its first batch) is left out of the count, the time and the CPU,
+    so a large first batch does not inflate the rate."""
     wait_metric(port, name, 1, 120)
     first = scrape(port).get(name, 0)
+    cpu_from = cpu_seconds(pid) or 0.0
     if first >= target:
         raise SystemExit(
             f"benchmark: {name} reached {target:,.0f} in its first batch; measure more events"
         )
     seconds = wait_metric(port, name, target, timeout_s)
-    return (target - first) / seconds
+    cores = ((cpu_seconds(pid) or 0.0) - cpu_from) / seconds
+    return (target - first) / seconds, cores
 
 
 def cpu_of_children() -> float:
@@ -283,7 +288,9 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         flow, flow_port = run_flow(broker.bootstrap, work / "separate", args.workers)
         flow_sampler = sampled(flow, "flow")
         # Timed from the first batch read, so process start-up is not counted.
-        flow_eps = steady_rate(flow_port, "streamlane_events_in_total", args.events, 900)
+        flow_eps, flow_cores = steady_rate(
+            flow_port, "streamlane_events_in_total", args.events, 900, flow.pid
+        )
         outputs = settled(flow_port, "streamlane_events_out_total")
         flow_threads = cpu_seconds_by_thread(flow.pid)
         flow_rss = stop(flow)
@@ -294,6 +301,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             "flow_events_per_s": round(flow_eps),
             "flow_ratio_to_ceiling": round(flow_eps / ceiling_eps, 3),
             "flow_cpu_s": round(flow_cpu, 1),
+            "flow_cores_busy": round(flow_cores, 2),
             "flow_peak_rss_mib": flow_rss,
             **by_thread("flow", flow_threads),
         }
@@ -303,7 +311,9 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         print("running the landing…", file=sys.stderr)
         landing, landing_port = run_landing(broker.bootstrap, work / "separate")
         landing_sampler = sampled(landing, "landing")
-        landing_rps = steady_rate(landing_port, "streamlane_landed_rows_total", outputs, 900)
+        landing_rps, landing_cores = steady_rate(
+            landing_port, "streamlane_landed_rows_total", outputs, 900, landing.pid
+        )
         landing_threads = cpu_seconds_by_thread(landing.pid)
         landing_rss = stop(landing)
         total_cpu = cpu_of_children() - sampling_cpu
@@ -312,6 +322,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             "landing_rows_per_s": round(landing_rps),
             "landing_rows": int(outputs),
             "landing_cpu_s": round(total_cpu - flow_cpu, 1),
+            "landing_cores_busy": round(landing_cores, 2),
             "landing_peak_rss_mib": landing_rss,
             **by_thread("landing", landing_threads),
         }
