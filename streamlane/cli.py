@@ -558,7 +558,7 @@ def flow_run(
             min=1,
             help="Most records taken from one partition per poll (one columnar batch).",
         ),
-    ] = 50_000,
+    ] = 20_000,
     broker_timeout: BrokerTimeout = 120.0,
     metrics_port: MetricsPort = 0,
 ) -> None:

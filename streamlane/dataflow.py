@@ -2,6 +2,7 @@
 
 input ─► decode + validate ──────────────────────► dead letters
           │ lift columns, enrich ── miss ────────► dead letters
+          │ (both on the source's decode threads)
           │ derive; route by key; dedupe by id
           ├──────────────────────────────────────► enriched output
           ▼ each window set
@@ -17,7 +18,8 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -39,15 +41,6 @@ from streamlane.versions import decode_versions, upcast_chain
 
 Keyed = tuple[str, pl.DataFrame]
 """(sink partition key, frame): the key spreads a flow's output over the sink's partitions."""
-
-
-@dataclass(frozen=True)
-class EnrichedBatch:
-    """A partition batch after validation and enrichment; `events` carry their enriched record."""
-
-    events: pl.DataFrame
-    dead_letters: pl.DataFrame
-    source: PartitionBatch
 
 
 def decoder(flow: Flow) -> Callable[[list[bytes]], Decoded]:
@@ -93,10 +86,13 @@ def lookups(flow: Flow, brokers: str) -> list[LookupEnricher | TopicTable]:
         return _LOOKUPS[flow.name]
 
 
-def enrich_batch(flow: Flow, batch: PartitionBatch, brokers: str) -> EnrichedBatch:
-    """Lift, enrich and derive; an event a lookup misses follows the flow's `on_miss`."""
+def enrich_batch(flow: Flow, batch: PartitionBatch, brokers: str) -> PartitionBatch:
+    """The batch with its events lifted, enriched, derived and serialized as enriched
+    records (`key`, `value`); an event a lookup misses follows the flow's `on_miss` (a dead
+    letter with the lookup's reason, or passed through marked `unenriched`). The records'
+    original bytes are dropped: nothing after enrichment refers to them."""
     if batch.events.is_empty():
-        return EnrichedBatch(pl.DataFrame(), batch.dead_letters, batch)
+        return replace(batch, events=pl.DataFrame(), keys=[], values=[])
     events = lifted(flow, batch.events)
     misses = []
     keep = flow.on_miss == "pass_through"
@@ -114,7 +110,8 @@ def enrich_batch(flow: Flow, batch: PartitionBatch, brokers: str) -> EnrichedBat
         events = events.with_columns(**flow.derive)
     # Serialized here, once per batch: after dedupe a shard only selects its rows,
     # instead of every shard encoding its slice separately.
-    return EnrichedBatch(events.with_columns(enriched_records(flow, events)), dead, batch)
+    events = events.with_columns(enriched_records(flow, events))
+    return replace(batch, events=events, dead_letters=dead, keys=[], values=[])
 
 
 def enriched_records(flow: Flow, events: pl.DataFrame) -> pl.DataFrame:
@@ -260,6 +257,7 @@ def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
         settings.brokers,
         flow.input_topic,
         decoder(flow),
+        prepare=partial(enrich_batch, flow, brokers=settings.brokers),
         batch_size=settings.batch_size,
         idle_timeout_s=settings.idle_timeout_s,
         broker_timeout_s=settings.broker_timeout_s,
@@ -278,17 +276,15 @@ def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
             settings.brokers, topic, headers=headers, broker_timeout_s=settings.broker_timeout_s
         )
 
-    def dead_letters(batch: EnrichedBatch) -> list[Keyed]:
+    def dead_letters(batch: PartitionBatch) -> list[Keyed]:
         if batch.dead_letters.is_empty():
             return []
         records = dead_letter_records(flow.dead_letter_topic, batch.dead_letters)
-        return [(batch.source.partition, records)]
+        return [(batch.partition, records)]
 
     dataflow = Dataflow(flow.name)
-    batches = op.input("read", dataflow, source)
-    enriched = op.map(
-        "validate_and_enrich", batches, lambda b: enrich_batch(flow, b, settings.brokers)
-    )
+    # Decoded and enriched off the worker, on the source's decode threads.
+    enriched = op.input("read", dataflow, source)
     op.output(
         "to_dlq",
         op.flat_map("dead_letters", enriched, dead_letters),
@@ -296,7 +292,7 @@ def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
     )
 
     shards = op.flat_map(
-        f"key_by_{flow.key}", enriched, lambda b: route(spec, b.events, b.source.progress)
+        f"key_by_{flow.key}", enriched, lambda b: route(spec, b.events, b.progress)
     )
     results = op.stateful_map("dedupe_and_window", shards, shard_step(spec))
     unique = op.flat_map("unique_events", results, _outputs(lambda r: r.unique))

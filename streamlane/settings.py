@@ -13,6 +13,6 @@ class FlowSettings:
     lateness_s: float = 30.0
     idle_timeout_s: float = 10.0
     dedupe_horizon_s: float = 3600.0
-    batch_size: int = 50_000
+    batch_size: int = 20_000
     shards: int = 16
     broker_timeout_s: float = 120.0

@@ -10,11 +10,12 @@ nothing to deliver it still emits an empty batch every `heartbeat_s`, so idlenes
 reaches the window state. Offsets and the newest event time are the recovery
 snapshot: a restarted flow resumes after the last snapshotted batch.
 
-Batches are decoded on a decode thread shared by the process's partitions, one batch
+Batches are decoded on decode threads shared by the process's partitions, one batch
 per partition at a time and at most `DECODE_AHEAD` in all, while the worker processes
-what was emitted before; a batch counts as read (and is snapshotted) once emitted. A
-partition takes records from its Kafka client only when they can be decoded next, so a
-backlog waits in Kafka and in the client's bounded prefetch, not in the flow.
+what was emitted before; the flow's `prepare` step (its enrichment) runs there too, right
+after decoding. A batch counts as read (and is snapshotted) once emitted. A partition
+takes records from its Kafka client only when they can be decoded next, so a backlog
+waits in Kafka and in the client's bounded prefetch, not in the flow.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,7 +60,8 @@ class PartitionBatch:
     `events` holds the decoded columns plus `row` (the record's position in the
     batch), `offset`, `event_time_us` and `own_newest_before_us` (newest event time on
     this partition before each row). `keys` and `values` are the records' original
-    bytes by position, for dead letters found after decoding.
+    bytes by position, for dead letters found after decoding (a flow's `prepare` step
+    empties them once nothing after it can find more).
     `dead_letters` holds `key`, `value` (original bytes), `reason`, `topic`,
     `partition`, `offset`.
     """
@@ -118,26 +120,33 @@ LAG_REPORT_S = 2.0
 the partition's lock while holding the interpreter lock, so it stalls every thread of the
 flow while a large fetch is being unpacked: in a backlog's profile each read took
 milliseconds, and reading every half second cost the worker a twentieth of its time."""
-DECODE_AHEAD = 1
-"""Batches a process's partitions may have decoding or decoded ahead of the worker. One
-keeps the decode thread busy while the worker processes the last batch; a second raised
-the peak memory of a backlog (each batch in flight holds its own working set) for no
-throughput the benchmark could tell apart."""
+DECODE_AHEAD = 2
+"""Batches a process's partitions may have decoding (and preparing) or decoded ahead of the
+worker, each on its own decode thread. Much of decoding and enriching a batch runs on one
+core at a time (screening, joins, small columnar steps), so with one batch in flight the
+flow left part of the cores idle in a backlog (`flow_cores_busy` in the benchmark); two
+keep more of them busy. Each holds its own working set, so more would raise the peak
+memory of a backlog further."""
+
+
+Prepare = Callable[[PartitionBatch], PartitionBatch]
+"""What a flow does to each decoded batch before it is emitted, on the decode thread: the
+batch's `progress` there is as of its decoding (the emitted batch carries the progress as
+of emitting)."""
 
 
 @dataclass(frozen=True)
 class _DecodedRecords:
-    events: pl.DataFrame
-    dead_letters: pl.DataFrame
-    keys: list[bytes | None]
-    values: list[bytes]
-    records: int
+    batch: PartitionBatch
     next_offset: int
     newest_us: int | None
 
 
-def _decode_records(decode: Decoder, records: list[Any], newest_us: int | None) -> _DecodedRecords:
-    """Decode one partition's records; `newest_us` is its newest event time before them."""
+def _decode_records(
+    decode: Decoder, prepare: Prepare | None, records: list[Any], newest_us: int | None
+) -> _DecodedRecords:
+    """Decode (and prepare) one partition's records; `newest_us` is its newest event time
+    before them."""
     message = records[0]
     topic, index = message.topic(), message.partition()
     values = [m.value() or b"" for m in records]
@@ -173,7 +182,9 @@ def _decode_records(decode: Decoder, records: list[Any], newest_us: int | None) 
         offsets[rejects["row"].to_numpy()],
     )
     next_offset = int(offsets[-1]) + 1
-    return _DecodedRecords(events, dead, keys, values, len(records), next_offset, newest_us)
+    progress = PartitionProgress(f"{topic}/{index}", newest_us, idle=False, idle_for_us=0)
+    batch = PartitionBatch(progress.partition, events, dead, progress, len(records), keys, values)
+    return _DecodedRecords(prepare(batch) if prepare else batch, next_offset, newest_us)
 
 
 class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
@@ -289,7 +300,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
                 # emitted before; one batch per partition in flight keeps batches in order.
                 records, self._pending = self._pending, []
                 self._decoding = source.decode_pool().submit(
-                    _decode_records, source.decode, records, self._newest_us
+                    _decode_records, source.decode, source.prepare, records, self._newest_us
                 )
                 self._last_emit = now
             else:
@@ -317,7 +328,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             if decoded.newest_us is not None and decoded.newest_us != self._newest_us:
                 self._newest_us = decoded.newest_us
                 metrics.PARTITION_EVENT_TIME.labels(**self._labels).set(decoded.newest_us / 1e6)
-            metrics.EVENTS_IN.labels(**self._labels).inc(decoded.records)
+            metrics.EVENTS_IN.labels(**self._labels).inc(decoded.batch.records)
         if now - self._lag_reported >= LAG_REPORT_S:
             self._lag_reported = now
             self._report_lag()
@@ -325,15 +336,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         if decoded is None:
             empty = pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
             return PartitionBatch(self._name, pl.DataFrame(), empty, progress, 0)
-        return PartitionBatch(
-            self._name,
-            decoded.events,
-            decoded.dead_letters,
-            progress,
-            decoded.records,
-            decoded.keys,
-            decoded.values,
-        )
+        return replace(decoded.batch, progress=progress)
 
     def next_awake(self) -> datetime | None:
         return self._wake_at
@@ -351,8 +354,10 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
 class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
     """All partitions of one Kafka topic, read from the earliest offset on a first start.
 
-    While Kafka does not answer, readers wait (the client retries) and partitions do not
-    turn idle; an outage longer than `broker_timeout_s` ends the process (one line, status 2).
+    Records are decoded by `decode` and, when given, each decoded batch is handed to
+    `prepare` on the same decode thread before it is emitted. While Kafka does not answer,
+    readers wait (the client retries) and partitions do not turn idle; an outage longer
+    than `broker_timeout_s` ends the process (one line, status 2).
     """
 
     def __init__(
@@ -361,6 +366,7 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         topic: str,
         decode: Decoder,
         *,
+        prepare: Prepare | None = None,
         batch_size: int = 20_000,
         idle_timeout_s: float = 10.0,
         heartbeat_s: float = 0.25,
@@ -371,6 +377,7 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         self.brokers = brokers
         self.topic = topic
         self.decode = decode
+        self.prepare = prepare
         self.batch_size = batch_size
         self.idle_timeout_s = idle_timeout_s
         self.heartbeat_s = heartbeat_s
@@ -409,15 +416,12 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         return self._decode_slots > 0
 
     def decode_pool(self) -> ThreadPoolExecutor:
-        """The thread decoding this source's batches, shared by the process's workers.
-
-        One thread: decoding already runs on every core inside its columnar calls, so
-        more threads would only hold more batches in memory at once.
-        """
+        """The threads decoding (and preparing) this source's batches, shared by the
+        process's workers: one per batch that may be in flight (`DECODE_AHEAD`)."""
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
-                    1,
+                    DECODE_AHEAD,
                     thread_name_prefix=f"decode-{self.topic}",
                     initializer=name_this_thread,
                     initargs=("decode",),
