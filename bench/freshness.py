@@ -17,6 +17,9 @@ polls the warehouse and the flow's metrics every `--poll` seconds and measures:
   minus `produced_at`, the time through the landing;
 - window freshness: for every closed minute, the time its first `store_revenue_1m`
   row was seen minus the time the flow's watermark metric was first seen past its end.
+  The watermark passes a minute's end `--lateness` seconds after it, so a 60-second run
+  sees one minute close or none, depending on the second it starts; 120 seconds see at
+  least one.
 
 Both are upper bounds by up to one poll interval. The cores each process kept busy
 after the warm-up are reported too: at a live rate a pipeline's cost per event is
@@ -217,6 +220,12 @@ def main() -> None:
     result = with_children_stopped(lambda: measure(args, work))
     out = save_result(result, f"freshness-{utc_stamp()}")
     print_figures(result)
+    if not result["window_watermark_to_visible_s"]:
+        print(
+            "no minute's window closed while measuring: run longer (--seconds 120) to "
+            "measure window freshness",
+            file=sys.stderr,
+        )
     print(f"(written to {out}; logs in {work})", file=sys.stderr)
 
 
