@@ -9,7 +9,7 @@ little more memory but slowed the flow noticeably in the benchmark, so it is not
 
 glibc gives each thread that contends for the allocator an arena of its own, up to eight
 per core, and an arena keeps what its thread freed. A flow's threads (the worker, the
-decode thread, the columnar engine's and the Kafka clients') each free batch-sized
+decode threads, the columnar engine's and the Kafka clients') each free batch-sized
 blocks; with one arena per core a backlog's peak memory was lower in the benchmark, at
 the same speed. A MALLOC_ARENA_MAX set in the environment (read by glibc itself) is kept.
 """

@@ -296,8 +296,9 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         self._waiting_for_slot = False
         if self._decoding is None and ready:
             if source.take_decode_slot():
-                # Decoded on the source's decode thread while this worker processes what was
-                # emitted before; one batch per partition in flight keeps batches in order.
+                # Decoded on one of the source's decode threads while this worker processes
+                # what was emitted before; one batch per partition in flight keeps batches
+                # in order.
                 records, self._pending = self._pending, []
                 self._decoding = source.decode_pool().submit(
                     _decode_records, source.decode, source.prepare, records, self._newest_us
@@ -386,7 +387,7 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         self.client_config = client_config or {}
         self._pool: ThreadPoolExecutor | None = None
         # Batches read but not yet emitted, over all partitions: a backlog stays in Kafka
-        # instead of as decoded batches queued for the decode thread.
+        # instead of as decoded batches queued for the decode threads.
         self._decode_slots = DECODE_AHEAD
         self._lock = threading.Lock()
         self._partitions_here = 0
