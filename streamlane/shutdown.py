@@ -30,6 +30,18 @@ def stop_requested() -> bool:
     return _requested.is_set()
 
 
+def request_stop() -> None:
+    """Ask this process's input partitions to end at their next poll, as a first signal
+    does but without its grace period (for a flow run inside another program)."""
+    _requested.set()
+
+
+def forget_stop_request() -> None:
+    """Let input partitions run again after `request_stop` (for a process that runs flows
+    one after another)."""
+    _requested.clear()
+
+
 def _on_signal(signum: int, _frame: FrameType | None) -> None:
     if _requested.is_set():
         raise KeyboardInterrupt
