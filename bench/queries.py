@@ -148,7 +148,9 @@ def landing_rate(
         for _ in range(readers):
             threads.append(threading.Thread(target=read, daemon=True))
             threads[-1].start()
-        return steady_rate(port, "streamlane_landed_rows_total", expected, 900, proc.pid)[0]
+        return steady_rate(
+            port, "streamlane_landed_rows_total", expected, 900, {"landing": proc.pid}
+        )[0]
     finally:
         stop.set()
         for t in threads:

@@ -101,22 +101,30 @@ def wait_metric(port: int, name: str, target: float, timeout_s: float) -> float:
 
 
 def steady_rate(
-    port: int, name: str, target: float, timeout_s: float, pid: int
-) -> tuple[float, float]:
+    port: int, name: str, target: float, timeout_s: float, pids: dict[str, int]
+) -> tuple[float, dict[str, float]]:
     """Per second, how fast counter `name` went from its first reading after it started to
-    `target`, and how many cores process `pid` kept busy meanwhile: what a process did
-    before that reading (its first batch) is left out of the count, the time and the CPU,
-    so a large first batch does not inflate the rate."""
+    `target`, and how many cores each of the processes `pids` (by name) kept busy
+    meanwhile: what a process did before that reading (its first batch) is left out of the
+    count, the time and the CPU, so a large first batch does not inflate the rate."""
     wait_metric(port, name, 1, 120)
     first = scrape(port).get(name, 0)
-    cpu_from = cpu_seconds(pid) or 0.0
+    cpu_from = {who: cpu_seconds(pid) or 0.0 for who, pid in pids.items()}
     if first >= target:
         raise SystemExit(
             f"benchmark: {name} reached {target:,.0f} in its first batch; measure more events"
         )
     seconds = wait_metric(port, name, target, timeout_s)
-    cores = ((cpu_seconds(pid) or 0.0) - cpu_from) / seconds
+    cores = {
+        who: ((cpu_seconds(pid) or 0.0) - cpu_from[who]) / seconds for who, pid in pids.items()
+    }
     return (target - first) / seconds, cores
+
+
+def own_cpu_s() -> float:
+    """CPU seconds this process has used (the ceiling's consumer runs in it)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def cpu_of_children() -> float:
@@ -279,17 +287,32 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
     }
     with fresh_input(work / "separate", records, args.partitions) as broker:
         print("measuring the bare consume+decode ceiling…", file=sys.stderr)
+        cpu_from = own_cpu_s(), cpu_seconds(broker.pid) or 0.0
+        wall_from = time.perf_counter()
         ceiling_eps = consume_and_decode(
             broker.bootstrap, orders.FLOW.input_topic, args.partitions, args.events, malformed
         )
-        result["ceiling_events_per_s"] = round(ceiling_eps)
+        ceiling_s = time.perf_counter() - wall_from
+        ceiling_cpu = own_cpu_s() - cpu_from[0]
+        ceiling_broker_cpu = (cpu_seconds(broker.pid) or 0.0) - cpu_from[1]
+        result |= {
+            "ceiling_events_per_s": round(ceiling_eps),
+            "ceiling_cpu_s": round(ceiling_cpu, 1),
+            "ceiling_cores_busy_with_broker": round(
+                (ceiling_cpu + ceiling_broker_cpu) / ceiling_s, 2
+            ),
+        }
 
         print("running the flow…", file=sys.stderr)
         flow, flow_port = run_flow(broker.bootstrap, work / "separate", args.workers)
         flow_sampler = sampled(flow, "flow")
         # Timed from the first batch read, so process start-up is not counted.
         flow_eps, flow_cores = steady_rate(
-            flow_port, "streamlane_events_in_total", args.events, 900, flow.pid
+            flow_port,
+            "streamlane_events_in_total",
+            args.events,
+            900,
+            {"flow": flow.pid, "broker": broker.pid},
         )
         outputs = settled(flow_port, "streamlane_events_out_total")
         flow_threads = cpu_seconds_by_thread(flow.pid)
@@ -301,7 +324,8 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             "flow_events_per_s": round(flow_eps),
             "flow_ratio_to_ceiling": round(flow_eps / ceiling_eps, 3),
             "flow_cpu_s": round(flow_cpu, 1),
-            "flow_cores_busy": round(flow_cores, 2),
+            "flow_cores_busy": round(flow_cores["flow"], 2),
+            "flow_cores_busy_with_broker": round(sum(flow_cores.values()), 2),
             "flow_peak_rss_mib": flow_rss,
             **by_thread("flow", flow_threads),
         }
@@ -312,7 +336,11 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         landing, landing_port = run_landing(broker.bootstrap, work / "separate")
         landing_sampler = sampled(landing, "landing")
         landing_rps, landing_cores = steady_rate(
-            landing_port, "streamlane_landed_rows_total", outputs, 900, landing.pid
+            landing_port,
+            "streamlane_landed_rows_total",
+            outputs,
+            900,
+            {"landing": landing.pid, "broker": broker.pid},
         )
         landing_threads = cpu_seconds_by_thread(landing.pid)
         landing_rss = stop(landing)
@@ -322,7 +350,8 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             "landing_rows_per_s": round(landing_rps),
             "landing_rows": int(outputs),
             "landing_cpu_s": round(total_cpu - flow_cpu, 1),
-            "landing_cores_busy": round(landing_cores, 2),
+            "landing_cores_busy": round(landing_cores["landing"], 2),
+            "landing_cores_busy_with_broker": round(sum(landing_cores.values()), 2),
             "landing_peak_rss_mib": landing_rss,
             **by_thread("landing", landing_threads),
         }
