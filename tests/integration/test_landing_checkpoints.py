@@ -1,0 +1,73 @@
+"""A landing that keeps up with a steady stream checkpoints its log after a commit once the
+log passes its threshold; a landing working through a backlog leaves the log to grow, as
+checkpointing in a backlog would slow it down. Real broker, real DuckDB file."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from flows import orders
+from sinks.warehouse import Landing, landed_tables, open_warehouse
+from streamlane.broker import EmbeddedBroker
+from streamlane.kafka import ensure_topics
+from streamlane.publish import publish
+from tests.integration.test_landing_parse import enriched_values
+
+FLOW = orders.FLOW
+
+
+def log_bytes(warehouse: Path) -> int:
+    wal = warehouse.with_name(f"{warehouse.name}.wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+@contextmanager
+def landing_of(
+    broker: EmbeddedBroker, warehouse: Path, records: int, **options: int
+) -> Iterator[Landing]:
+    ensure_topics(broker.bootstrap, FLOW.topics, 1)
+    values = enriched_values(records)
+    assert publish(broker.bootstrap, FLOW.enriched.topic, ((None, v) for v in values)) == records
+    con = open_warehouse(warehouse)
+    con.execute("CHECKPOINT")  # the tables' creation is not what the test looks at
+    landing = Landing(con, broker.bootstrap, landed_tables(), **options)
+    try:
+        yield landing
+    finally:
+        landing.close()
+        con.close()
+
+
+def land_next(landing: Landing, timeout_s: float = 60) -> int:
+    """Records of the next batch the landing writes (waiting for one to be ready)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if landed := landing.poll_once():
+            return landed
+    raise AssertionError(f"nothing landed within {timeout_s} s")
+
+
+def test_keeping_up_checkpoints_after_the_commit(
+    fresh_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    warehouse = tmp_path / "warehouse.duckdb"
+    with landing_of(fresh_broker, warehouse, 300, live_checkpoint_bytes=1) as landing:
+        landed = 0
+        while landed < 300:
+            landed += land_next(landing)
+            # Checked right after the write, before an idle moment could checkpoint.
+            assert log_bytes(warehouse) == 0, "a landing that keeps up left its log unsaved"
+        rows = landing.con.execute("SELECT count(*) FROM orders_enriched").fetchone()
+        assert rows == (300,)
+
+
+def test_a_backlog_leaves_the_log_to_grow(fresh_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse.duckdb"
+    with landing_of(
+        fresh_broker, warehouse, 1_000, max_batch=100, live_checkpoint_bytes=1
+    ) as landing:
+        assert land_next(landing) == 100
+        assert log_bytes(warehouse) > 0, "a landing in a backlog checkpointed after a commit"
