@@ -351,6 +351,7 @@ class Landing:
         query is reading, the disk is full) is tried again at the next chance."""
         if not self._room_to_checkpoint():
             return
+        started = time.monotonic()
         try:
             self.con.execute("CHECKPOINT")
         except duckdb.Error as exc:
@@ -361,6 +362,7 @@ class Landing:
             if "interrupted" in str(exc).lower():
                 raise KeyboardInterrupt from None
             raise
+        metrics.LANDING_CHECKPOINT_SECONDS.set(time.monotonic() - started)
         self._unsaved = False
 
     def _logged_bytes(self) -> int:

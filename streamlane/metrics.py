@@ -59,6 +59,10 @@ LANDING_PAUSED = Gauge(
     "streamlane_landing_paused", "1 while the warehouse file cannot be written (disk full)"
 )
 LANDING_BATCH_ROWS = Gauge("streamlane_landing_batch_records", "Records in the last landing batch")
+LANDING_CHECKPOINT_SECONDS = Gauge(
+    "streamlane_landing_checkpoint_seconds",
+    "Duration of the landing's last checkpoint (writes wait while it runs)",
+)
 PG_QUERIES = Counter("streamlane_pg_queries", "Queries run on the PostgreSQL endpoint")
 PG_QUERY_SECONDS = Histogram(
     "streamlane_pg_query_seconds",

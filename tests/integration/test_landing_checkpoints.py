@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from prometheus_client import REGISTRY
+
 from flows import orders
 from sinks.warehouse import Landing, landed_tables, open_warehouse
 from streamlane.broker import EmbeddedBroker
@@ -62,6 +64,8 @@ def test_keeping_up_checkpoints_after_the_commit(
             assert log_bytes(warehouse) == 0, "a landing that keeps up left its log unsaved"
         rows = landing.con.execute("SELECT count(*) FROM orders_enriched").fetchone()
         assert rows == (300,)
+        # Operators see what a checkpoint held writes back for.
+        assert REGISTRY.get_sample_value("streamlane_landing_checkpoint_seconds", {}) > 0
 
 
 def test_a_backlog_leaves_the_log_to_grow(fresh_broker: EmbeddedBroker, tmp_path: Path) -> None:
