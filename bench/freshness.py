@@ -1,6 +1,6 @@
 """Freshness at a steady rate: how soon produced events and closed windows are queryable.
 
-    python -m bench.freshness --rate 20000 --seconds 60
+    python -m bench.freshness --rate 20000 --seconds 120
 
 Starts a fresh embedded broker, the warehouse and the orders flow, then produces live
 events at `--rate` for `--seconds`, split over `--generators` generator processes (which
@@ -211,7 +211,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=20_000)
     parser.add_argument("--generators", type=int, default=1)
-    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--lateness", type=float, default=5.0)
     parser.add_argument("--poll", type=float, default=0.2)
