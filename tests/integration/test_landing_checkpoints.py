@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 
 from flows import orders
 from sinks.warehouse import Landing, landed_tables, open_warehouse
+from streamlane import metrics
 from streamlane.broker import EmbeddedBroker
 from streamlane.kafka import ensure_topics
 from streamlane.publish import publish
@@ -56,6 +57,7 @@ def test_keeping_up_checkpoints_after_the_commit(
     fresh_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     warehouse = tmp_path / "warehouse.duckdb"
+    metrics.LANDING_CHECKPOINT_SECONDS.set(0)  # the process's metric, whoever set it before
     with landing_of(fresh_broker, warehouse, 300, live_checkpoint_bytes=1) as landing:
         landed = 0
         while landed < 300:
