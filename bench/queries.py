@@ -149,7 +149,7 @@ def landing_rate(
             threads.append(threading.Thread(target=read, daemon=True))
             threads[-1].start()
         return steady_rate(
-            port, "streamlane_landed_rows_total", expected, 900, {"landing": proc.pid}
+            port, "streamlane_landed_rows_total", expected, 900, {"landing": [proc.pid]}
         )[0]
     finally:
         stop.set()

@@ -101,23 +101,22 @@ def wait_metric(port: int, name: str, target: float, timeout_s: float) -> float:
 
 
 def steady_rate(
-    port: int, name: str, target: float, timeout_s: float, pids: dict[str, int]
+    port: int, name: str, target: float, timeout_s: float, processes: dict[str, list[int]]
 ) -> tuple[float, dict[str, float]]:
     """Per second, how fast counter `name` went from its first reading after it started to
-    `target`, and how many cores each of the processes `pids` (by name) kept busy
+    `target`, and how many cores each group of `processes` (by name) kept busy
     meanwhile: what a process did before that reading (its first batch) is left out of the
     count, the time and the CPU, so a large first batch does not inflate the rate."""
     wait_metric(port, name, 1, 120)
     first = scrape(port).get(name, 0)
-    cpu_from = {who: cpu_seconds(pid) or 0.0 for who, pid in pids.items()}
+    cpu_from = cpu_used(processes)
     if first >= target:
         raise SystemExit(
             f"benchmark: {name} reached {target:,.0f} in its first batch; measure more events"
         )
     seconds = wait_metric(port, name, target, timeout_s)
-    cores = {
-        who: ((cpu_seconds(pid) or 0.0) - cpu_from[who]) / seconds for who, pid in pids.items()
-    }
+    cpu_to = cpu_used(processes)
+    cores = {who: (cpu_to[who] - cpu_from[who]) / seconds for who in processes}
     return (target - first) / seconds, cores
 
 
@@ -312,7 +311,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             "streamlane_events_in_total",
             args.events,
             900,
-            {"flow": flow.pid, "broker": broker.pid},
+            {"flow": [flow.pid], "broker": [broker.pid]},
         )
         outputs = settled(flow_port, "streamlane_events_out_total")
         flow_threads = cpu_seconds_by_thread(flow.pid)
@@ -340,7 +339,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             "streamlane_landed_rows_total",
             outputs,
             900,
-            {"landing": landing.pid, "broker": broker.pid},
+            {"landing": [landing.pid], "broker": [broker.pid]},
         )
         landing_threads = cpu_seconds_by_thread(landing.pid)
         landing_rss = stop(landing)
