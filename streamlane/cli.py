@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from streamlane.errors import UserError
+from streamlane.settings import FlowSettings
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -159,9 +160,9 @@ def run(
         ),
     ] = 1,
     rate: Annotated[float, typer.Option("--rate", help="Demo events per second.")] = 200.0,
-    lateness: Lateness = 30.0,
-    idle_timeout: IdleTimeout = 10.0,
-    dedupe_horizon: DedupeHorizon = 3600.0,
+    lateness: Lateness = FlowSettings.lateness_s,
+    idle_timeout: IdleTimeout = FlowSettings.idle_timeout_s,
+    dedupe_horizon: DedupeHorizon = FlowSettings.dedupe_horizon_s,
     data_dir: Annotated[
         Path,
         typer.Option("--data-dir", envvar="STREAMLANE_DATA_DIR", help="Logs and recovery state."),
@@ -174,7 +175,6 @@ def run(
     """Run the local pipeline: broker (embedded unless --brokers), topics, flows, warehouse."""
     from streamlane.flow import load_flow
     from streamlane.runner import Pipeline, RunSettings
-    from streamlane.settings import FlowSettings
 
     chosen = tuple(dict.fromkeys(flows or ["orders"]))
     for name in chosen:
@@ -544,9 +544,9 @@ def flow_run(
             help="A multi-process cluster: host:port of every process, separated by ';'.",
         ),
     ] = None,
-    lateness: Lateness = 30.0,
-    idle_timeout: IdleTimeout = 10.0,
-    dedupe_horizon: DedupeHorizon = 3600.0,
+    lateness: Lateness = FlowSettings.lateness_s,
+    idle_timeout: IdleTimeout = FlowSettings.idle_timeout_s,
+    dedupe_horizon: DedupeHorizon = FlowSettings.dedupe_horizon_s,
     snapshot_interval: Annotated[
         float, typer.Option("--snapshot-interval", envvar="STREAMLANE_SNAPSHOT_INTERVAL", min=0.1)
     ] = 5.0,
@@ -558,14 +558,13 @@ def flow_run(
             min=1,
             help="Most records taken from one partition per poll (one columnar batch).",
         ),
-    ] = 20_000,
-    broker_timeout: BrokerTimeout = 120.0,
+    ] = FlowSettings.batch_size,
+    broker_timeout: BrokerTimeout = FlowSettings.broker_timeout_s,
     metrics_port: MetricsPort = 0,
 ) -> None:
     """Run one flow on bytewax, resuming from its recovery store."""
     from streamlane.flowrun import run_flow
     from streamlane.metrics import serve_metrics
-    from streamlane.settings import FlowSettings
 
     _logging()
     serve_metrics(metrics_port)

@@ -43,6 +43,7 @@ from streamlane.kafka import (
     consumer_config,
     partitions_of,
 )
+from streamlane.settings import FlowSettings
 from streamlane.threadname import name_this_thread
 from streamlane.windows import PartitionProgress
 
@@ -368,7 +369,7 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         decode: Decoder,
         *,
         prepare: Prepare | None = None,
-        batch_size: int = 20_000,
+        batch_size: int = FlowSettings.batch_size,
         idle_timeout_s: float = 10.0,
         heartbeat_s: float = 0.25,
         linger_s: float = 0.2,
