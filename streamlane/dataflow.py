@@ -2,8 +2,9 @@
 
 input ─► decode + validate ──────────────────────► dead letters
           │ lift columns, enrich ── miss ────────► dead letters
-          │ (both on the source's decode threads)
-          │ derive; route by key; dedupe by id
+          │ derive; split by key over the shards
+          │ (all on the source's decode threads)
+          │ dedupe by id
           ├──────────────────────────────────────► enriched output
           ▼ each window set
           ├── closed windows ────────────────────► window output
@@ -35,8 +36,8 @@ from streamlane.enrich import LookupEnricher
 from streamlane.flow import Flow, Output, Windows
 from streamlane.reference import TopicReference, TopicTable
 from streamlane.settings import FlowSettings
-from streamlane.shards import ShardOutput, WindowSpec, route, shard_step
-from streamlane.source import EventSource, PartitionBatch, dead_letter_frame
+from streamlane.shards import ShardOutput, WindowSpec, route, shard_step, split
+from streamlane.source import EventSource, PartitionBatch, dead_letter_frame, partition_names
 from streamlane.versions import decode_versions, upcast_chain
 
 Keyed = tuple[str, pl.DataFrame]
@@ -112,6 +113,15 @@ def enrich_batch(flow: Flow, batch: PartitionBatch, brokers: str) -> PartitionBa
     # instead of every shard encoding its slice separately.
     events = events.with_columns(enriched_records(flow, events))
     return replace(batch, events=events, dead_letters=dead, keys=[], values=[])
+
+
+def prepare_batch(
+    flow: Flow, spec: WindowSpec, batch: PartitionBatch, brokers: str
+) -> PartitionBatch:
+    """The batch enriched (`enrich_batch`) and its events split by state shard (`split`):
+    the flow's work that needs no state, done on the source's decode threads."""
+    enriched = enrich_batch(flow, batch, brokers)
+    return replace(enriched, events=pl.DataFrame(), shards=split(spec, enriched.events))
 
 
 def enriched_records(flow: Flow, events: pl.DataFrame) -> pl.DataFrame:
@@ -253,22 +263,22 @@ def _enriched_records(flow: Flow) -> Callable[[pl.DataFrame], pl.DataFrame]:
 
 def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
     """The bytewax dataflow of `flow` for the given settings (brokers, lateness, idle timeout...)."""
-    source = EventSource(
-        settings.brokers,
-        flow.input_topic,
-        decoder(flow),
-        prepare=partial(enrich_batch, flow, brokers=settings.brokers),
-        batch_size=settings.batch_size,
-        idle_timeout_s=settings.idle_timeout_s,
-        broker_timeout_s=settings.broker_timeout_s,
-    )
     spec = WindowSpec(
-        partitions=tuple(source.partition_names()),
+        partitions=tuple(partition_names(settings.brokers, flow.input_topic)),
         key=flow.key,
         windows=flow.window_defs(),
         lateness_us=int(settings.lateness_s * 1e6),
         dedupe_horizon_us=int(settings.dedupe_horizon_s * 1e6),
         shards=settings.shards,
+    )
+    source = EventSource(
+        settings.brokers,
+        flow.input_topic,
+        decoder(flow),
+        prepare=partial(prepare_batch, flow, spec, brokers=settings.brokers),
+        batch_size=settings.batch_size,
+        idle_timeout_s=settings.idle_timeout_s,
+        broker_timeout_s=settings.broker_timeout_s,
     )
 
     def sink(topic: str, headers: bool = False) -> KafkaFrameSink:
@@ -283,7 +293,7 @@ def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
         return [(batch.partition, records)]
 
     dataflow = Dataflow(flow.name)
-    # Decoded and enriched off the worker, on the source's decode threads.
+    # Decoded, enriched and split by shard off the worker, on the source's decode threads.
     enriched = op.input("read", dataflow, source)
     op.output(
         "to_dlq",
@@ -292,7 +302,7 @@ def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
     )
 
     shards = op.flat_map(
-        f"key_by_{flow.key}", enriched, lambda b: route(spec, b.events, b.progress)
+        f"key_by_{flow.key}", enriched, lambda b: route(spec, b.shards, b.progress)
     )
     results = op.stateful_map("dedupe_and_window", shards, shard_step(spec))
     unique = op.flat_map("unique_events", results, _outputs(lambda r: r.unique))

@@ -35,11 +35,32 @@ from streamlane.windows import (
 
 
 @dataclass(frozen=True)
+class ShardRows:
+    """One shard's rows of a batch, with what its step needs of them computed ahead (`split`).
+
+    `events` are the rows as the flow passes them on. Per row, `id_hash` is the event id's
+    64-bit hash, `own_mark` the row's own-partition watermark (before it arrived), and
+    `window_ends` the end of its window in each tumbling window set. `partials` holds,
+    per tumbling window set, the rows' partial aggregates as if every row were first seen
+    and on time: the common case, in which the step folds them as they are. `repeats`
+    counts the rows left out as repeats of an id earlier in the batch (duplicates
+    whatever the state holds).
+    """
+
+    events: pl.DataFrame
+    id_hash: np.ndarray
+    own_mark: np.ndarray
+    window_ends: dict[str, np.ndarray]
+    partials: dict[str, pl.DataFrame]
+    repeats: int = 0
+
+
+@dataclass(frozen=True)
 class ShardInput:
-    """A shard's part of one partition batch (possibly no rows) and the partition's progress."""
+    """A shard's part of one partition batch (None: no rows) and the partition's progress."""
 
     shard: str
-    rows: pl.DataFrame | None
+    rows: ShardRows | None
     progress: PartitionProgress
 
 
@@ -98,48 +119,84 @@ class WindowSpec:
 ID_HASH = "__id_hash"
 OWN_MARK = "__own_mark_us"
 _SHARD = "__shard"
+_FIRST = "__first_in_batch"
 
 
 def _window_end(window: WindowDef) -> str:
     return f"__window_end_us/{window.name}"
 
 
-def route(
-    spec: WindowSpec, rows: pl.DataFrame, progress: PartitionProgress
-) -> list[tuple[str, ShardInput]]:
-    """Split a batch's rows by key hash over the shards; every shard gets the progress.
+def _tumbling(spec: WindowSpec) -> list[tuple[WindowDef, int]]:
+    """The tumbling window sets, with their sizes."""
+    return [(w, w.kind.size_us) for w in spec.windows if isinstance(w.kind, Tumbling)]
 
-    What every shard needs per row and can compute without its state (the id hash, the
-    end of the row's window, the row's own-partition watermark) is computed here, once
-    per batch, so a shard step does a handful of array operations however many
-    columns the rows carry.
+
+def split(spec: WindowSpec, rows: pl.DataFrame) -> dict[int, ShardRows]:
+    """A batch's rows by shard (key hash), each with what the shard step needs of them.
+
+    Everything a shard step can compute without its state (the id hashes, each row's
+    own-partition watermark and window ends, the partial aggregates of the tumbling
+    window sets) is computed here, once per batch and for all shards in a few queries,
+    so it can run off the worker (a flow does it on the source's decode threads): there
+    each query on a shard's small share of a batch waited behind the decoding's large
+    ones for the columnar engine's threads. A repeat of an id earlier in the batch (on
+    the same shard) is left out and counted in `repeats`: the first occurrence wins, as
+    in the shard's own dedupe.
     """
-    by_shard: dict[int, pl.DataFrame] = {}
-    if rows.height:
-        columns = [
-            pl.col(spec.id_column).hash(seed=ID_HASH_SEED).alias(ID_HASH),
-            (pl.col("own_newest_before_us") - spec.lateness_us).fill_null(NEVER).alias(OWN_MARK),
-            (pl.col(spec.key).hash(seed=7) % spec.shards).alias(_SHARD),
-        ]
-        for window in spec.windows:
-            if isinstance(window.kind, Tumbling):
-                size = window.kind.size_us
-                end = (pl.col("event_time_us") // size + 1) * size
-                columns.append(end.alias(_window_end(window)))
-        prepared = rows.with_columns(columns)
-        for (shard,), part in prepared.partition_by(
-            _SHARD, as_dict=True, include_key=False, maintain_order=True
-        ).items():
-            by_shard[int(shard)] = part  # type: ignore[call-overload]
-    return [(str(s), ShardInput(str(s), by_shard.get(s), progress)) for s in range(spec.shards)]
-
-
-def _internal(spec: WindowSpec) -> list[str]:
-    return [
-        ID_HASH,
-        OWN_MARK,
-        *(_window_end(w) for w in spec.windows if isinstance(w.kind, Tumbling)),
+    if not rows.height:
+        return {}
+    tumbling = _tumbling(spec)
+    internal = [
+        pl.col(spec.id_column).hash(seed=ID_HASH_SEED).alias(ID_HASH),
+        (pl.col("own_newest_before_us") - spec.lateness_us).fill_null(NEVER).alias(OWN_MARK),
+        *(
+            ((pl.col("event_time_us") // size + 1) * size).alias(_window_end(w))
+            for w, size in tumbling
+        ),
     ]
+    shard = (pl.col(spec.key).hash(seed=7) % spec.shards).alias(_SHARD)
+    first = pl.struct(_SHARD, ID_HASH).is_first_distinct().alias(_FIRST)
+    prepared = rows.with_columns(shard, *internal).with_columns(first)
+    # An id repeated within the batch is a duplicate whatever the state holds: dropped
+    # here, a shard's rows mostly hold none, and the step can fold the partials as they are.
+    is_first = prepared.get_column(_FIRST).to_numpy()
+    shard_of = prepared.get_column(_SHARD).to_numpy().astype(np.int64)
+    repeats = np.bincount(shard_of[~is_first], minlength=spec.shards)
+    if not is_first.all():
+        prepared = prepared.filter(pl.col(_FIRST))
+    events = _by_shard(prepared.select(_SHARD, *rows.columns))
+    arrays = _by_shard(prepared.select(_SHARD, *(c.meta.output_name() for c in internal)))
+    partials: dict[int, dict[str, pl.DataFrame]] = {s: {} for s in events}
+    for window, size in tumbling:
+        start = pl.col(_window_end(window)) - size
+        keys = (_SHARD, *window.keys)
+        reduced = _partials_of(keys, window.aggregates, prepared.lazy(), start)
+        for s, partial in _by_shard(reduced).items():
+            partials[s][window.name] = partial
+    return {
+        s: ShardRows(
+            part,
+            arrays[s].get_column(ID_HASH).to_numpy(),
+            arrays[s].get_column(OWN_MARK).to_numpy(),
+            {w.name: arrays[s].get_column(_window_end(w)).to_numpy() for w, _ in tumbling},
+            partials[s],
+            int(repeats[s]),
+        )
+        for s, part in events.items()
+    }
+
+
+def _by_shard(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
+    parts = frame.partition_by(_SHARD, as_dict=True, include_key=False, maintain_order=True)
+    return {int(shard): part for (shard,), part in parts.items()}  # type: ignore[call-overload]
+
+
+def route(
+    spec: WindowSpec, rows: dict[int, ShardRows], progress: PartitionProgress
+) -> list[tuple[str, ShardInput]]:
+    """One item per shard: its share of a batch's rows (from `split`, None when it has none)
+    and the partition's progress, which every shard gets so all see the same watermark."""
+    return [(str(s), ShardInput(str(s), rows.get(s), progress)) for s in range(spec.shards)]
 
 
 class ShardState:
@@ -152,7 +209,6 @@ class ShardState:
         self.spec = spec
         self.seen = SeenIds(spec.dedupe_horizon_us, files=files)
         self.watermark = Watermark(list(spec.partitions), spec.lateness_us)
-        self.internal = _internal(spec)
         self.windows: dict[str, FixedWindows | SessionWindows] = {}
         for window in spec.windows:
             kind = window.kind
@@ -178,19 +234,18 @@ class ShardState:
         unique = None
         late: dict[str, pl.DataFrame] = {}
         rows = item.rows
-        if rows is not None and rows.height:
-            times = rows["event_time_us"].to_numpy()
-            first = self.seen.first_seen(rows[ID_HASH].to_numpy(), times)
-            metrics.DUPLICATES.inc(rows.height - int(first.sum()))
-            marks = self.watermark.arrival_marks(item.progress.partition, rows[OWN_MARK].to_numpy())
+        if rows is not None and rows.events.height:
+            times = rows.events["event_time_us"].to_numpy()
+            first = self.seen.first_seen(rows.id_hash, times)
+            metrics.DUPLICATES.inc(rows.repeats + rows.events.height - int(first.sum()))
+            marks = self.watermark.arrival_marks(item.progress.partition, rows.own_mark)
             # Most batches hold no duplicate: no filtering then (each query on a shard's
             # small share of a batch costs more to start than to run).
-            fresh = rows if first.all() else rows.filter(pl.Series(first))
-            unique = fresh.drop(self.internal)
+            unique = rows.events if first.all() else rows.events.filter(pl.Series(first))
             for window in self.spec.windows:
                 store = self.windows[window.name]
                 if isinstance(store, FixedWindows) and isinstance(window.kind, Tumbling):
-                    missed = self._tumbling(window, store, fresh, marks[first])
+                    missed = self._tumbling(window, store, rows, unique, first, marks[first])
                 else:
                     missed = self._assigned(store, unique, marks[first])
                 if missed is not None:
@@ -208,26 +263,48 @@ class ShardState:
         return ShardOutput(unique, closed, late)
 
     def _tumbling(
-        self, window: WindowDef, store: FixedWindows, fresh: pl.DataFrame, marks: np.ndarray
+        self,
+        window: WindowDef,
+        store: FixedWindows,
+        rows: ShardRows,
+        unique: pl.DataFrame,
+        first: np.ndarray,
+        marks: np.ndarray,
     ) -> pl.DataFrame | None:
-        """The fast path: one window per event, its end computed by `route`."""
-        end = _window_end(window)
-        is_late = fresh[end].to_numpy() <= marks
-        on_time = fresh.lazy().filter(pl.Series(~is_late))
-        store.add_partial(
-            _partials_of(window.keys, window.aggregates, on_time, pl.col(end) - store.size_us)
-        )
+        """The fast path: one window per event, its end and the rows' partials from `split`."""
+        ends = rows.window_ends[window.name]
+        if unique is not rows.events:
+            ends = ends[first]
+        is_late = ends <= marks
         if not is_late.any():
+            if unique is rows.events:
+                store.add_partial(rows.partials[window.name])
+            else:
+                store.add_partial(self._partials(window, store, unique, ends, None))
             return None
-        return (
-            fresh.filter(pl.Series(is_late))
-            .with_columns(
-                watermark_us=pl.Series(marks[is_late]),
-                window_end_us=pl.col(end),
-                window_start_us=pl.col(end) - store.size_us,
-            )
-            .drop(self.internal)
+        store.add_partial(self._partials(window, store, unique, ends, ~is_late))
+        late_ends = ends[is_late]
+        return unique.filter(pl.Series(is_late)).with_columns(
+            watermark_us=pl.Series(marks[is_late]),
+            window_end_us=pl.Series(late_ends),
+            window_start_us=pl.Series(late_ends - store.size_us),
         )
+
+    @staticmethod
+    def _partials(
+        window: WindowDef,
+        store: FixedWindows,
+        events: pl.DataFrame,
+        ends: np.ndarray,
+        keep: np.ndarray | None,
+    ) -> pl.DataFrame:
+        """Partials of `events` (those `keep` marks, or all) whose windows end at `ends`."""
+        end = _window_end(window)
+        frame = events.lazy().with_columns(pl.Series(end, ends))
+        if keep is not None:
+            frame = frame.filter(pl.Series(keep))
+        start = pl.col(end) - store.size_us
+        return _partials_of(window.keys, window.aggregates, frame, start)
 
     def _assigned(
         self, store: FixedWindows | SessionWindows, fresh: pl.DataFrame, marks: np.ndarray

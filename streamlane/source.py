@@ -12,10 +12,11 @@ snapshot: a restarted flow resumes after the last snapshotted batch.
 
 Batches are decoded on decode threads shared by the process's partitions, one batch
 per partition at a time and at most `DECODE_AHEAD` in all, while the worker processes
-what was emitted before; the flow's `prepare` step (its enrichment) runs there too, right
-after decoding. A batch counts as read (and is snapshotted) once emitted. A partition
-takes records from its Kafka client only when they can be decoded next, so a backlog
-waits in Kafka and in the client's bounded prefetch, not in the flow.
+what was emitted before; the flow's `prepare` step (its enrichment, and the split of the
+events over the state shards) runs there too, right after decoding. A batch counts as
+read (and is snapshotted) once emitted. A partition takes records from its Kafka client
+only when they can be decoded next, so a backlog waits in Kafka and in the client's
+bounded prefetch, not in the flow.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from streamlane.kafka import (
     partitions_of,
 )
 from streamlane.settings import FlowSettings
+from streamlane.shards import ShardRows
 from streamlane.threadname import name_this_thread
 from streamlane.windows import PartitionProgress
 
@@ -62,7 +64,9 @@ class PartitionBatch:
     batch), `offset`, `event_time_us` and `own_newest_before_us` (newest event time on
     this partition before each row). `keys` and `values` are the records' original
     bytes by position, for dead letters found after decoding (a flow's `prepare` step
-    empties them once nothing after it can find more).
+    empties them once nothing after it can find more). A flow's `prepare` step may also
+    split the events by state shard ahead of the worker (`shards`, see
+    `streamlane.shards.split`), leaving `events` empty.
     `dead_letters` holds `key`, `value` (original bytes), `reason`, `topic`,
     `partition`, `offset`.
     """
@@ -74,6 +78,7 @@ class PartitionBatch:
     records: int
     keys: list[bytes | None] = field(default_factory=list)
     values: list[bytes] = field(default_factory=list)
+    shards: dict[int, ShardRows] = field(default_factory=dict)
 
 
 DEAD_LETTER_SCHEMA = {
@@ -353,6 +358,14 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         self._consumer.close()
 
 
+def partition_names(
+    brokers: str, topic: str, client_config: dict[str, Any] | None = None
+) -> list[str]:
+    """`topic/index` for every partition of `topic`, as an `EventSource` names them in its
+    batches' progress (and the watermark expects them)."""
+    return [f"{topic}/{i}" for i in partitions_of(admin_config(brokers, client_config), topic)]
+
+
 class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
     """All partitions of one Kafka topic, read from the earliest offset on a first start.
 
@@ -429,10 +442,6 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
                     initargs=("decode",),
                 )
             return self._pool
-
-    def partition_names(self) -> list[str]:
-        """`topic/index` for every partition of the topic, as used in watermark progress."""
-        return [f"{self.topic}/{i}" for i in self._indexes()]
 
     def _indexes(self) -> list[int]:
         return partitions_of(admin_config(self.brokers, self.client_config), self.topic)

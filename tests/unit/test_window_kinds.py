@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from streamlane import aggregates as agg
-from streamlane.shards import ShardState, WindowDef, WindowSpec, route
+from streamlane.shards import ShardState, WindowDef, WindowSpec, route, split
 from streamlane.windows import Hopping, PartitionProgress, Session, Tumbling
 
 S = 1_000_000
@@ -81,16 +81,13 @@ def run(window, stream, lateness_s: float = 60, batch: int = 17) -> tuple[pl.Dat
                 own_newest_before_us=pl.Series(own_before, dtype=pl.Int64)
             )
             progress = PartitionProgress(part, newest[part], False, 0)
-            for _, item in route(spec, rows, progress):
+            for _, item in route(spec, split(spec, rows), progress):
                 out = state.process(item)
                 closed += list(out.windows.values())
                 late += list(out.late.values())
     for part in PARTS:  # both idle for a long time: every window closes
-        out = state.process(
-            route(spec, pl.DataFrame(), PartitionProgress(part, newest[part], True, 10**6 * S))[0][
-                1
-            ]
-        )
+        progress = PartitionProgress(part, newest[part], True, 10**6 * S)
+        out = state.process(route(spec, {}, progress)[0][1])
         closed += list(out.windows.values())
     windows = pl.concat(closed) if closed else pl.DataFrame()
     return windows.sort("visitor", "window_start"), late
