@@ -126,7 +126,7 @@ def _window_end(window: WindowDef) -> str:
     return f"__window_end_us/{window.name}"
 
 
-def _tumbling(spec: WindowSpec) -> list[tuple[WindowDef, int]]:
+def _tumbling_windows(spec: WindowSpec) -> list[tuple[WindowDef, int]]:
     """The tumbling window sets, with their sizes."""
     return [(w, w.kind.size_us) for w in spec.windows if isinstance(w.kind, Tumbling)]
 
@@ -145,7 +145,7 @@ def split(spec: WindowSpec, rows: pl.DataFrame) -> dict[int, ShardRows]:
     """
     if not rows.height:
         return {}
-    tumbling = _tumbling(spec)
+    tumbling = _tumbling_windows(spec)
     internal = [
         pl.col(spec.id_column).hash(seed=ID_HASH_SEED).alias(ID_HASH),
         (pl.col("own_newest_before_us") - spec.lateness_us).fill_null(NEVER).alias(OWN_MARK),
@@ -241,13 +241,17 @@ class ShardState:
             marks = self.watermark.arrival_marks(item.progress.partition, rows.own_mark)
             # Most batches hold no duplicate: no filtering then (each query on a shard's
             # small share of a batch costs more to start than to run).
-            unique = rows.events if first.all() else rows.events.filter(pl.Series(first))
+            kept: np.ndarray | None = None if first.all() else first
+            if kept is None:
+                unique = rows.events
+            else:
+                unique, marks = rows.events.filter(pl.Series(kept)), marks[kept]
             for window in self.spec.windows:
                 store = self.windows[window.name]
                 if isinstance(store, FixedWindows) and isinstance(window.kind, Tumbling):
-                    missed = self._tumbling(window, store, rows, unique, first, marks[first])
+                    missed = self._tumbling(window, store, rows, unique, kept, marks)
                 else:
-                    missed = self._assigned(store, unique, marks[first])
+                    missed = self._assigned(store, unique, marks)
                 if missed is not None:
                     metrics.LATE_EVENTS.inc(missed.height)
                     late[window.name] = missed
@@ -268,16 +272,19 @@ class ShardState:
         store: FixedWindows,
         rows: ShardRows,
         unique: pl.DataFrame,
-        first: np.ndarray,
+        kept: np.ndarray | None,
         marks: np.ndarray,
     ) -> pl.DataFrame | None:
-        """The fast path: one window per event, its end and the rows' partials from `split`."""
+        """The fast path: one window per event, its end and the rows' partials from `split`.
+
+        `kept` marks the rows seen for the first time (None: all of them), which `unique`
+        and `marks` hold."""
         ends = rows.window_ends[window.name]
-        if unique is not rows.events:
-            ends = ends[first]
+        if kept is not None:
+            ends = ends[kept]
         is_late = ends <= marks
         if not is_late.any():
-            if unique is rows.events:
+            if kept is None:
                 store.add_partial(rows.partials[window.name])
             else:
                 store.add_partial(self._partials(window, store, unique, ends, None))

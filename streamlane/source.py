@@ -358,12 +358,16 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         self._consumer.close()
 
 
+def _partition_indexes(brokers: str, topic: str, client_config: dict[str, Any] | None) -> list[int]:
+    return partitions_of(admin_config(brokers, client_config), topic)
+
+
 def partition_names(
     brokers: str, topic: str, client_config: dict[str, Any] | None = None
 ) -> list[str]:
     """`topic/index` for every partition of `topic`, as an `EventSource` names them in its
     batches' progress (and the watermark expects them)."""
-    return [f"{topic}/{i}" for i in partitions_of(admin_config(brokers, client_config), topic)]
+    return [f"{topic}/{i}" for i in _partition_indexes(brokers, topic, client_config)]
 
 
 class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
@@ -383,7 +387,7 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         *,
         prepare: Prepare | None = None,
         batch_size: int = FlowSettings.batch_size,
-        idle_timeout_s: float = 10.0,
+        idle_timeout_s: float = FlowSettings.idle_timeout_s,
         heartbeat_s: float = 0.25,
         linger_s: float = 0.2,
         broker_timeout_s: float = DEFAULT_OUTAGE_LIMIT_S,
@@ -444,7 +448,7 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
             return self._pool
 
     def _indexes(self) -> list[int]:
-        return partitions_of(admin_config(self.brokers, self.client_config), self.topic)
+        return _partition_indexes(self.brokers, self.topic, self.client_config)
 
     def list_parts(self) -> list[str]:
         return [str(i) for i in self._indexes()]

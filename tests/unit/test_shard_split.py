@@ -61,8 +61,11 @@ def step(states: dict[str, ShardState], rows: pl.DataFrame, idle: bool = False) 
         unique += [out.unique] if out.unique is not None else []
         windows += list(out.windows.values())
         late += list(out.late.values())
-    both = lambda frames: pl.concat(frames) if frames else pl.DataFrame()  # noqa: E731
-    return ShardOutput(both(unique), {"w": both(windows)}, {"w": both(late)})
+    return ShardOutput(_joined(unique), {"w": _joined(windows)}, {"w": _joined(late)})
+
+
+def _joined(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    return pl.concat(frames) if frames else pl.DataFrame()
 
 
 def dropped() -> float:
