@@ -12,6 +12,15 @@ One idempotent producer per process and broker list serves every sink partition.
 Its queue is bounded: when full, a write waits for deliveries (back pressure), during
 a Kafka outage up to the outage limit. A delivery failure stops the flow rather than
 losing records.
+
+Records are handed to the producer one call each, with the arguments in place and the
+delivery callback set once in its configuration: in a backlog the flow's worker spends
+a good part of its time here, and a batch call needs a dictionary built per record,
+which cost more than the calls it saves. A write does not poll the producer: only
+failed deliveries report back, and they are served while a write waits for room in
+the queue and at every snapshot, which waits for every delivery anyway. Each poll let
+go of the interpreter lock, and taking it back from the decode threads cost the
+worker more than the poll itself.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 10_000
 _QUEUE_LIMIT = 100_000
+"""Records queued in the producer at most; a write waits for deliveries beyond it."""
 SINK_PARTITIONS = 16
 """Fixed in the recovery store with the flow; as many as the flow's state shards."""
 
@@ -42,7 +52,16 @@ class _SharedProducer:
     def __init__(self, brokers: str, broker: BrokerWatch) -> None:
         # Only failed deliveries call back into Python: one callback per record would cost
         # as much as producing it.
-        self.producer = Producer(producer_config(brokers, {"delivery.report.only.error": True}))
+        self.producer = Producer(
+            producer_config(
+                brokers,
+                {
+                    "delivery.report.only.error": True,
+                    "on_delivery": self.on_delivery,
+                    "queue.buffering.max.messages": _QUEUE_LIMIT,
+                },
+            )
+        )
         self.broker = broker
         self.error: Any = None
 
@@ -83,42 +102,37 @@ class _FramePartition(StatefulSinkPartition[pl.DataFrame, None]):
         self._topic = topic
         self._with_headers = with_headers
 
-    def _queue(self, messages: list[dict[str, Any]]) -> None:
-        for start in range(0, len(messages), _CHUNK):
-            chunk = messages[start : start + _CHUNK]
-            # Back pressure: wait for deliveries until the whole chunk fits the queue.
-            while len(self._producer) + len(chunk) > _QUEUE_LIMIT:
-                self._producer.poll(0.05)
-                self._shared.check()
-            queued = self._producer.produce_batch(
-                self._topic, chunk, on_delivery=self._shared.on_delivery
-            )
-            if queued < len(chunk):
-                for message in chunk:
-                    if "_error" in message:
-                        raise KafkaException(message["_error"])
-        self._producer.poll(0)
+    def _queue(self, keys: list[Any], values: list[Any]) -> None:
+        produce, topic = self._producer.produce, self._topic
+        for key, value in zip(keys, values, strict=True):
+            try:
+                produce(topic, value, key)
+            except BufferError:
+                self._produce_when_room(value=value, key=key)
+
+    def _produce_when_room(self, **record: Any) -> None:
+        """Back pressure: wait for deliveries until the producer's queue takes `record`."""
+        while True:
+            self._producer.poll(0.05)
+            self._shared.check()
+            try:
+                self._producer.produce(self._topic, **record)
+                return
+            except BufferError:
+                continue
 
     def _produce_with_headers(self, frame: pl.DataFrame) -> None:
         header_cols = [c for c in frame.columns if c.startswith("header_")]
         for row in frame.iter_rows(named=True):
-            headers: list[tuple[str, str | bytes | None]] = [
-                (c.removeprefix("header_"), str(row[c]).encode()) for c in header_cols
-            ]
-            while True:
-                try:
-                    self._producer.produce(
-                        self._topic,
-                        value=row["value"],
-                        key=row["key"],
-                        headers=headers,
-                        on_delivery=self._shared.on_delivery,
-                    )
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)
-                    self._shared.check()
-        self._producer.poll(0)
+            record = {
+                "value": row["value"],
+                "key": row["key"],
+                "headers": [(c.removeprefix("header_"), str(row[c]).encode()) for c in header_cols],
+            }
+            try:
+                self._producer.produce(self._topic, **record)
+            except BufferError:
+                self._produce_when_room(**record)
 
     def write_batch(self, values: list[pl.DataFrame]) -> None:
         self._shared.check()
@@ -134,10 +148,9 @@ class _FramePartition(StatefulSinkPartition[pl.DataFrame, None]):
             # Frame by frame, not concatenated first: that query waited for polars' threads.
             for frame in frames:
                 for chunk in frame.iter_slices(_CHUNK):
-                    keys = chunk.get_column("key").to_list()
-                    values_ = chunk.get_column("value").to_list()
-                    messages = [{"key": k, "value": v} for k, v in zip(keys, values_, strict=True)]
-                    self._queue(messages)
+                    self._queue(
+                        chunk.get_column("key").to_list(), chunk.get_column("value").to_list()
+                    )
         metrics.EVENTS_OUT.labels(topic=self._topic).inc(sum(f.height for f in frames))
 
     def snapshot(self) -> None:
