@@ -173,10 +173,13 @@ def compact_sketches(aggregates: tuple[Aggregate, ...], frame: pl.DataFrame) -> 
     return frame
 
 
-def finish(aggregates: tuple[Aggregate, ...], windows: pl.DataFrame) -> pl.DataFrame:
-    """Closed windows with each aggregate's kept state turned into its result columns."""
+def finish(
+    aggregates: tuple[Aggregate, ...], windows: pl.DataFrame, **extra: pl.Expr
+) -> pl.DataFrame:
+    """Closed windows with each aggregate's kept state turned into its result columns, and
+    the `extra` columns added after them (in the same query)."""
     if windows.is_empty():
-        return windows
+        return windows.with_columns(**extra) if extra else windows
     windows = compact_sketches(aggregates, windows)
     columns: list[pl.Series] = []
     for agg in aggregates:
@@ -191,10 +194,11 @@ def finish(aggregates: tuple[Aggregate, ...], windows: pl.DataFrame) -> pl.DataF
             columns.append(windows[agg.name].list.len().cast(pl.Int64).alias(agg.name))
         elif agg.merge == "sketch":
             columns.extend(_quantiles(agg, windows[agg.name]))
-    if not columns:
+    if not columns and not extra:
         return windows
+    finished = windows.with_columns(*columns, **extra)
     sketches = [a.name for a in aggregates if a.merge == "sketch"]
-    return windows.with_columns(columns).drop(sketches)
+    return finished.drop(sketches) if sketches else finished
 
 
 def _quantiles(agg: Aggregate, sketches: pl.Series) -> list[pl.Series]:

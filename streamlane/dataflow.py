@@ -151,13 +151,16 @@ def _miss_dead_letters(batch: PartitionBatch, misses: pl.DataFrame) -> pl.DataFr
 def _records(
     flow: Flow,
     output: Output,
-    frame: pl.DataFrame,
+    frame: pl.DataFrame | pl.LazyFrame,
     *,
     event_id: pl.Expr,
     time_us: pl.Expr,
     traceparent: pl.Expr,
 ) -> pl.DataFrame:
-    """Records (`key` = the flow key, `value` = one CloudEvent of `output`'s type) of `frame`."""
+    """Records (`key` = the flow key, `value` = one CloudEvent of `output`'s type) of `frame`.
+
+    A lazy `frame` is collected with the records, in the one query: on the worker every
+    query waits for the columnar engine's threads, which the decode threads keep busy."""
     envelope = envelope_json(
         event_type=output.event_type,
         source=flow.source,
@@ -183,12 +186,16 @@ def window_records(flow: Flow, windows: Windows, closed: pl.DataFrame) -> pl.Dat
     keys = (flow.key, *windows.by)
     start = rfc3339(pl.col("window_start"))
     identity = pl.format("{}/" * len(keys) + "{}", *keys, start)
-    frame = closed.with_columns(**windows.derive).with_columns(
-        __id=pl.format("{}/{}", pl.lit(windows.output.topic), identity),
-        __trace=derived_traceparent(identity),
-        __end_us=pl.col("window_end"),
-        window_start=start,
-        window_end=rfc3339(pl.col("window_end")),
+    frame = (
+        closed.lazy()
+        .with_columns(**windows.derive)
+        .with_columns(
+            __id=pl.format("{}/{}", pl.lit(windows.output.topic), identity),
+            __trace=derived_traceparent(identity),
+            __end_us=pl.col("window_end"),
+            window_start=start,
+            window_end=rfc3339(pl.col("window_end")),
+        )
     )
     return _records(
         flow,
@@ -204,7 +211,7 @@ def late_records(flow: Flow, windows: Windows, late: pl.DataFrame) -> pl.DataFra
     """Late events: the enriched event plus the window it missed and the watermark it met."""
     metrics.EVENTS_BY_TYPE.labels(direction="out", type=windows.late.event_type).inc(late.height)
     start = rfc3339(pl.col("window_start_us"))
-    frame = late.with_columns(
+    frame = late.lazy().with_columns(
         window=pl.lit(windows.name),
         window_start=start,
         window_end=rfc3339(pl.col("window_end_us")),

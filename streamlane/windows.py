@@ -214,36 +214,44 @@ class FixedWindows:
         if len(self.pending) >= self._COMPACT_AFTER:
             self._compact()
 
-    def _compact(self) -> None:
+    def _merged(self) -> pl.LazyFrame | None:
+        """The open windows and the pending partials merged, one row per key and window."""
         parts = ([] if self.open is None else [self.open]) + self.pending
         self.pending = []
         if not parts:
-            return
-        merged = (
-            pl.concat(parts)
-            .lazy()
+            return None
+        return (
+            pl.concat([part.lazy() for part in parts])
             .group_by(*self.keys, "window_start")
             .agg([a.merged() for a in self.aggregates])
-            .collect(engine=BATCH_ENGINE)
         )
-        self.open = compact_sketches(self.aggregates, merged)
+
+    def _compact(self) -> None:
+        merged = self._merged()
+        if merged is not None:
+            self.open = compact_sketches(self.aggregates, merged.collect(engine=BATCH_ENGINE))
 
     def close(self, watermark_us: int) -> pl.DataFrame:
         """Remove and return the windows whose end is at or before the watermark."""
         if self.earliest_start is None or self.earliest_start + self.size_us > watermark_us:
             return pl.DataFrame()
-        self._compact()
-        assert self.open is not None
+        merged = self._merged()
+        assert merged is not None
+        # One query merges the windows and orders them, the open ones first, so the closed
+        # ones are a slice: on the worker each query waits for the columnar engine's
+        # threads, which the decode threads keep busy.
         end = pl.col("window_start") + self.size_us
-        done = self.open.filter(end <= watermark_us)
-        self.open = self.open.filter(end > watermark_us)
-        self.earliest_start = (
-            None if self.open.is_empty() else int(self.open["window_start"].min())  # type: ignore[arg-type]
+        ordered = merged.sort(end <= watermark_us, *self.keys, "window_start").collect(
+            engine=BATCH_ENGINE
         )
+        starts = ordered.get_column("window_start").to_numpy()
+        still_open = int((starts + self.size_us > watermark_us).sum())
+        self.open = compact_sketches(self.aggregates, ordered.slice(0, still_open))
+        self.earliest_start = int(starts[:still_open].min()) if still_open else None
+        done = ordered.slice(still_open)
         if done.is_empty():
-            return done
-        done = finish(self.aggregates, done)
-        return done.with_columns(window_end=end).sort(*self.keys, "window_start")
+            return pl.DataFrame()
+        return finish(self.aggregates, done, window_end=end)
 
 
 @dataclass
