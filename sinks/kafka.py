@@ -16,11 +16,11 @@ losing records.
 Records are handed to the producer one call each, with the arguments in place and the
 delivery callback set once in its configuration: in a backlog the flow's worker spends
 a good part of its time here, and a batch call needs a dictionary built per record,
-which cost more than the calls it saves. A write does not poll the producer: only
-failed deliveries report back, and they are served while a write waits for room in
-the queue and at every snapshot, which waits for every delivery anyway. Each poll let
-go of the interpreter lock, and taking it back from the decode threads cost the
-worker more than the poll itself.
+which cost more than the calls it saves. A write polls the producer (which frees the
+delivered records' reports, even those nobody is called back for) only once
+`_SERVE_AFTER` records await it, not after every write: each poll lets go of the
+interpreter lock, and taking it back from the decode threads cost the worker more than
+the poll itself.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 _CHUNK = 10_000
 _QUEUE_LIMIT = 100_000
 """Records queued in the producer at most; a write waits for deliveries beyond it."""
+_SERVE_AFTER = 20_000
+"""Records in the producer (queued, in flight, or delivered and not yet served) above
+which a write polls it."""
 SINK_PARTITIONS = 16
 """Fixed in the recovery store with the flow; as many as the flow's state shards."""
 
@@ -152,6 +155,8 @@ class _FramePartition(StatefulSinkPartition[pl.DataFrame, None]):
                     self._queue(
                         chunk.get_column("key").to_list(), chunk.get_column("value").to_list()
                     )
+        if len(self._producer) > _SERVE_AFTER:
+            self._producer.poll(0)
         metrics.EVENTS_OUT.labels(topic=self._topic).inc(sum(f.height for f in frames))
 
     def snapshot(self) -> None:
