@@ -16,7 +16,8 @@ what was emitted before; the flow's `prepare` step (its enrichment, and the spli
 events over the state shards) runs there too, right after decoding. A batch counts as
 read (and is snapshotted) once emitted. A partition takes records from its Kafka client
 only when they can be decoded next, so a backlog waits in Kafka and in the client's
-bounded prefetch, not in the flow.
+bounded prefetch, not in the flow; a partition behind by a batch or more has them taken
+on the decode thread too, off the worker.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -193,6 +194,35 @@ def _decode_records(
     return _DecodedRecords(prepare(batch) if prepare else batch, next_offset, newest_us)
 
 
+def _usable(messages: list[Any], partition: str) -> list[Any]:
+    """The records among `messages`; a fatal client error raises, others are logged."""
+    records = []
+    for m in messages:
+        err = m.error()
+        if err is None:
+            records.append(m)
+        elif err.code() != KafkaError._PARTITION_EOF:
+            if err.fatal():
+                raise RuntimeError(f"Kafka consumer for {partition} failed: {err}")
+            log.warning("Kafka consumer for %s: %s", partition, err)
+    return records
+
+
+def _read_and_decode(
+    consumer: Consumer,
+    partition: str,
+    wanted: int,
+    wait_s: float,
+    decode: Decoder,
+    prepare: Prepare | None,
+    newest_us: int | None,
+) -> _DecodedRecords | None:
+    """Up to `wanted` records of a partition's client (waiting at most `wait_s` for them),
+    decoded and prepared; None when none came."""
+    records = _usable(consumer.consume(wanted, wait_s), partition)
+    return _decode_records(decode, prepare, records, newest_us) if records else None
+
+
 class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
     def __init__(
         self,
@@ -217,7 +247,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         self._last_emit = 0.0
         self._wake_at: datetime | None = None
         self._pending: list[Any] = []
-        self._decoding: Future[_DecodedRecords] | None = None
+        self._decoding: Future[_DecodedRecords | None] | None = None
         self._waiting_for_slot = False
         self._lag: int | None = None
         self._lag_reported = -LAG_REPORT_S
@@ -248,6 +278,11 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             self._lag = max(0, high - self._next_offset)
             metrics.CONSUMER_LAG.labels(**self._labels).set(self._lag)
 
+    def _reads_ahead(self) -> bool:
+        """Behind by a batch or more (as last measured) with nothing held: the next batch is
+        read from the client on a decode thread, not by the worker."""
+        return self._lag is not None and self._lag >= self._source.batch_size and not self._pending
+
     def _behind(self) -> bool:
         """Behind by a batch or more, or not known yet (before the first batch is emitted)."""
         return self._lag is None or self._lag >= self._source.batch_size
@@ -272,18 +307,11 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         )
         messages = (
             self._consumer.consume(source.batch_size - len(self._pending), 0)
-            if may_take and not held_back
+            if may_take and not held_back and not self._reads_ahead()
             else []
         )
         now = time.monotonic()
-        for m in messages:
-            err = m.error()
-            if err is None:
-                self._pending.append(m)
-            elif err.code() != KafkaError._PARTITION_EOF:
-                if err.fatal():
-                    raise RuntimeError(f"Kafka consumer for {self._name} failed: {err}")
-                log.warning("Kafka consumer for %s: %s", self._name, err)
+        self._pending.extend(_usable(messages, self._name))
         if messages or self._decoding is not None or self._waiting_for_slot or held_back:
             # A partition holding records back, or leaving them in Kafka, is not idle.
             self._last_delivery = now
@@ -292,7 +320,13 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             decoded = self._decoding.result()
             self._decoding = None
             source.give_back_decode_slot()
-            emitted.append(self._emit(decoded, now))
+            if decoded is not None:
+                emitted.append(self._emit(decoded, now))
+            else:
+                # Read ahead on a lag measured before the client had caught up: measured
+                # again, or a partition at its end would keep reading ahead instead of
+                # turning idle.
+                self._report_lag()
         waited = now - self._last_emit
         # A partition behind by a batch or more cuts batches as soon as its linger allows:
         # it is catching up, and waiting longer would only make its batches bigger.
@@ -300,15 +334,22 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         linger_s = source.linger_s if behind else source.caught_up_linger_s()
         ready = len(self._pending) >= source.batch_size or (self._pending and waited >= linger_s)
         self._waiting_for_slot = False
-        if self._decoding is None and ready:
+        if self._decoding is None and (ready or self._reads_ahead()):
             if source.take_decode_slot():
                 # Decoded on one of the source's decode threads while this worker processes
                 # what was emitted before; one batch per partition in flight keeps batches
-                # in order.
-                records, self._pending = self._pending, []
-                self._decoding = source.decode_pool().submit(
-                    _decode_records, source.decode, source.prepare, records, self._newest_us
-                )
+                # in order. A partition in a backlog has its records read there too: taking
+                # a batch from the client costs the worker about as much as a shard's step.
+                if ready:
+                    records, self._pending = self._pending, []
+                    self._decoding = source.decode_pool().submit(
+                        _decode_records, source.decode, source.prepare, records, self._newest_us
+                    )
+                else:
+                    self._decoding = source.decode_pool().submit(
+                        _read_and_decode, self._consumer, self._name, source.batch_size,
+                        source.linger_s, source.decode, source.prepare, self._newest_us,
+                    )  # fmt: skip
                 self._last_emit = now
             else:
                 self._waiting_for_slot = True
@@ -353,7 +394,9 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
 
     def close(self) -> None:
         if self._decoding is not None:
-            self._decoding.cancel()
+            if not self._decoding.cancel():
+                # A decode thread may be reading from the client: closed only after it.
+                wait([self._decoding])
             self._source.give_back_decode_slot()
         self._consumer.close()
 
