@@ -28,16 +28,21 @@ from streamlane.source import EventSource, PartitionBatch
 EVENTS = 3000
 
 
+def publish_orders(broker: EmbeddedBroker, topic: str, partitions: int, seed: int) -> None:
+    """`EVENTS` valid orders, none repeated, into a new topic of `partitions` partitions."""
+    ensure_topics(broker.bootstrap, [topic], partitions)
+    settings = GeneratorSettings(
+        seed=seed, count=EVENTS, start=datetime(2026, 11, 2, 11, 0, tzinfo=UTC),
+        duplicates=0.0, malformed=0.0, stores_csv=REFERENCE_DIR / "stores.csv",
+    )  # fmt: skip
+    publish(broker.bootstrap, topic, ((r.key, r.value) for r in OrderGenerator(settings)))
+
+
 def test_prepare_runs_on_the_decode_threads_and_its_batches_are_emitted(
     fresh_broker: EmbeddedBroker,
 ) -> None:
     topic = "test.source.orders"
-    ensure_topics(fresh_broker.bootstrap, [topic], 4)
-    settings = GeneratorSettings(
-        seed=7, count=EVENTS, start=datetime(2026, 11, 2, 11, 0, tzinfo=UTC), duplicates=0.0,
-        malformed=0.0, stores_csv=REFERENCE_DIR / "stores.csv",
-    )  # fmt: skip
-    publish(fresh_broker.bootstrap, topic, ((r.key, r.value) for r in OrderGenerator(settings)))
+    publish_orders(fresh_broker, topic, partitions=4, seed=7)
 
     prepared_on: list[str] = []
     emitted: list[PartitionBatch] = []
@@ -85,12 +90,7 @@ def test_a_backlog_is_read_on_the_decode_threads_every_record_once_and_in_order(
     to its end that way turns idle."""
     topic = "test.source.backlog"
     partitions = 2
-    ensure_topics(fresh_broker.bootstrap, [topic], partitions)
-    settings = GeneratorSettings(
-        seed=11, count=EVENTS, start=datetime(2026, 11, 2, 11, 0, tzinfo=UTC), duplicates=0.0,
-        malformed=0.0, stores_csv=REFERENCE_DIR / "stores.csv",
-    )  # fmt: skip
-    publish(fresh_broker.bootstrap, topic, ((r.key, r.value) for r in OrderGenerator(settings)))
+    publish_orders(fresh_broker, topic, partitions, seed=11)
 
     read_on: list[str] = []
     read_and_decode = source_module._read_and_decode
