@@ -215,7 +215,8 @@ class FixedWindows:
             self._compact()
 
     def _merged(self) -> pl.LazyFrame | None:
-        """The open windows and the pending partials merged, one row per key and window."""
+        """A query merging the open windows with the pending partials (which it takes: the
+        pending list is left empty), one row per key and window; None when there are none."""
         parts = ([] if self.open is None else [self.open]) + self.pending
         self.pending = []
         if not parts:
@@ -248,10 +249,9 @@ class FixedWindows:
         still_open = int((starts + self.size_us > watermark_us).sum())
         self.open = compact_sketches(self.aggregates, ordered.slice(0, still_open))
         self.earliest_start = int(starts[:still_open].min()) if still_open else None
-        done = ordered.slice(still_open)
-        if done.is_empty():
+        if still_open == ordered.height:
             return pl.DataFrame()
-        return finish(self.aggregates, done, window_end=end)
+        return finish(self.aggregates, ordered.slice(still_open), window_end=end)
 
 
 @dataclass
