@@ -30,7 +30,9 @@ was held back by its generators.
 `peak_rss_mib` is the flow's and the landing's peak resident memory over the run.
 `landing_writes` summarizes the landing's own log of its writes after the warm-up (how
 many a second, their median records, their write time), which shows what a caught-up
-landing spends per batch.
+landing spends per batch. `landing_checkpoints` counts the landing's checkpoints after
+the warm-up, their mean duration and the share of the time they took: writes wait while
+one runs, so they set much of the tail of `event_output_to_visible_s`.
 Percentiles print as a table and go to bench/results/freshness-<timestamp>.json with the
 machine's core count.
 """
@@ -124,6 +126,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         processes = {"flow": [flow.pid], "landing": [landing.pid], "broker": [broker.pid],
                      "generators": [proc.pid for proc, _ in generators]}  # fmt: skip
         cpu_from: tuple[float, dict[str, float]] | None = None
+        landing_from: dict[str, float] = {}
         started = time.time()
         produced_before = 0.0
         while time.time() - started < args.seconds:
@@ -162,7 +165,9 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
             produced_before = now
             if cpu_from is None and now - started >= WARM_UP_S:
                 cpu_from = (time.monotonic(), cpu_used(processes))
+                landing_from = scrape(landing_port)
         cpu_to = (time.monotonic(), cpu_used(processes))
+        landing_to = scrape(landing_port)
         produced = sum(
             scrape(port).get("streamlane_events_out_total", 0.0) for _, port in generators
         )
@@ -189,6 +194,9 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         "cores_used": cores_used(cpu_from, cpu_to),
         "window_watermark_to_visible_s": percentiles(window_delays),
         "landing_writes": writes,
+        "landing_checkpoints": checkpoints(landing_from, landing_to, cpu_to[0] - cpu_from[0])
+        if cpu_from
+        else {},
         "peak_rss_mib": peak_rss,
     }
 
@@ -205,6 +213,20 @@ def landing_writes(warehouse: Path, since_s: float) -> dict[str, float]:
         f"FROM landing_batches WHERE landed_at >= to_timestamp({since_s})",
     ).row(0, named=True)
     return {name: round(float(value or 0), 1) for name, value in stats.items()}
+
+
+def checkpoints(start: dict[str, float], end: dict[str, float], seconds: float) -> dict[str, float]:
+    """The landing's checkpoints between two scrapes of its metrics: how many, how long
+    one took on average, and the share of the time they took (writes wait while one runs,
+    so this share of the rows waits longer)."""
+    name = "streamlane_landing_checkpoint_duration_seconds"
+    count = end.get(f"{name}_count", 0.0) - start.get(f"{name}_count", 0.0)
+    total = end.get(f"{name}_sum", 0.0) - start.get(f"{name}_sum", 0.0)
+    return {
+        "count": int(count),
+        "mean_s": round(total / count, 3) if count else 0.0,
+        "share_of_time": round(total / seconds, 3) if seconds > 0 else 0.0,
+    }
 
 
 def main() -> None:

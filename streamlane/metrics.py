@@ -63,6 +63,11 @@ LANDING_CHECKPOINT_SECONDS = Gauge(
     "streamlane_landing_checkpoint_seconds",
     "Duration of the landing's last checkpoint (writes wait while it runs)",
 )
+LANDING_CHECKPOINTS = Histogram(
+    "streamlane_landing_checkpoint_duration_seconds",
+    "The landing's checkpoints by duration: how often writes waited on one, and for how long",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 PG_QUERIES = Counter("streamlane_pg_queries", "Queries run on the PostgreSQL endpoint")
 PG_QUERY_SECONDS = Histogram(
     "streamlane_pg_query_seconds",

@@ -44,6 +44,12 @@ def landing_of(
         con.close()
 
 
+def checkpoint_count() -> float:
+    """Checkpoints the process's landings have run (the metric is the process's)."""
+    found = REGISTRY.get_sample_value("streamlane_landing_checkpoint_duration_seconds_count", {})
+    return found or 0.0
+
+
 def land_next(landing: Landing, timeout_s: float = 60) -> int:
     """Records of the next batch the landing writes (waiting for one to be ready)."""
     deadline = time.monotonic() + timeout_s
@@ -58,16 +64,20 @@ def test_keeping_up_checkpoints_after_the_commit(
 ) -> None:
     warehouse = tmp_path / "warehouse.duckdb"
     metrics.LANDING_CHECKPOINT_SECONDS.set(0)  # the process's metric, whoever set it before
+    checkpoints_before = checkpoint_count()
     with landing_of(fresh_broker, warehouse, 300, live_checkpoint_bytes=1) as landing:
-        landed = 0
+        landed = writes = 0
         while landed < 300:
             landed += land_next(landing)
+            writes += 1
             # Checked right after the write, before an idle moment could checkpoint.
             assert log_bytes(warehouse) == 0, "a landing that keeps up left its log unsaved"
         rows = landing.con.execute("SELECT count(*) FROM orders_enriched").fetchone()
         assert rows == (300,)
         # Operators see what a checkpoint held writes back for.
         assert REGISTRY.get_sample_value("streamlane_landing_checkpoint_seconds", {}) > 0
+        # ...and how often writes waited on one: once after each write that kept up.
+        assert checkpoint_count() - checkpoints_before >= writes
 
 
 def test_a_backlog_leaves_the_log_to_grow(fresh_broker: EmbeddedBroker, tmp_path: Path) -> None:
