@@ -84,13 +84,14 @@ def main() -> None:
     decode = decoder(orders.FLOW)
     decoded = decode(values)
     events = decoded.valid.with_columns(
+        part=pl.lit(0, pl.Int32),
         offset=pl.Series(np.arange(len(values))).gather(decoded.valid["row"]),
         event_time_us=pl.col("event_time").dt.epoch("us"),
     ).with_columns(own_newest_before_us=pl.col("event_time_us").cum_max().shift(1))
     progress = PartitionProgress(f"{orders.FLOW.input_topic}/0", None, False, 0)
     batch = PartitionBatch(
-        progress.partition, events, pl.DataFrame(schema=DEAD_LETTER_SCHEMA), progress,
-        len(values), [r.key for r in generated], values,
+        events, pl.DataFrame(schema=DEAD_LETTER_SCHEMA), (progress,), len(values),
+        [r.key for r in generated], values,
     )  # fmt: skip
     with TemporaryDirectory() as tmp, EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker:
         enriched = enrich_batch(orders.FLOW, batch, broker.bootstrap)

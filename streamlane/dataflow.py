@@ -61,6 +61,7 @@ def lifted(flow: Flow, events: pl.DataFrame) -> pl.DataFrame:
         events.lazy()
         .select(
             "row",
+            "part",
             "offset",
             "event_time_us",
             "own_newest_before_us",
@@ -138,13 +139,12 @@ def enriched_records(flow: Flow, events: pl.DataFrame) -> pl.DataFrame:
 
 
 def _miss_dead_letters(batch: PartitionBatch, misses: pl.DataFrame) -> pl.DataFrame:
-    topic, index = batch.partition.rsplit("/", 1)
     missed = misses.join(
-        batch.events.select("row", "offset"), on="row", how="left", maintain_order="left"
+        batch.events.select("row", "part", "offset"), on="row", how="left", maintain_order="left"
     )
     return dead_letter_frame(
-        topic, int(index), batch.keys, batch.values, missed["row"], missed["reason"],
-        missed["offset"],
+        batch.topic, batch.kafka_partitions(missed["part"]), batch.keys, batch.values,
+        missed["row"], missed["reason"], missed["offset"],
     )  # fmt: skip
 
 
@@ -298,7 +298,11 @@ def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
         if batch.dead_letters.is_empty():
             return []
         records = dead_letter_records(flow.dead_letter_topic, batch.dead_letters)
-        return [(batch.partition, records)]
+        # Keyed by input partition, so each partition's dead letters keep their order.
+        if len(batch.progress) == 1:
+            return [(batch.progress[0].partition, records)]
+        by_partition = records.partition_by("header_partition", as_dict=True, maintain_order=True)
+        return [(f"{batch.topic}/{index}", part) for (index,), part in by_partition.items()]
 
     dataflow = Dataflow(flow.name)
     # Decoded, enriched and split by shard off the worker, on the source's decode threads.

@@ -39,7 +39,8 @@ class ShardRows:
     """One shard's rows of a batch, with what its step needs of them computed ahead (`split`).
 
     `events` are the rows as the flow passes them on. Per row, `id_hash` is the event id's
-    64-bit hash, `own_mark` the row's own-partition watermark (before it arrived), and
+    64-bit hash, `part` its input partition (a position in the batch's progress), `own_mark`
+    the row's own-partition watermark (before it arrived), and
     `window_ends` the end of its window in each tumbling window set. `partials` holds,
     per tumbling window set, the rows' partial aggregates as if every row were first seen
     and on time: the common case, in which the step folds them as they are. `repeats`
@@ -49,6 +50,7 @@ class ShardRows:
 
     events: pl.DataFrame
     id_hash: np.ndarray
+    part: np.ndarray
     own_mark: np.ndarray
     window_ends: dict[str, np.ndarray]
     partials: dict[str, pl.DataFrame]
@@ -57,11 +59,11 @@ class ShardRows:
 
 @dataclass(frozen=True)
 class ShardInput:
-    """A shard's part of one partition batch (None: no rows) and the partition's progress."""
+    """A shard's part of one batch (None: no rows) and the progress of the batch's partitions."""
 
     shard: str
     rows: ShardRows | None
-    progress: PartitionProgress
+    progress: tuple[PartitionProgress, ...]
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class WindowSpec:
 
 ID_HASH = "__id_hash"
 OWN_MARK = "__own_mark_us"
+PART = "__part"
 _SHARD = "__shard"
 _FIRST = "__first_in_batch"
 
@@ -134,6 +137,8 @@ def _tumbling_windows(spec: WindowSpec) -> list[tuple[WindowDef, int]]:
 def split(spec: WindowSpec, rows: pl.DataFrame) -> dict[int, ShardRows]:
     """A batch's rows by shard (key hash), each with what the shard step needs of them.
 
+    `rows` are a batch's events as a flow's source gives them (`part`, `event_time_us` and
+    `own_newest_before_us` among their columns; see `streamlane.source.PartitionBatch`).
     Everything a shard step can compute without its state (the id hashes, each row's
     own-partition watermark and window ends, the partial aggregates of the tumbling
     window sets) is computed here, once per batch and for all shards in a few queries,
@@ -148,6 +153,7 @@ def split(spec: WindowSpec, rows: pl.DataFrame) -> dict[int, ShardRows]:
     tumbling = _tumbling_windows(spec)
     internal = [
         pl.col(spec.id_column).hash(seed=ID_HASH_SEED).alias(ID_HASH),
+        pl.col("part").alias(PART),
         (pl.col("own_newest_before_us") - spec.lateness_us).fill_null(NEVER).alias(OWN_MARK),
         *(
             ((pl.col("event_time_us") // size + 1) * size).alias(_window_end(w))
@@ -177,6 +183,7 @@ def split(spec: WindowSpec, rows: pl.DataFrame) -> dict[int, ShardRows]:
         s: ShardRows(
             part,
             arrays[s].get_column(ID_HASH).to_numpy(),
+            arrays[s].get_column(PART).to_numpy(),
             arrays[s].get_column(OWN_MARK).to_numpy(),
             {w.name: arrays[s].get_column(_window_end(w)).to_numpy() for w, _ in tumbling},
             partials[s],
@@ -192,10 +199,11 @@ def _by_shard(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
 
 
 def route(
-    spec: WindowSpec, rows: dict[int, ShardRows], progress: PartitionProgress
+    spec: WindowSpec, rows: dict[int, ShardRows], progress: tuple[PartitionProgress, ...]
 ) -> list[tuple[str, ShardInput]]:
     """One item per shard: its share of a batch's rows (from `split`, None when it has none)
-    and the partition's progress, which every shard gets so all see the same watermark."""
+    and the progress of the batch's partitions, which every shard gets so all see the same
+    watermark."""
     return [(str(s), ShardInput(str(s), rows.get(s), progress)) for s in range(spec.shards)]
 
 
@@ -238,7 +246,8 @@ class ShardState:
             times = rows.events["event_time_us"].to_numpy()
             first = self.seen.first_seen(rows.id_hash, times)
             metrics.DUPLICATES.inc(rows.repeats + rows.events.height - int(first.sum()))
-            marks = self.watermark.arrival_marks(item.progress.partition, rows.own_mark)
+            partitions = [p.partition for p in item.progress]
+            marks = self.watermark.arrival_marks(partitions, rows.part, rows.own_mark)
             # Most batches hold no duplicate: no filtering then (each query on a shard's
             # small share of a batch costs more to start than to run).
             kept: np.ndarray | None = None if first.all() else first
@@ -255,7 +264,9 @@ class ShardState:
                 if missed is not None:
                     metrics.LATE_EVENTS.inc(missed.height)
                     late[window.name] = missed
-        watermark = self.watermark.advance(item.progress)
+        for progress in item.progress:
+            self.watermark.advance(progress)
+        watermark = self.watermark.value_us
         if watermark > NEVER:
             metrics.WATERMARK.set(watermark / 1e6)
         closed = {}

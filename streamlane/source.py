@@ -1,14 +1,18 @@
-"""Kafka input for bytewax that yields one decoded polars batch per poll of a partition.
+"""Kafka input for bytewax that yields decoded polars batches of a topic's partitions.
 
-Each Kafka partition is one bytewax source partition (the unit of parallelism).
-Up to `batch_size` records (collected for at most `linger_s` once the partition is
-caught up, longer when the process reads many: see `CAUGHT_UP_BATCHES_PER_S`)
-become ONE item: the records decoded by the
-flow's `decode` function, their dead letters, and the partition's progress
-(newest event time, idleness) that drives the watermark. When a partition has
-nothing to deliver it still emits an empty batch every `heartbeat_s`, so idleness
-reaches the window state. Offsets and the newest event time are the recovery
-snapshot: a restarted flow resumes after the last snapshotted batch.
+Each Kafka partition is one bytewax source partition (the unit of parallelism). A
+partition behind by a batch or more cuts its own batches of up to `batch_size` records
+(collected for at most `linger_s`). Once caught up, a worker's partitions are cut
+together: every `linger_s` (longer when the process runs many workers: see
+`CAUGHT_UP_BATCHES_PER_S`) the records each of them collected become ONE batch, so a
+worker reading many partitions pays a batch's fixed cost once per cut instead of once
+per partition, and no partition's records wait longer than one linger. A batch is ONE
+item: the records decoded by the flow's `decode` function, their dead letters, and the
+progress (newest event time, idleness) of each partition in it, which drives the
+watermark. When a partition has nothing to deliver it still emits an empty batch every
+`heartbeat_s`, so idleness reaches the window state. Offsets and the newest event time
+are each partition's recovery snapshot: a restarted flow resumes after the last
+snapshotted batch.
 
 Batches are decoded on decode threads shared by the process's partitions, one batch
 per partition at a time and at most `DECODE_AHEAD` in all, while the worker processes
@@ -59,27 +63,39 @@ SourceState = tuple[int, int | None]
 
 @dataclass(frozen=True)
 class PartitionBatch:
-    """One poll of one partition: valid events, dead letters and the partition's progress.
+    """One batch of input: valid events, dead letters and the progress of the partitions read.
 
-    `events` holds the decoded columns plus `row` (the record's position in the
-    batch), `offset`, `event_time_us` and `own_newest_before_us` (newest event time on
-    this partition before each row). `keys` and `values` are the records' original
-    bytes by position, for dead letters found after decoding (a flow's `prepare` step
-    empties them once nothing after it can find more). A flow's `prepare` step may also
-    split the events by state shard ahead of the worker (`shards`, see
-    `streamlane.shards.split`), leaving `events` empty.
+    A batch holds the records of one partition, or of several when a worker's caught-up
+    partitions are cut together (see `EventSource`). `progress` holds the progress of each
+    of them (of the one partition, for an empty heartbeat batch).
+    `events` holds the decoded columns plus `row` (the record's position in the batch),
+    `part` (its partition, as a position in `progress`), `offset`, `event_time_us` and
+    `own_newest_before_us` (newest event time on the row's partition before it). `keys` and
+    `values` are the records' original bytes by position, for dead letters found after
+    decoding (a flow's `prepare` step empties them once nothing after it can find more). A
+    flow's `prepare` step may also split the events by state shard ahead of the worker
+    (`shards`, see `streamlane.shards.split`), leaving `events` empty.
     `dead_letters` holds `key`, `value` (original bytes), `reason`, `topic`,
     `partition`, `offset`.
     """
 
-    partition: str
     events: pl.DataFrame
     dead_letters: pl.DataFrame
-    progress: PartitionProgress
+    progress: tuple[PartitionProgress, ...]
     records: int
     keys: list[bytes | None] = field(default_factory=list)
     values: list[bytes] = field(default_factory=list)
     shards: dict[int, ShardRows] = field(default_factory=dict)
+
+    @property
+    def topic(self) -> str:
+        """The input topic the batch was read from."""
+        return self.progress[0].partition.rsplit("/", 1)[0]
+
+    def kafka_partitions(self, parts: pl.Series) -> np.ndarray:
+        """The Kafka partition index of each of `parts` (positions in `progress`)."""
+        indexes = np.array([int(p.partition.rsplit("/", 1)[1]) for p in self.progress])
+        return indexes[parts.to_numpy()]
 
 
 DEAD_LETTER_SCHEMA = {
@@ -94,7 +110,7 @@ DEAD_LETTER_SCHEMA = {
 
 def dead_letter_frame(
     topic: str,
-    partition: int,
+    partitions: np.ndarray,
     keys: list[bytes | None],
     values: list[bytes],
     rows: pl.Series,
@@ -102,7 +118,8 @@ def dead_letter_frame(
     offsets: pl.Series | np.ndarray,
 ) -> pl.DataFrame:
     """Dead letters (DEAD_LETTER_SCHEMA) of the records at positions `rows` of a batch: their
-    original key and bytes, why they were refused, and where they were read."""
+    original key and bytes, why they were refused, and where they were read (`partitions`
+    and `offsets`, one per row)."""
     positions = rows.to_list()
     return pl.DataFrame(
         {
@@ -110,7 +127,7 @@ def dead_letter_frame(
             "value": [values[r] for r in positions],
             "reason": reasons,
             "topic": [topic] * len(positions),
-            "partition": [partition] * len(positions),
+            "partition": partitions,
             "offset": offsets,
         },
         schema=DEAD_LETTER_SCHEMA,
@@ -120,7 +137,7 @@ def dead_letter_frame(
 CAUGHT_UP_BATCHES_PER_S = 10.0
 """How many batches a process's caught-up partitions cut per second in all, at most (when
 their linger alone would cut more): a batch costs tens of milliseconds of fixed work (its
-validation and one step in each state shard), so many partitions each lingering only
+validation and one step in each state shard), so many workers each cutting every
 `linger_s` would spend the cores on that overhead instead of on the events."""
 LAG_REPORT_S = 2.0
 """How often a partition's lag is recomputed. Reading the client's cached offsets waits on
@@ -143,55 +160,87 @@ of emitting)."""
 
 
 @dataclass(frozen=True)
-class _DecodedRecords:
-    batch: PartitionBatch
-    next_offset: int
+class _PartRecords:
+    """One partition's records for a batch, and the newest event time it delivered before them."""
+
+    records: list[Any]
     newest_us: int | None
 
 
+@dataclass(frozen=True)
+class _PartEnd:
+    """Where a partition stands after its records in a batch."""
+
+    next_offset: int
+    newest_us: int | None
+    records: int
+
+
+@dataclass(frozen=True)
+class _DecodedRecords:
+    """A decoded batch, and where each of its partitions stands after it (in `part` order)."""
+
+    batch: PartitionBatch
+    ends: list[_PartEnd]
+
+
 def _decode_records(
-    decode: Decoder, prepare: Prepare | None, records: list[Any], newest_us: int | None
+    decode: Decoder, prepare: Prepare | None, parts: list[_PartRecords]
 ) -> _DecodedRecords:
-    """Decode (and prepare) one partition's records; `newest_us` is its newest event time
-    before them."""
-    message = records[0]
-    topic, index = message.topic(), message.partition()
+    """Decode (and prepare) the records of one or more partitions of a topic as one batch:
+    one decode's fixed cost for all of them."""
+    records = [m for part in parts for m in part.records]
+    topic = records[0].topic()
+    indexes = np.array([part.records[0].partition() for part in parts], dtype=np.int32)
+    sizes = np.array([len(part.records) for part in parts], dtype=np.int64)
+    part_of = np.repeat(np.arange(len(parts), dtype=np.int32), sizes)
     values = [m.value() or b"" for m in records]
     keys = [m.key() for m in records]
     offsets = np.fromiter((m.offset() for m in records), dtype=np.int64, count=len(records))
     decoded = decode(values)
-    rows = decoded.valid["row"]
+    rows = decoded.valid["row"].to_numpy()
     if "type" in decoded.valid.columns:
         # Per type and version, so a retiring version can be seen going quiet.
         for event_type, n in decoded.valid["type"].value_counts().iter_rows():
             metrics.EVENTS_BY_TYPE.labels(direction="in", type=event_type).inc(n)
-    events = decoded.valid.with_columns(
-        offset=pl.Series(offsets).gather(rows),
-        event_time_us=pl.col("event_time").dt.epoch("us"),
-    )
+    row_parts = part_of[rows]
     running_newest = pl.col("event_time_us").cum_max().shift(1)
-    if newest_us is not None:
-        running_newest = running_newest.fill_null(newest_us)
-        running_newest = pl.max_horizontal(running_newest, pl.lit(newest_us))
-    events = events.with_columns(own_newest_before_us=running_newest)
-    if events.height:
-        batch_newest = int(events["event_time_us"].max())  # type: ignore[arg-type]
-        if newest_us is None or batch_newest > newest_us:
-            newest_us = batch_newest
+    if len(parts) > 1:
+        running_newest = running_newest.over("part")
+    newest_before = pl.Series([part.newest_us for part in parts], dtype=pl.Int64)
+    events = decoded.valid.with_columns(
+        part=pl.Series(row_parts),
+        offset=pl.Series(offsets[rows]),
+        event_time_us=pl.col("event_time").dt.epoch("us"),
+    ).with_columns(
+        own_newest_before_us=pl.max_horizontal(running_newest, newest_before.gather(row_parts))
+    )
+    times = events["event_time_us"].to_numpy()
+    last_rows = np.cumsum(sizes) - 1
+    ends = []
+    for i, part in enumerate(parts):
+        newest_us = part.newest_us
+        own = times[row_parts == i]
+        if own.size and (newest_us is None or int(own.max()) > newest_us):
+            newest_us = int(own.max())
+        ends.append(_PartEnd(int(offsets[last_rows[i]]) + 1, newest_us, len(part.records)))
     rejects = decoded.rejects
+    reject_rows = rejects["row"].to_numpy()
     dead = dead_letter_frame(
         topic,
-        index,
+        indexes[part_of[reject_rows]],
         keys,
         values,
         rejects["row"],
         rejects["reason"],
-        offsets[rejects["row"].to_numpy()],
+        offsets[reject_rows],
     )
-    next_offset = int(offsets[-1]) + 1
-    progress = PartitionProgress(f"{topic}/{index}", newest_us, idle=False, idle_for_us=0)
-    batch = PartitionBatch(progress.partition, events, dead, progress, len(records), keys, values)
-    return _DecodedRecords(prepare(batch) if prepare else batch, next_offset, newest_us)
+    progress = tuple(
+        PartitionProgress(f"{topic}/{index}", end.newest_us, idle=False, idle_for_us=0)
+        for index, end in zip(indexes, ends, strict=True)
+    )
+    batch = PartitionBatch(events, dead, progress, len(records), keys, values)
+    return _DecodedRecords(prepare(batch) if prepare else batch, ends)
 
 
 def _usable(messages: list[Any], partition: str) -> list[Any]:
@@ -220,7 +269,16 @@ def _read_and_decode(
     """Up to `wanted` records of a partition's client (waiting at most `wait_s` for them),
     decoded and prepared; None when none came."""
     records = _usable(consumer.consume(wanted, wait_s), partition)
-    return _decode_records(decode, prepare, records, newest_us) if records else None
+    return _decode_records(decode, prepare, [_PartRecords(records, newest_us)]) if records else None
+
+
+@dataclass
+class _InFlight:
+    """A batch being decoded, and the partitions whose records it holds (in `part` order):
+    none of them cuts another batch before this one is emitted."""
+
+    future: Future[_DecodedRecords | None]
+    readers: list[_PartitionReader]
 
 
 class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
@@ -247,8 +305,11 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         self._last_emit = 0.0
         self._wake_at: datetime | None = None
         self._pending: list[Any] = []
-        self._decoding: Future[_DecodedRecords | None] | None = None
+        self._pending_since = 0.0
+        self._decoding: _InFlight | None = None
         self._waiting_for_slot = False
+        self._closed = False
+        self._worker: list[_PartitionReader] | None = None
         self._lag: int | None = None
         self._lag_reported = -LAG_REPORT_S
         self._labels = {"topic": topic, "partition": str(index)}
@@ -289,50 +350,52 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
 
     def next_batch(self) -> list[PartitionBatch]:
         source = self._source
+        if self._worker is None:
+            # Found on the worker's own thread: `build_part` need not run there.
+            self._worker = source.worker_partitions(self)
         self._broker.check_or_exit()
         if shutdown.stop_requested():
             # EOF: bytewax closes the epoch, snapshotting this partition's position (a
             # batch still being decoded was not emitted, so it is read again on restart).
             raise StopIteration
-        # Records are taken from the client only when they can be decoded next: while this
-        # partition's last batch is decoding, while it waits for a decode slot, or, in a
-        # backlog, while it holds none and every slot is taken, they stay in the client's
-        # bounded prefetch queue instead of piling up in the flow's memory as one Python
-        # object each (taken when no slot was free, every partition of a backlog held a
-        # batch that way). A caught-up partition takes what arrives as before: its batches
-        # are small, and it collects for its linger anyway.
-        may_take = self._decoding is None and not self._waiting_for_slot
-        held_back = (
-            may_take and self._behind() and not self._pending and not source.decode_slot_free()
-        )
+        # A partition behind takes records from the client only when they can be decoded
+        # next: while its last batch is decoding, while it waits for a decode slot, or
+        # while it holds none and every slot is taken, they stay in the client's bounded
+        # prefetch queue instead of piling up in the flow's memory as one Python object
+        # each (taken when no slot was free, every partition of a backlog held a batch
+        # that way). A caught-up partition takes what arrives, also while its last batch
+        # is decoding: its batches are small, and the linger of a record runs from when it
+        # was taken (left in the client, it waited for the decoding and then a linger).
+        behind = self._behind()
+        may_take = (self._decoding is None or not behind) and not self._waiting_for_slot
+        held_back = may_take and behind and not self._pending and not source.decode_slot_free()
+        wanted = source.batch_size - len(self._pending)
         messages = (
-            self._consumer.consume(source.batch_size - len(self._pending), 0)
-            if may_take and not held_back and not self._reads_ahead()
+            self._consumer.consume(wanted, 0)
+            if may_take and wanted > 0 and not held_back and not self._reads_ahead()
             else []
         )
         now = time.monotonic()
+        if not self._pending:
+            self._pending_since = now
         self._pending.extend(_usable(messages, self._name))
         if messages or self._decoding is not None or self._waiting_for_slot or held_back:
             # A partition holding records back, or leaving them in Kafka, is not idle.
             self._last_delivery = now
         emitted = []
-        if self._decoding is not None and self._decoding.done():
-            decoded = self._decoding.result()
-            self._decoding = None
-            source.give_back_decode_slot()
-            if decoded is not None:
-                emitted.append(self._emit(decoded, now))
-            else:
-                # Read ahead on a lag measured before the client had caught up: measured
-                # again, or a partition at its end would keep reading ahead instead of
-                # turning idle.
-                self._report_lag()
-        waited = now - self._last_emit
+        if self._decoding is not None and self._decoding.future.done():
+            emitted += self._emit_decoded(now)
         # A partition behind by a batch or more cuts batches as soon as its linger allows:
-        # it is catching up, and waiting longer would only make its batches bigger.
+        # it is catching up, and waiting longer would only make its batches bigger. Caught
+        # up, the worker's partitions are cut together (see `EventSource`).
         behind = self._behind()  # the emit may have updated the lag
-        linger_s = source.linger_s if behind else source.caught_up_linger_s()
-        ready = len(self._pending) >= source.batch_size or (self._pending and waited >= linger_s)
+        if behind:
+            linger_left = source.linger_s - (now - self._last_emit)
+        else:
+            linger_left = self._caught_up_linger_left(now)
+        ready = bool(self._pending) and (
+            linger_left <= 0 or len(self._pending) >= source.batch_size
+        )
         self._waiting_for_slot = False
         if self._decoding is None and (ready or self._reads_ahead()):
             if source.take_decode_slot():
@@ -340,16 +403,21 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
                 # what was emitted before; one batch per partition in flight keeps batches
                 # in order. A partition in a backlog has its records read there too: taking
                 # a batch from the client costs the worker about as much as a shard's step.
-                if ready:
-                    records, self._pending = self._pending, []
-                    self._decoding = source.decode_pool().submit(
-                        _decode_records, source.decode, source.prepare, records, self._newest_us
-                    )
+                if ready and not behind:
+                    self._cut_caught_up(now)
                 else:
-                    self._decoding = source.decode_pool().submit(
-                        _read_and_decode, self._consumer, self._name, source.batch_size,
-                        source.linger_s, source.decode, source.prepare, self._newest_us,
-                    )  # fmt: skip
+                    pool = source.decode_pool()
+                    future: Future[_DecodedRecords | None]
+                    if ready:
+                        parts = [_PartRecords(self._pending, self._newest_us)]
+                        self._pending = []
+                        future = pool.submit(_decode_records, source.decode, source.prepare, parts)
+                    else:
+                        future = pool.submit(
+                            _read_and_decode, self._consumer, self._name, source.batch_size,
+                            source.linger_s, source.decode, source.prepare, self._newest_us,
+                        )  # fmt: skip
+                    self._start(future, [self])
                 self._last_emit = now
             else:
                 self._waiting_for_slot = True
@@ -361,30 +429,93 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             # A caught-up partition collects records for a moment: every batch costs a fixed
             # amount of work per state shard, so many tiny batches would cost more than
             # the records themselves.
-            self._wake_at = datetime.now(UTC) + timedelta(seconds=linger_s - waited)
+            self._wake_at = datetime.now(UTC) + timedelta(seconds=linger_left)
         else:
             self._wake_at = datetime.now(UTC) + timedelta(seconds=0.02)
             if now - self._last_emit >= source.heartbeat_s:
                 self._last_emit = now
-                emitted.append(self._emit(None, now))
+                progress = (self._advance(None, now),)
+                empty = pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
+                emitted.append(PartitionBatch(pl.DataFrame(), empty, progress, 0))
         return emitted
 
-    def _emit(self, decoded: _DecodedRecords | None, now: float) -> PartitionBatch:
-        """The batch of `decoded` records (None: an empty heartbeat); moves the position past it."""
-        if decoded is not None:
-            self._next_offset = decoded.next_offset
-            if decoded.newest_us is not None and decoded.newest_us != self._newest_us:
-                self._newest_us = decoded.newest_us
-                metrics.PARTITION_EVENT_TIME.labels(**self._labels).set(decoded.newest_us / 1e6)
-            metrics.EVENTS_IN.labels(**self._labels).inc(decoded.batch.records)
+    def _start(
+        self, future: Future[_DecodedRecords | None], readers: list[_PartitionReader]
+    ) -> None:
+        flight = _InFlight(future, readers)
+        for reader in readers:
+            reader._decoding = flight
+
+    def _cut_caught_up(self, now: float) -> None:
+        """Decode the records of every caught-up partition of this worker that holds some and
+        has no batch in flight, as one batch (this partition's among them).
+
+        Recovery stays whole: a worker polls its partitions one after another and ends each
+        one's epoch right after its poll, so every partition's new position is snapshotted
+        with the epoch that carries the batch or with the next one. At worst a restart reads
+        a partition's records in the batch again, and the dedupe drops them."""
+        readers = self._caught_up_holding()
+        parts = []
+        for reader in readers:
+            parts.append(_PartRecords(reader._pending, reader._newest_us))
+            reader._pending = []
+            reader._last_emit = now
+            reader._waiting_for_slot = False
+        source = self._source
+        self._start(
+            source.decode_pool().submit(_decode_records, source.decode, source.prepare, parts),
+            readers,
+        )
+
+    def _caught_up_holding(self) -> list[_PartitionReader]:
+        """This worker's caught-up partitions that hold records and have no batch in flight."""
+        assert self._worker is not None
+        return [
+            r
+            for r in self._worker
+            if r._pending and r._decoding is None and not r._behind() and not r._closed
+        ]
+
+    def _caught_up_linger_left(self, now: float) -> float:
+        """How long until this worker's caught-up partitions are cut: one linger after the
+        first of the records they hold arrived."""
+        since = min((r._pending_since for r in self._caught_up_holding()), default=now)
+        return since + self._source.caught_up_linger_s() - now
+
+    def _emit_decoded(self, now: float) -> list[PartitionBatch]:
+        """The decoded batch in flight (none if a read ahead found no records), every partition
+        in it moved past its records."""
+        assert self._decoding is not None
+        flight = self._decoding
+        for reader in flight.readers:
+            reader._decoding = None
+        self._source.give_back_decode_slot()
+        decoded = flight.future.result()
+        if decoded is None:
+            # Read ahead on a lag measured before the client had caught up: measured
+            # again, or a partition at its end would keep reading ahead instead of
+            # turning idle.
+            self._report_lag()
+            return []
+        progress = tuple(
+            reader._advance(end, now)
+            for reader, end in zip(flight.readers, decoded.ends, strict=True)
+        )
+        return [replace(decoded.batch, progress=progress)]
+
+    def _advance(self, end: _PartEnd | None, now: float) -> PartitionProgress:
+        """Move this partition past its records in an emitted batch (None: an empty heartbeat);
+        its progress as of now."""
+        if end is not None:
+            self._next_offset = end.next_offset
+            if end.newest_us is not None and end.newest_us != self._newest_us:
+                self._newest_us = end.newest_us
+                metrics.PARTITION_EVENT_TIME.labels(**self._labels).set(end.newest_us / 1e6)
+            metrics.EVENTS_IN.labels(**self._labels).inc(end.records)
         if now - self._lag_reported >= LAG_REPORT_S:
             self._lag_reported = now
             self._report_lag()
-        progress = self._progress(now)
-        if decoded is None:
-            empty = pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
-            return PartitionBatch(self._name, pl.DataFrame(), empty, progress, 0)
-        return replace(decoded.batch, progress=progress)
+        return self._progress(now)
 
     def next_awake(self) -> datetime | None:
         return self._wake_at
@@ -393,10 +524,12 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         return (self._next_offset, self._newest_us)
 
     def close(self) -> None:
-        if self._decoding is not None:
-            if not self._decoding.cancel():
+        self._closed = True
+        flight = self._decoding
+        if flight is not None and all(r._closed for r in flight.readers):
+            if not flight.future.cancel():
                 # A decode thread may be reading from the client: closed only after it.
-                wait([self._decoding])
+                wait([flight.future])
             self._source.give_back_decode_slot()
         self._consumer.close()
 
@@ -451,14 +584,22 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         # instead of as decoded batches queued for the decode threads.
         self._decode_slots = DECODE_AHEAD
         self._lock = threading.Lock()
-        self._partitions_here = 0
+        self._workers: dict[int, list[_PartitionReader]] = {}
 
     def caught_up_linger_s(self) -> float:
-        """How long a caught-up partition (behind by less than a batch) collects records
-        before cutting a batch: `linger_s`, or longer when this process reads so many
-        partitions that they would cut more than `CAUGHT_UP_BATCHES_PER_S` batches a second
-        in all. A partition further behind uses `linger_s`."""
-        return max(self.linger_s, self._partitions_here / CAUGHT_UP_BATCHES_PER_S)
+        """How long a worker's caught-up partitions (each behind by less than a batch) collect
+        records before they are cut, together, into one batch: `linger_s`, or longer when
+        this process runs so many workers that they would cut more than
+        `CAUGHT_UP_BATCHES_PER_S` batches a second in all. A partition further behind cuts
+        its own batches every `linger_s`."""
+        return max(self.linger_s, len(self._workers) / CAUGHT_UP_BATCHES_PER_S)
+
+    def worker_partitions(self, reader: _PartitionReader) -> list[_PartitionReader]:
+        """The partitions read by the calling worker (its thread), `reader` now among them."""
+        with self._lock:
+            worker = self._workers.setdefault(threading.get_ident(), [])
+            worker.append(reader)
+            return worker
 
     def take_decode_slot(self) -> bool:
         """Whether a batch may start decoding now (a slot is then taken until it is emitted)."""
@@ -499,6 +640,4 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: SourceState | None
     ) -> _PartitionReader:
-        with self._lock:
-            self._partitions_here += 1
         return _PartitionReader(self, self.topic, int(for_part), resume_state)

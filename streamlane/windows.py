@@ -80,14 +80,19 @@ class Watermark:
         own = (own_newest_before - self.lateness_us).fill_null(NEVER)
         return pl.max_horizontal(pl.lit(self.value_us), pl.min_horizontal(pl.lit(others), own))
 
-    def arrival_marks(self, partition: str, own_marks: np.ndarray) -> np.ndarray:
-        """Per-row watermark at arrival, as `at_arrival`, from the rows' own partition marks.
+    def arrival_marks(
+        self, partitions: list[str], parts: np.ndarray, own_marks: np.ndarray
+    ) -> np.ndarray:
+        """Per-row watermark at arrival, as `at_arrival`, for rows of one or more partitions.
 
-        `own_marks` is, per row, the newest event time its partition had delivered
-        before that row minus the lateness (`NEVER` before the first).
+        `parts` is, per row, its partition as a position in `partitions`; `own_marks` the
+        newest event time its partition had delivered before that row minus the lateness
+        (`NEVER` before the first). Rows of a batch cut from several partitions at once are
+        judged by the watermark before any of the batch's progress, as if each partition's
+        rows had arrived first.
         """
-        others = self._held_back_by(exclude=partition)
-        return np.maximum(self.value_us, np.minimum(others, own_marks))
+        others = np.array([self._held_back_by(exclude=p) for p in partitions], dtype=np.int64)
+        return np.maximum(self.value_us, np.minimum(others[parts], own_marks))
 
     def advance(self, update: PartitionProgress) -> int:
         """Take a partition's progress and return the (never decreasing) flow watermark."""

@@ -38,6 +38,21 @@ def publish_orders(broker: EmbeddedBroker, topic: str, partitions: int, seed: in
     publish(broker.bootstrap, topic, ((r.key, r.value) for r in OrderGenerator(settings)))
 
 
+def partitions_with_rows(batch: PartitionBatch) -> set[str]:
+    """The input partitions whose records a batch holds."""
+    return {batch.progress[part].partition for part in batch.events["part"].unique()}
+
+
+def offsets_of(batches: list[PartitionBatch], partition: str) -> list[int]:
+    """The offsets of one input partition's events over `batches`, in the order emitted."""
+    offsets: list[int] = []
+    for batch in batches:
+        parts = [i for i, p in enumerate(batch.progress) if p.partition == partition]
+        if parts:
+            offsets += batch.events.filter(pl.col("part") == parts[0])["offset"].to_list()
+    return offsets
+
+
 def test_prepare_runs_on_the_decode_threads_and_its_batches_are_emitted(
     fresh_broker: EmbeddedBroker,
 ) -> None:
@@ -76,7 +91,9 @@ def test_prepare_runs_on_the_decode_threads_and_its_batches_are_emitted(
     assert all(b.events["prepared"].all() for b in with_events)
     ids = pl.concat([b.events.select("id") for b in with_events])["id"]
     assert ids.len() == EVENTS and ids.n_unique() == EVENTS
-    assert {b.partition for b in with_events} == {f"{topic}/{i}" for i in range(4)}
+    assert set().union(*(partitions_with_rows(b) for b in with_events)) == {
+        f"{topic}/{i}" for i in range(4)
+    }
     assert len(prepared_on) == len(with_events)
     assert worker not in prepared_on
     assert all(name.startswith(f"decode-{topic}") for name in prepared_on)
@@ -107,8 +124,7 @@ def test_a_backlog_is_read_on_the_decode_threads_every_record_once_and_in_order(
 
     def stop_when_read_and_idle(_step: str, batch: PartitionBatch) -> None:
         emitted.append(batch)
-        if batch.progress.idle:
-            idle.add(batch.partition)
+        idle.update(p.partition for p in batch.progress if p.idle)
         if sum(b.events.height for b in emitted) >= EVENTS and len(idle) == partitions:
             shutdown.request_stop()
 
@@ -129,7 +145,62 @@ def test_a_backlog_is_read_on_the_decode_threads_every_record_once_and_in_order(
     ids = pl.concat([b.events.select("id") for b in with_events])["id"]
     assert ids.len() == EVENTS and ids.n_unique() == EVENTS
     for partition in idle:
-        offsets = pl.concat(
-            [b.events["offset"] for b in with_events if b.partition == partition]
-        ).to_list()
+        offsets = offsets_of(with_events, partition)
         assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+
+
+def test_caught_up_partitions_are_cut_together_each_partition_whole_and_in_order(
+    fresh_broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once caught up, a worker's partitions are decoded and emitted as one batch: it holds
+    the progress of each partition in it, and every record arrives once, in offset order,
+    with the newest event time its own partition had delivered before it."""
+    topic = "test.source.caught_up"
+    partitions = 4
+    publish_orders(fresh_broker, topic, partitions, seed=13)
+    # A partition is caught up once its lag is measured, every few seconds; this whole
+    # test takes less.
+    monkeypatch.setattr(source_module, "LAG_REPORT_S", 0.05)
+    emitted: list[PartitionBatch] = []
+    second_round: list[threading.Thread] = []
+
+    def publish_again_then_stop(_step: str, batch: PartitionBatch) -> None:
+        # On the worker. The first round read, every partition is caught up; the second
+        # round reaches them within one linger of each other.
+        emitted.append(batch)
+        read = sum(b.events.height for b in emitted)
+        if read >= EVENTS and not second_round:
+            args = (fresh_broker, topic, partitions, 17)
+            second_round.append(threading.Thread(target=publish_orders, args=args))
+            second_round[0].start()
+        if read >= 2 * EVENTS:
+            shutdown.request_stop()
+
+    source = EventSource(fresh_broker.bootstrap, topic, decoder(orders.FLOW), batch_size=5000)
+    flow = Dataflow("test_event_source_caught_up")
+    op.inspect("publish_again_then_stop", op.input("read", flow, source), publish_again_then_stop)
+    try:
+        run_main(flow)
+    finally:
+        shutdown.forget_stop_request()
+        for thread in second_round:
+            thread.join()
+
+    with_events = [b for b in emitted if b.events.height]
+    together = [b for b in with_events if len(partitions_with_rows(b)) > 1]
+    assert together, "no batch held the records of more than one partition"
+    for batch in together:
+        assert len(batch.progress) == len({p.partition for p in batch.progress})
+        assert partitions_with_rows(batch) <= {p.partition for p in batch.progress}
+    ids = pl.concat([b.events.select("id") for b in with_events])["id"]
+    assert ids.len() == 2 * EVENTS and ids.n_unique() == 2 * EVENTS
+    for index in range(partitions):
+        partition = f"{topic}/{index}"
+        offsets = offsets_of(with_events, partition)
+        assert offsets == list(range(len(offsets))), f"{partition} skipped or repeated records"
+        times = pl.concat(
+            [b.events.filter(pl.col("part") == b.progress.index(p)) for b in with_events
+             for p in b.progress if p.partition == partition]
+        )  # fmt: skip
+        newest_before = times["event_time_us"].cum_max().shift(1)
+        assert times["own_newest_before_us"].to_list() == newest_before.to_list()

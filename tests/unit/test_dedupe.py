@@ -207,6 +207,6 @@ def test_a_state_restored_from_embedded_runs_takes_run_files_on(run_root: Path) 
     restored = pickle.loads(old_snapshot)
     assert restored.seen.files is None
     progress = PartitionProgress("t/0", None, False, 0)
-    restored, _ = shard_step(spec)(restored, ShardInput("3", None, progress))
+    restored, _ = shard_step(spec)(restored, ShardInput("3", None, (progress,)))
     assert len(_snapshot(restored.seen)) < 2_000, "the runs are in files from now on"
     assert sum(_files(run_root).values()) == 8 * 1_000

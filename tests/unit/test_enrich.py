@@ -41,16 +41,16 @@ def _click_batch(shops: list[int]):  # type: ignore[no-untyped-def]
     ]  # fmt: skip
     valid = decoder(FLOW)(values).valid
     events = valid.with_columns(
+        part=pl.lit(0, pl.Int32),
         offset=pl.col("row"),
         event_time_us=pl.col("event_time").dt.epoch("us"),
         own_newest_before_us=pl.lit(None, pl.Int64),
     )
     progress = PartitionProgress("shop.clicks/0", None, False, 0)
     return FLOW, PartitionBatch(
-        "shop.clicks/0",
         events,
         pl.DataFrame(schema=DEAD_LETTER_SCHEMA),
-        progress,
+        (progress,),
         len(values),
         keys=[b"k"] * len(values),
         values=values,

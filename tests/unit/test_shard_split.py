@@ -47,6 +47,7 @@ def batch(events: list[tuple[str, int, int, float]]) -> pl.DataFrame:
             "event_time_us": times,
             "v": [e[3] for e in events],
             "own_newest_before_us": pl.Series(newest, dtype=pl.Int64),
+            "part": pl.Series([0] * len(events), dtype=pl.Int32),
         }
     )
 
@@ -56,7 +57,7 @@ def step(states: dict[str, ShardState], rows: pl.DataFrame, idle: bool = False) 
     newest = int(rows["event_time_us"].max()) if rows.height else 10**6 * S  # type: ignore[arg-type]
     progress = PartitionProgress(PART, newest, idle, 10**6 * S if idle else 0)
     unique, windows, late = [], [], []
-    for shard, item in route(SPEC, split(SPEC, rows), progress):
+    for shard, item in route(SPEC, split(SPEC, rows), (progress,)):
         out = states.setdefault(shard, ShardState(SPEC)).process(item)
         unique += [out.unique] if out.unique is not None else []
         windows += list(out.windows.values())

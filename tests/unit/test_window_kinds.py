@@ -78,16 +78,17 @@ def run(window, stream, lateness_s: float = 60, batch: int = 17) -> tuple[pl.Dat
                 t = e["event_time_us"]
                 newest[part] = t if newest[part] is None else max(newest[part], t)
             rows = pl.DataFrame(events).with_columns(
-                own_newest_before_us=pl.Series(own_before, dtype=pl.Int64)
+                own_newest_before_us=pl.Series(own_before, dtype=pl.Int64),
+                part=pl.lit(0, pl.Int32),
             )
             progress = PartitionProgress(part, newest[part], False, 0)
-            for _, item in route(spec, split(spec, rows), progress):
+            for _, item in route(spec, split(spec, rows), (progress,)):
                 out = state.process(item)
                 closed += list(out.windows.values())
                 late += list(out.late.values())
     for part in PARTS:  # both idle for a long time: every window closes
         progress = PartitionProgress(part, newest[part], True, 10**6 * S)
-        out = state.process(route(spec, {}, progress)[0][1])
+        out = state.process(route(spec, {}, (progress,))[0][1])
         closed += list(out.windows.values())
     windows = pl.concat(closed) if closed else pl.DataFrame()
     return windows.sort("visitor", "window_start"), late
