@@ -1,9 +1,11 @@
-"""The Kafka source's `prepare` step: it runs on the decode threads, off the worker, and
-the batches the dataflow receives are the prepared ones, every record once."""
+"""The Kafka source: its `prepare` step runs on the decode threads, off the worker; a
+backlog is read there too; caught-up partitions are cut together. Whatever the batches,
+the dataflow receives every record once, in offset order per partition."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +14,7 @@ import polars as pl
 import pytest
 from bytewax import operators as op
 from bytewax.dataflow import Dataflow
-from bytewax.testing import TestingSink, run_main
+from bytewax.testing import run_main
 
 from flows import orders
 from streamlane import shutdown
@@ -43,14 +45,27 @@ def partitions_with_rows(batch: PartitionBatch) -> set[str]:
     return {batch.progress[part].partition for part in batch.events["part"].unique()}
 
 
-def offsets_of(batches: list[PartitionBatch], partition: str) -> list[int]:
-    """The offsets of one input partition's events over `batches`, in the order emitted."""
-    offsets: list[int] = []
-    for batch in batches:
-        parts = [i for i, p in enumerate(batch.progress) if p.partition == partition]
-        if parts:
-            offsets += batch.events.filter(pl.col("part") == parts[0])["offset"].to_list()
-    return offsets
+def rows_of(batches: list[PartitionBatch], partition: str) -> pl.DataFrame:
+    """One input partition's events over `batches`, in the order emitted."""
+    return pl.concat(
+        [
+            batch.events.filter(pl.col("part") == part)
+            for batch in batches
+            for part, progress in enumerate(batch.progress)
+            if progress.partition == partition
+        ]
+    )
+
+
+def run_source(source: EventSource, on_batch: Callable[[PartitionBatch], None]) -> None:
+    """Run `source` alone in a dataflow, handing each batch it emits to `on_batch` on the
+    worker, until `on_batch` asks the partitions to end (`shutdown.request_stop`)."""
+    flow = Dataflow("test_event_source")
+    op.inspect("on_batch", op.input("read", flow, source), lambda _step, b: on_batch(b))
+    try:
+        run_main(flow)
+    finally:
+        shutdown.forget_stop_request()
 
 
 def test_prepare_runs_on_the_decode_threads_and_its_batches_are_emitted(
@@ -66,25 +81,17 @@ def test_prepare_runs_on_the_decode_threads_and_its_batches_are_emitted(
         prepared_on.append(threading.current_thread().name)
         return replace(batch, events=batch.events.with_columns(prepared=pl.lit(True)))
 
-    read = [0]
-
-    def stop_when_all_read(_step: str, batch: PartitionBatch) -> None:
+    def stop_when_all_read(batch: PartitionBatch) -> None:
         # On the worker: once every record is in, the partitions are asked to end.
-        read[0] += batch.events.height
-        if read[0] >= EVENTS:
+        emitted.append(batch)
+        if sum(b.events.height for b in emitted) >= EVENTS:
             shutdown.request_stop()
 
     source = EventSource(
         fresh_broker.bootstrap, topic, decoder(orders.FLOW), prepare=prepare, batch_size=500
     )
-    flow = Dataflow("test_event_source")
-    batches = op.inspect("stop_when_all_read", op.input("read", flow, source), stop_when_all_read)
-    op.output("collected", batches, TestingSink(emitted))
     worker = threading.current_thread().name
-    try:
-        run_main(flow)
-    finally:
-        shutdown.forget_stop_request()
+    run_source(source, stop_when_all_read)
 
     with_events = [b for b in emitted if b.events.height]
     assert with_events, "no batch with events was emitted"
@@ -122,7 +129,7 @@ def test_a_backlog_is_read_on_the_decode_threads_every_record_once_and_in_order(
     emitted: list[PartitionBatch] = []
     idle: set[str] = set()
 
-    def stop_when_read_and_idle(_step: str, batch: PartitionBatch) -> None:
+    def stop_when_read_and_idle(batch: PartitionBatch) -> None:
         emitted.append(batch)
         idle.update(p.partition for p in batch.progress if p.idle)
         if sum(b.events.height for b in emitted) >= EVENTS and len(idle) == partitions:
@@ -131,12 +138,7 @@ def test_a_backlog_is_read_on_the_decode_threads_every_record_once_and_in_order(
     source = EventSource(
         fresh_broker.bootstrap, topic, decoder(orders.FLOW), batch_size=100, idle_timeout_s=0.5
     )
-    flow = Dataflow("test_event_source_backlog")
-    op.inspect("stop_when_read_and_idle", op.input("read", flow, source), stop_when_read_and_idle)
-    try:
-        run_main(flow)
-    finally:
-        shutdown.forget_stop_request()
+    run_source(source, stop_when_read_and_idle)
 
     assert read_on, "no batch was read on a decode thread"
     assert all(name.startswith(f"decode-{topic}") for name in read_on)
@@ -145,7 +147,7 @@ def test_a_backlog_is_read_on_the_decode_threads_every_record_once_and_in_order(
     ids = pl.concat([b.events.select("id") for b in with_events])["id"]
     assert ids.len() == EVENTS and ids.n_unique() == EVENTS
     for partition in idle:
-        offsets = offsets_of(with_events, partition)
+        offsets = rows_of(with_events, partition)["offset"].to_list()
         assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
 
 
@@ -164,7 +166,7 @@ def test_caught_up_partitions_are_cut_together_each_partition_whole_and_in_order
     emitted: list[PartitionBatch] = []
     second_round: list[threading.Thread] = []
 
-    def publish_again_then_stop(_step: str, batch: PartitionBatch) -> None:
+    def publish_again_then_stop(batch: PartitionBatch) -> None:
         # On the worker. The first round read, every partition is caught up; the second
         # round reaches them within one linger of each other.
         emitted.append(batch)
@@ -177,12 +179,9 @@ def test_caught_up_partitions_are_cut_together_each_partition_whole_and_in_order
             shutdown.request_stop()
 
     source = EventSource(fresh_broker.bootstrap, topic, decoder(orders.FLOW), batch_size=5000)
-    flow = Dataflow("test_event_source_caught_up")
-    op.inspect("publish_again_then_stop", op.input("read", flow, source), publish_again_then_stop)
     try:
-        run_main(flow)
+        run_source(source, publish_again_then_stop)
     finally:
-        shutdown.forget_stop_request()
         for thread in second_round:
             thread.join()
 
@@ -196,11 +195,8 @@ def test_caught_up_partitions_are_cut_together_each_partition_whole_and_in_order
     assert ids.len() == 2 * EVENTS and ids.n_unique() == 2 * EVENTS
     for index in range(partitions):
         partition = f"{topic}/{index}"
-        offsets = offsets_of(with_events, partition)
+        rows = rows_of(with_events, partition)
+        offsets = rows["offset"].to_list()
         assert offsets == list(range(len(offsets))), f"{partition} skipped or repeated records"
-        times = pl.concat(
-            [b.events.filter(pl.col("part") == b.progress.index(p)) for b in with_events
-             for p in b.progress if p.partition == partition]
-        )  # fmt: skip
-        newest_before = times["event_time_us"].cum_max().shift(1)
-        assert times["own_newest_before_us"].to_list() == newest_before.to_list()
+        newest_before = rows["event_time_us"].cum_max().shift(1)
+        assert rows["own_newest_before_us"].to_list() == newest_before.to_list()
