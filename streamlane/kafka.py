@@ -71,7 +71,7 @@ a backlog's polls full while bounding what the flow holds in memory. It fetches 
 once its queue is empty (at most every 10 ms while it is not): fetching as soon as each
 answer came, the 8 partitions of a steady stream kept the broker answering one small fetch
 after another, about 0.05 of a core more in `bench.freshness`, which the landing's
-checkpoints then lacked. A backlog ran as fast, and with less prefetched at its peak."""
+checkpoints then lacked. A backlog ran as fast."""
 
 
 def producer_config(brokers: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
