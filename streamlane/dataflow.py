@@ -299,8 +299,6 @@ def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
             return []
         records = dead_letter_records(flow.dead_letter_topic, batch.dead_letters)
         # Keyed by input partition, so each partition's dead letters keep their order.
-        if len(batch.progress) == 1:
-            return [(batch.progress[0].partition, records)]
         by_partition = records.partition_by("header_partition", as_dict=True, maintain_order=True)
         return [(f"{batch.topic}/{index}", part) for (index,), part in by_partition.items()]
 

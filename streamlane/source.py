@@ -403,20 +403,13 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
                 # what was emitted before; one batch per partition in flight keeps batches
                 # in order. A partition in a backlog has its records read there too: taking
                 # a batch from the client costs the worker about as much as a shard's step.
-                if ready and not behind:
-                    self._cut_caught_up(now)
+                if ready:
+                    self._cut([self] if behind else self._caught_up_holding(), now)
                 else:
-                    pool = source.decode_pool()
-                    future: Future[_DecodedRecords | None]
-                    if ready:
-                        parts = [_PartRecords(self._pending, self._newest_us)]
-                        self._pending = []
-                        future = pool.submit(_decode_records, source.decode, source.prepare, parts)
-                    else:
-                        future = pool.submit(
-                            _read_and_decode, self._consumer, self._name, source.batch_size,
-                            source.linger_s, source.decode, source.prepare, self._newest_us,
-                        )  # fmt: skip
+                    future = source.decode_pool().submit(
+                        _read_and_decode, self._consumer, self._name, source.batch_size,
+                        source.linger_s, source.decode, source.prepare, self._newest_us,
+                    )  # fmt: skip
                     self._start(future, [self])
                 self._last_emit = now
             else:
@@ -446,15 +439,15 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         for reader in readers:
             reader._decoding = flight
 
-    def _cut_caught_up(self, now: float) -> None:
-        """Decode the records of every caught-up partition of this worker that holds some and
-        has no batch in flight, as one batch (this partition's among them).
+    def _cut(self, readers: list[_PartitionReader], now: float) -> None:
+        """Decode the records `readers` hold as one batch: this partition's alone when it is
+        behind, else those of every caught-up partition of this worker that holds some and
+        has no batch in flight (this one among them).
 
         Recovery stays whole: a worker polls its partitions one after another and ends each
         one's epoch right after its poll, so every partition's new position is snapshotted
         with the epoch that carries the batch or with the next one. At worst a restart reads
         a partition's records in the batch again, and the dedupe drops them."""
-        readers = self._caught_up_holding()
         parts = []
         for reader in readers:
             parts.append(_PartRecords(reader._pending, reader._newest_us))
