@@ -38,6 +38,7 @@ from streamlane.paths import REFERENCE_DIR
 from streamlane.procmem import cpu_seconds, cpu_seconds_by_thread, memory_mib
 from streamlane.publish import publish
 from streamlane.runner import scrape
+from streamlane.settings import FlowSettings
 
 RESULTS = Path(__file__).parent / "results"
 CHILDREN: list[subprocess.Popen[bytes]] = []  # stopped by main() however it ends
@@ -169,6 +170,12 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=1, help="flow worker threads")
     parser.add_argument(
+        "--max-poll",
+        type=int,
+        default=FlowSettings.batch_size,
+        help="the flow's --max-poll: most records per partition poll, one columnar batch",
+    )
+    parser.add_argument(
         "--stores", type=int, default=0, help="distinct stores (default: the shipped list)"
     )
     parser.add_argument(
@@ -220,10 +227,12 @@ def target_table(result: dict[str, object]) -> list[str]:
     return lines
 
 
-def run_flow(brokers: str, work: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], int]:
+def run_flow(
+    brokers: str, work: Path, workers: int = 1, max_poll: int = FlowSettings.batch_size
+) -> tuple[subprocess.Popen[bytes], int]:
     """The orders flow as the CLI runs it, with its own recovery store under `work`."""
     args = ["flow", "run", "orders", "--brokers", brokers, "--recovery-dir", str(work / "recovery"),
-            "--workers", str(workers)]  # fmt: skip
+            "--workers", str(workers), "--max-poll", str(max_poll)]  # fmt: skip
     return child(args, work / "flow.log")
 
 
@@ -281,6 +290,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         "events": args.events,
         "partitions": args.partitions,
         "flow_workers": args.workers,
+        "flow_max_poll": args.max_poll,
         "stores": args.stores or "shipped list",
         "event_rate_per_s": args.event_rate,
     }
@@ -303,7 +313,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         }
 
         print("running the flow…", file=sys.stderr)
-        flow, flow_port = run_flow(broker.bootstrap, work / "separate", args.workers)
+        flow, flow_port = run_flow(broker.bootstrap, work / "separate", args.workers, args.max_poll)
         flow_sampler = sampled(flow, "flow")
         # Timed from the first batch read, so process start-up is not counted.
         flow_eps, flow_cores = steady_rate(
@@ -359,7 +369,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         print("running the flow and the landing together…", file=sys.stderr)
         landing, landing_port = run_landing(broker.bootstrap, work / "together")
         wait_ready(landing_port, 120)
-        flow, flow_port = run_flow(broker.bootstrap, work / "together", args.workers)
+        flow, flow_port = run_flow(broker.bootstrap, work / "together", args.workers, args.max_poll)
         wait_metric(flow_port, "streamlane_events_in_total", 1, 120)
         busy = {"flow": [flow.pid], "landing": [landing.pid], "broker": [broker.pid]}
         cpu_from = cpu_used(busy)
