@@ -432,9 +432,9 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
                 emitted.append(PartitionBatch(pl.DataFrame(), empty, progress, 0))
         return emitted
 
-    def _start(
-        self, future: Future[_DecodedRecords | None], readers: list[_PartitionReader]
-    ) -> None:
+    @staticmethod
+    def _start(future: Future[_DecodedRecords | None], readers: list[_PartitionReader]) -> None:
+        """Mark `readers` as waiting on `future`, the one batch that holds their records."""
         flight = _InFlight(future, readers)
         for reader in readers:
             reader._decoding = flight
