@@ -98,6 +98,14 @@ def _shared(brokers: str, broker_timeout_s: float) -> _SharedProducer:
         return found
 
 
+def _python_bytes(frame: pl.DataFrame, name: str) -> list[Any]:
+    """A column of text or bytes as Python bytes (None stays None). Bytes are made without
+    the UTF-8 check that Python strings need: the records are produced as bytes either
+    way, and this conversion runs on the worker, holding the interpreter lock."""
+    column = frame.get_column(name)
+    return (column.cast(pl.Binary) if column.dtype == pl.String else column).to_list()
+
+
 class _FramePartition(StatefulSinkPartition[pl.DataFrame, None]):
     def __init__(self, shared: _SharedProducer, topic: str, with_headers: bool) -> None:
         self._shared = shared
@@ -152,9 +160,7 @@ class _FramePartition(StatefulSinkPartition[pl.DataFrame, None]):
             # Frame by frame, not concatenated first: that query waited for polars' threads.
             for frame in frames:
                 for chunk in frame.iter_slices(_CHUNK):
-                    self._queue(
-                        chunk.get_column("key").to_list(), chunk.get_column("value").to_list()
-                    )
+                    self._queue(_python_bytes(chunk, "key"), _python_bytes(chunk, "value"))
         if len(self._producer) > _SERVE_AFTER:
             self._producer.poll(0)
         metrics.EVENTS_OUT.labels(topic=self._topic).inc(sum(f.height for f in frames))

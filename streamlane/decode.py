@@ -201,6 +201,18 @@ def _suspects(lines: list[bytes], joined: bytes, starts: np.ndarray, pattern: st
     return flagged
 
 
+def _line_breaks(joined: bytes) -> int:
+    """How many line feeds a joined batch holds. Counted by numpy, whose comparison runs
+    without the interpreter lock: `bytes.count` holds it for the batch's whole length, which
+    kept the flow's other threads waiting."""
+    return int(np.count_nonzero(np.frombuffer(joined, dtype=np.uint8) == ord("\n")))
+
+
+def _has_carriage_return(joined: bytes) -> bool:
+    """Whether a joined batch holds a carriage return (compared as in `_line_breaks`)."""
+    return bool((np.frombuffer(joined, dtype=np.uint8) == ord("\r")).any())
+
+
 def _parse_columnar(
     values: list[bytes], schema: EventSchema
 ) -> tuple[list[pa.Table], list[np.ndarray], list[int], np.ndarray | None]:
@@ -209,7 +221,7 @@ def _parse_columnar(
     lines = values
     joined = b"\n".join(lines)
     broken: np.ndarray | None = None
-    if joined.count(b"\n") != len(lines) - 1 or b"\r" in joined:
+    if _line_breaks(joined) != len(lines) - 1 or _has_carriage_return(joined):
         # Blank raw line breaks so each record stays one line (checked on the joined batch,
         # so clean batches pay nothing). Outside strings they are insignificant whitespace,
         # inside strings invalid JSON: only the exact path can tell, so those records take it.
@@ -437,7 +449,7 @@ def decode_own_output(values: list[bytes], schema: EventSchema) -> Decoded:
     )
     whole = pa_json.ReadOptions(use_threads=True, block_size=_PARALLEL_BLOCK_BYTES)
     joined = b"\n".join(values)
-    if joined.count(b"\n") != len(values) - 1:
+    if _line_breaks(joined) != len(values) - 1:
         return decode_batch(values, schema)
     try:
         table = pa_json.read_json(pa.py_buffer(joined), read_options=whole, parse_options=parse)

@@ -33,12 +33,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from streamlane import metrics, shutdown
 from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S, watch
@@ -189,14 +189,18 @@ def _decode_records(
 ) -> _DecodedRecords:
     """Decode (and prepare) the records of one or more partitions of a topic as one batch:
     one decode's fixed cost for all of them."""
-    records = [m for part in parts for m in part.records]
+    records = parts[0].records if len(parts) == 1 else [m for p in parts for m in p.records]
     topic = records[0].topic()
     indexes = np.array([part.records[0].partition() for part in parts], dtype=np.int32)
     sizes = np.array([len(part.records) for part in parts], dtype=np.int64)
     part_of = np.repeat(np.arange(len(parts), dtype=np.int32), sizes)
-    values = [m.value() or b"" for m in records]
-    keys = [m.key() for m in records]
-    offsets = np.fromiter((m.offset() for m in records), dtype=np.int64, count=len(records))
+    # Mapped over the unbound accessors, no Python frame per record: the decode threads
+    # hold the interpreter lock for these loops.
+    values = cast("list[bytes]", list(map(Message.value, records)))
+    if not all(values):  # a record without a value (a tombstone) decodes as an empty one
+        values = [v or b"" for v in values]
+    keys = list(map(Message.key, records))
+    offsets = np.fromiter(map(Message.offset, records), dtype=np.int64, count=len(records))
     decoded = decode(values)
     rows = decoded.valid["row"].to_numpy()
     if "type" in decoded.valid.columns:
@@ -245,6 +249,8 @@ def _decode_records(
 
 def _usable(messages: list[Any], partition: str) -> list[Any]:
     """The records among `messages`; a fatal client error raises, others are logged."""
+    if not any(map(Message.error, messages)):  # the common case: no Python frame per record
+        return messages
     records = []
     for m in messages:
         err = m.error()
