@@ -4,7 +4,8 @@
 
 Times, on one batch of generated orders (1% malformed): Arrow parsing the valid input
 records alone (what the ceiling does), the orders flow's decode (screening, parsing,
-validation, upcasting), its enrichment and JSON encoding of the enriched events, Arrow
+validation, upcasting), its enrichment and JSON encoding of the enriched events, their
+split by state shard (with what each shard's step needs computed ahead), Arrow
 parsing those enriched records alone, and the landing's parse of them into table rows:
 inside DuckDB (what it does) and in Python (its fallback).
 Wall and CPU microseconds per record, with the machine's core count: the CPU column is
@@ -39,10 +40,11 @@ from sinks.duckdb import (
     raw_records_registered,
 )
 from streamlane.broker import EmbeddedBroker
-from streamlane.dataflow import decoder, enrich_batch, lookups
+from streamlane.dataflow import decoder, enrich_batch, lookups, shard_split, window_spec
 from streamlane.generator import GeneratorSettings, OrderGenerator
 from streamlane.paths import REFERENCE_DIR
 from streamlane.reference import TopicTable
+from streamlane.settings import FlowSettings
 from streamlane.source import DEAD_LETTER_SCHEMA, PartitionBatch
 from streamlane.windows import PartitionProgress
 
@@ -95,6 +97,7 @@ def main() -> None:
     )  # fmt: skip
     with TemporaryDirectory() as tmp, EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker:
         enriched = enrich_batch(orders.FLOW, batch, broker.bootstrap)
+        spec = window_spec(orders.FLOW, FlowSettings(broker.bootstrap), (progress.partition,))
         output = [v.encode() for v in enriched.events["value"].to_list()]
         landed = TopicBatch(
             orders.FLOW.enriched.topic, output, [], [0] * len(output), list(range(len(output))),
@@ -109,6 +112,10 @@ def main() -> None:
             "flow decode (screen, parse, validate)": (lambda: decode(values), len(values)),
             "flow enrich and encode": (
                 lambda: enrich_batch(orders.FLOW, batch, broker.bootstrap),
+                len(values),
+            ),
+            "flow split by state shard": (
+                lambda: shard_split(spec, enriched.events),
                 len(values),
             ),
             "arrow parse of the enriched output": (arrow_parse(output), len(output)),

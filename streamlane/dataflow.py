@@ -36,7 +36,7 @@ from streamlane.enrich import LookupEnricher
 from streamlane.flow import Flow, Output, Windows
 from streamlane.reference import TopicReference, TopicTable
 from streamlane.settings import FlowSettings
-from streamlane.shards import ShardOutput, WindowSpec, route, shard_step, split
+from streamlane.shards import ShardOutput, ShardRows, WindowSpec, route, shard_step, split
 from streamlane.source import EventSource, PartitionBatch, dead_letter_frame, partition_names
 from streamlane.versions import decode_versions, upcast_chain
 
@@ -119,10 +119,28 @@ def enrich_batch(flow: Flow, batch: PartitionBatch, brokers: str) -> PartitionBa
 def prepare_batch(
     flow: Flow, spec: WindowSpec, batch: PartitionBatch, brokers: str
 ) -> PartitionBatch:
-    """The batch enriched (`enrich_batch`) and its events split by state shard (`split`):
-    the flow's work that needs no state, done on the source's decode threads."""
+    """The batch enriched (`enrich_batch`) and its events split by state shard
+    (`shard_split`): the flow's work that needs no state, done on the source's decode
+    threads."""
     enriched = enrich_batch(flow, batch, brokers)
-    return replace(enriched, events=pl.DataFrame(), shards=split(spec, enriched.events))
+    return replace(enriched, events=pl.DataFrame(), shards=shard_split(spec, enriched.events))
+
+
+def shard_split(spec: WindowSpec, events: pl.DataFrame) -> dict[int, ShardRows]:
+    """Enriched events split by state shard, with what each shard's step needs (`split`)."""
+    return split(spec, events)
+
+
+def window_spec(flow: Flow, settings: FlowSettings, partitions: tuple[str, ...]) -> WindowSpec:
+    """How `flow` dedupes and windows under `settings`, reading the input's `partitions`."""
+    return WindowSpec(
+        partitions=partitions,
+        key=flow.key,
+        windows=flow.window_defs(),
+        lateness_us=int(settings.lateness_s * 1e6),
+        dedupe_horizon_us=int(settings.dedupe_horizon_s * 1e6),
+        shards=settings.shards,
+    )
 
 
 def enriched_records(flow: Flow, events: pl.DataFrame) -> pl.DataFrame:
@@ -271,14 +289,7 @@ def _enriched_records(flow: Flow) -> Callable[[pl.DataFrame], pl.DataFrame]:
 
 def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
     """The bytewax dataflow of `flow` for the given settings (brokers, lateness, idle timeout...)."""
-    spec = WindowSpec(
-        partitions=tuple(partition_names(settings.brokers, flow.input_topic)),
-        key=flow.key,
-        windows=flow.window_defs(),
-        lateness_us=int(settings.lateness_s * 1e6),
-        dedupe_horizon_us=int(settings.dedupe_horizon_s * 1e6),
-        shards=settings.shards,
-    )
+    spec = window_spec(flow, settings, tuple(partition_names(settings.brokers, flow.input_topic)))
     source = EventSource(
         settings.brokers,
         flow.input_topic,
