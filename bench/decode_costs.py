@@ -115,7 +115,7 @@ def main() -> None:
                 len(values),
             ),
             "flow split by state shard": (
-                lambda: shard_split(spec, enriched.events),
+                lambda: shard_split(orders.FLOW, spec, enriched.events),
                 len(values),
             ),
             "arrow parse of the enriched output": (arrow_parse(output), len(output)),

@@ -123,12 +123,32 @@ def prepare_batch(
     (`shard_split`): the flow's work that needs no state, done on the source's decode
     threads."""
     enriched = enrich_batch(flow, batch, brokers)
-    return replace(enriched, events=pl.DataFrame(), shards=shard_split(spec, enriched.events))
+    shards = shard_split(flow, spec, enriched.events)
+    return replace(enriched, events=pl.DataFrame(), shards=shards)
 
 
-def shard_split(spec: WindowSpec, events: pl.DataFrame) -> dict[int, ShardRows]:
-    """Enriched events split by state shard, with what each shard's step needs (`split`)."""
-    return split(spec, events)
+def shard_split(flow: Flow, spec: WindowSpec, events: pl.DataFrame) -> dict[int, ShardRows]:
+    """Enriched events split by state shard, with what each shard's step needs (`split`),
+    keeping only the columns a later step reads (`carried_columns`): the split copies
+    every column it keeps, and a shard's step filters them again."""
+    carried = carried_columns(flow, spec)
+    return split(spec, events.select([c for c in events.columns if c in carried]))
+
+
+def carried_columns(flow: Flow, spec: WindowSpec) -> set[str]:
+    """The enriched events' columns read after the split: the records already encoded
+    (`key`, `value`), what the shard steps read (ids, partitions, event times, window keys,
+    the aggregates' inputs) and what late events are written with."""
+    names = {"key", "value", spec.id_column, "part", "event_time_us", "own_newest_before_us"}
+    names |= {"traceparent", flow.key}
+    for window in spec.windows:
+        names.update(window.keys)
+        for aggregate in window.aggregates:
+            names.update(aggregate.partial.meta.root_names())
+    for windows in flow.windows:
+        for field in windows.late.data:
+            names.update([field] if isinstance(field, str) else field.meta.root_names())
+    return names
 
 
 def window_spec(flow: Flow, settings: FlowSettings, partitions: tuple[str, ...]) -> WindowSpec:

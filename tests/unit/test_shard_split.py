@@ -10,7 +10,10 @@ from __future__ import annotations
 import polars as pl
 from prometheus_client import REGISTRY
 
+from flows import orders
 from streamlane import aggregates as agg
+from streamlane.dataflow import carried_columns, window_spec
+from streamlane.settings import FlowSettings
 from streamlane.shards import ShardOutput, ShardState, WindowDef, WindowSpec, route, split
 from streamlane.windows import PartitionProgress, Tumbling
 
@@ -102,3 +105,16 @@ def test_repeats_earlier_duplicates_and_late_events_stay_out_of_the_windows() ->
     rows = final.sort("store", "window_start").select("store", "window_start", "n", "amount")
     # Store 3's second minute holds "c" and "f"; the late "e" is in no window.
     assert rows.rows() == [(1, MINUTE, 1, 8.0), (3, MINUTE, 2, 36.0)]
+
+
+def test_the_split_carries_only_what_later_steps_read() -> None:
+    # The enriched records are encoded before the split: the shards and the late outputs
+    # read a few columns, and every column kept is copied by the split and each step.
+    flow = orders.FLOW
+    spec = window_spec(flow, FlowSettings("unused:9092"), (f"{flow.input_topic}/0",))
+    carried = carried_columns(flow, spec)
+    late_fields = {f for w in flow.windows for f in w.late.data if isinstance(f, str)}
+    added_by_the_step = {"window", "window_start", "window_end", "watermark"}
+    assert late_fields - added_by_the_step <= carried
+    assert {"key", "value", "event_id", "event_time_us", "item_count", "total_usd"} <= carried
+    assert "items" not in carried and "store_name" not in carried
