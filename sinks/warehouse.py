@@ -21,12 +21,14 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
+import numpy as np
 import pyarrow as pa
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from sinks.duckdb import (
     LandingTable,
@@ -78,6 +80,32 @@ def landed_tables() -> dict[str, LandingTable]:
     for name in flow_names():
         tables |= flow_tables(load_flow(name))
     return tables
+
+
+def _records_by_topic(messages: list[Any]) -> dict[str, list[Any]]:
+    """The records among `messages` by topic, each topic's in the order consumed; an error
+    that is not retriable is logged. The topics are read through the client's unbound
+    accessor and compared column-wise, with no Python frame per record (see
+    `Landing._topic_batch`)."""
+    if any(map(Message.error, messages)):
+        records = []
+        for m in messages:
+            err = m.error()
+            if err is None:
+                records.append(m)
+            elif not err.retriable():
+                log.warning("landing consumer: %s", err)
+        messages = records
+    if not messages:
+        return {}
+    topics = cast("list[str]", list(map(Message.topic, messages)))
+    if topics.count(topics[0]) == len(topics):
+        return {topics[0]: messages}
+    column = np.array(topics, dtype=object)
+    return {
+        topic: list(map(messages.__getitem__, np.flatnonzero(column == topic).tolist()))
+        for topic in dict.fromkeys(topics)
+    }
 
 
 @dataclass(frozen=True)
@@ -199,13 +227,7 @@ class Landing:
         if self._waiting and time.monotonic() >= self._look_again_at:
             self._discover()
         messages = self.consumer.consume(self.max_batch, self.poll_timeout_s)
-        by_topic: dict[str, list[Any]] = {}
-        for m in messages:
-            err = m.error()
-            if err is None:
-                by_topic.setdefault(str(m.topic()), []).append(m)
-            elif not err.retriable():
-                log.warning("landing consumer: %s", err)
+        by_topic = _records_by_topic(messages)
         if not by_topic:
             return None
         batches = [self._topic_batch(topic, records) for topic, records in by_topic.items()]
@@ -221,19 +243,19 @@ class Landing:
 
     def _topic_batch(self, topic: str, records: list[Any]) -> TopicBatch:
         dead_letters = self.tables[topic].name == "dead_letters"
-        values, partitions, offsets, timestamps = [], [], [], []
-        for m in records:  # one pass: each accessor call builds a Python object
-            values.append(m.value() or b"")
-            partitions.append(m.partition())
-            offsets.append(m.offset())
-            timestamps.append(m.timestamp()[1])
+        # Read through the client's unbound accessors, with no Python frame per record: the
+        # reader holds the interpreter lock for these loops, which the writer's thread and
+        # the preparing one wait for.
+        values = cast("list[bytes]", list(map(Message.value, records)))
+        if not all(values):  # a record without a value (a tombstone) is read as an empty one
+            values = [v or b"" for v in values]
         return TopicBatch(
             topic=topic,
             values=values,
-            keys=[m.key() for m in records] if dead_letters else [],
-            partitions=partitions,
-            offsets=offsets,
-            timestamps_ms=timestamps,
+            keys=list(map(Message.key, records)) if dead_letters else [],
+            partitions=cast("list[int]", list(map(Message.partition, records))),
+            offsets=cast("list[int]", list(map(Message.offset, records))),
+            timestamps_ms=list(map(itemgetter(1), map(Message.timestamp, records))),
             headers=[
                 {k: v.decode("utf-8", "replace") for k, v in (m.headers() or [])} for m in records
             ]
