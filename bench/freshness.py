@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -58,6 +57,7 @@ from bench.run import (
     utc_stamp,
     wait_ready,
     with_children_stopped,
+    work_directory,
 )
 from flows import orders
 from streamlane.broker import EmbeddedBroker
@@ -238,8 +238,8 @@ def main() -> None:
     parser.add_argument("--lateness", type=float, default=5.0)
     parser.add_argument("--poll", type=float, default=0.2)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="streamlane-freshness-"))
-    result = with_children_stopped(lambda: measure(args, work))
+    with work_directory("streamlane-freshness-") as work:
+        result = with_children_stopped(lambda: measure(args, work))
     out = save_result(result, f"freshness-{utc_stamp()}")
     print_figures(result)
     if not result["window_watermark_to_visible_s"]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from bench.run import (
     wait_metric,
     wait_ready,
     with_children_stopped,
+    work_directory,
 )
 from flows import orders
 from streamlane import procmem
@@ -161,8 +161,8 @@ def main() -> None:
         "--stores", type=int, default=0, help="distinct stores (default: the shipped list)"
     )
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="streamlane-horizon-"))
-    result = with_children_stopped(lambda: measure(args, work))
+    with work_directory("streamlane-horizon-") as work:
+        result = with_children_stopped(lambda: measure(args, work))
     out = save_result(result, f"horizon-{utc_stamp()}")
     print_figures(result)
     print(f"(written to {out}; logs in {work})")

@@ -87,6 +87,26 @@ def with_children_stopped(measure: Callable[[], dict[str, object]]) -> dict[str,
             stop(proc)
 
 
+@contextlib.contextmanager
+def work_directory(prefix: str) -> Iterator[Path]:
+    """A new directory for a run's brokers, flows and warehouses. However the run ends, only
+    their logs stay in it afterwards: a million-event run leaves about half a gigabyte of
+    recovery stores and warehouse files, and every run makes a directory of its own."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield work
+    except BaseException:
+        print(f"benchmark: logs in {work}", file=sys.stderr)
+        raise
+    finally:
+        for path in sorted(work.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if path.is_dir():
+                with contextlib.suppress(OSError):  # left where it still holds a log
+                    path.rmdir()
+            elif path.suffix != ".log":
+                path.unlink(missing_ok=True)
+
+
 def wait_metric(port: int, name: str, target: float, timeout_s: float) -> float:
     """Seconds until metric `name` reaches `target` (to within one poll).
 
@@ -192,18 +212,18 @@ def main() -> None:
         "--flow-only", action="store_true", help="measure the ceiling and the flow, nothing else"
     )
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="streamlane-bench-"))
     stamp = utc_stamp()
     RESULTS.mkdir(exist_ok=True)  # profiles are written there during the run
     if args.profile:
         sampler_path()  # fails before the run when the profiler is missing
-    result = with_children_stopped(lambda: measure(args, work, stamp))
+    with work_directory("streamlane-bench-") as work:
+        result = with_children_stopped(lambda: measure(args, work, stamp))
     out = save_result(result, stamp)
     print_figures(result)
     print()
     for line in target_table(result):
         print(line)
-    print(f"(written to {out})")
+    print(f"(written to {out}; logs in {work})")
 
 
 TARGETS = (
