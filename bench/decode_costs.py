@@ -41,7 +41,7 @@ from sinks.duckdb import (
 )
 from streamlane.broker import EmbeddedBroker
 from streamlane.dataflow import decoder, enrich_batch, lookups, shard_split, window_spec
-from streamlane.generator import GeneratorSettings, OrderGenerator
+from streamlane.generator import GeneratedRecord, GeneratorSettings, OrderGenerator
 from streamlane.paths import REFERENCE_DIR
 from streamlane.reference import TopicTable
 from streamlane.settings import FlowSettings
@@ -72,19 +72,18 @@ def parse_in_duckdb(con: duckdb.DuckDBPyConnection, table: LandingTable, batch: 
         con.execute(f"CREATE OR REPLACE TEMP TABLE parsed AS {table.parsed}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=50_000)
-    args = parser.parse_args()
+def decoded_orders(
+    count: int, duplicates: float, malformed: float
+) -> tuple[list[GeneratedRecord], PartitionBatch]:
+    """`count` generated orders and the orders flow's decode of them, as one batch of one
+    input partition (`part` 0, offsets in generation order)."""
     settings = GeneratorSettings(
-        seed=1, count=args.records, start=datetime(2026, 11, 2, 11, 0, tzinfo=UTC),
-        duplicates=0.01, malformed=0.01, stores_csv=REFERENCE_DIR / "stores.csv",
+        seed=1, count=count, start=datetime(2026, 11, 2, 11, 0, tzinfo=UTC),
+        duplicates=duplicates, malformed=malformed, stores_csv=REFERENCE_DIR / "stores.csv",
     )  # fmt: skip
     generated = list(OrderGenerator(settings))
     values = [r.value for r in generated]
-    valid_input = [r.value for r in generated if r.kind != "malformed"]
-    decode = decoder(orders.FLOW)
-    decoded = decode(values)
+    decoded = decoder(orders.FLOW)(values)
     events = decoded.valid.with_columns(
         part=pl.lit(0, pl.Int32),
         offset=pl.Series(np.arange(len(values))).gather(decoded.valid["row"]),
@@ -95,6 +94,18 @@ def main() -> None:
         events, pl.DataFrame(schema=DEAD_LETTER_SCHEMA), (progress,), len(values),
         [r.key for r in generated], values,
     )  # fmt: skip
+    return generated, batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=50_000)
+    args = parser.parse_args()
+    generated, batch = decoded_orders(args.records, duplicates=0.01, malformed=0.01)
+    values = batch.values
+    valid_input = [r.value for r in generated if r.kind != "malformed"]
+    decode = decoder(orders.FLOW)
+    progress = batch.progress[0]
     with TemporaryDirectory() as tmp, EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker:
         enriched = enrich_batch(orders.FLOW, batch, broker.bootstrap)
         spec = window_spec(orders.FLOW, FlowSettings(broker.bootstrap), (progress.partition,))
