@@ -25,27 +25,24 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-import duckdb
-
 from bench.decode_costs import decoded_orders
 from flows import orders
 from sinks.duckdb import (
     LandingTable,
     Prepared,
     TopicBatch,
-    create_tables,
     flow_tables,
     land_batches,
     prepare,
 )
-from sinks.warehouse import CHECKPOINT_THRESHOLD
+from sinks.warehouse import MAX_BATCH, open_warehouse
 from streamlane.broker import EmbeddedBroker
 from streamlane.dataflow import enrich_batch, lookups
 from streamlane.reference import TopicTable
 from streamlane.sqlquote import identifier
 
-BATCH = 100_000
-"""Records per landing batch: the landing's own default (`Landing.max_batch`)."""
+BATCH = MAX_BATCH
+"""Records per landing batch: the landing's own default."""
 
 
 def enriched_values(count: int, work: Path) -> list[bytes]:
@@ -75,14 +72,6 @@ def batches(
     return out
 
 
-def warehouse(path: Path) -> duckdb.DuckDBPyConnection:
-    """A warehouse file with the orders flow's tables, checkpointing as the landing does."""
-    con = duckdb.connect(str(path))
-    con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
-    create_tables(con, flow_tables(orders.FLOW))
-    return con
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=600_000, help="orders landed per run")
@@ -101,7 +90,7 @@ def main() -> None:
         work = Path(tmp)
         values = enriched_values(args.records, work)
         seed = work / "seed.duckdb"
-        with warehouse(seed) as con:
+        with open_warehouse(seed) as con:
             for item in batches(table, values):
                 land_batches(con, [item])
         # Strided: batch i takes every k-th record from the i-th on, so each spans the range.
@@ -110,7 +99,7 @@ def main() -> None:
         print(f"{'rows before':>12} {'rows/s':>10} {'CPU µs/row':>11} {'first s':>8} {'last s':>8}")
         for copies in args.copies:
             path = work / f"copies-{copies}.duckdb"
-            with warehouse(path) as con:
+            with open_warehouse(path) as con:
                 if copies:
                     con.execute(f"ATTACH '{seed}' AS seed (READ_ONLY)")
                     con.execute(

@@ -69,6 +69,8 @@ LIVE_CHECKPOINT_BYTES = 32 << 20
 for longer the more the log holds; `bench.freshness` over two minutes shows the cost in the
 tail of produce-to-visible, and of 16, 32 and 64 MB this one kept it shortest."""
 
+MAX_BATCH = 100_000
+"""Records the landing takes in one poll and writes in one transaction, by default."""
 STORAGE_RETRY_S = 5.0
 TOPIC_LOOKUP_S = 5.0
 """How often the landing looks for output topics that did not exist yet."""
@@ -136,7 +138,7 @@ class Landing:
         con: duckdb.DuckDBPyConnection,
         brokers: str,
         tables: dict[str, LandingTable],
-        max_batch: int = 100_000,
+        max_batch: int = MAX_BATCH,
         poll_timeout_s: float = 0.2,
         depth: int = 1,
         broker_timeout_s: float = DEFAULT_OUTAGE_LIMIT_S,
