@@ -230,8 +230,9 @@ class LandingTable:
     """A warehouse table fed by one topic: how rows are built and which columns key them.
 
     `near` is a column that is equal on every copy of a row and follows the order in
-    which rows land (event time, window start, offset): looking for existing copies only
-    where it lies in the batch's range lets DuckDB skip every row group outside it.
+    which rows land (event time, window start, offset): a stored row is a copy when its
+    key and `near` are equal to a batch row's, and matching on `near` lets DuckDB skip
+    every row group outside the batch's range of it (`landed_copies`).
     `parsed`, for an output's table, is the SQL that builds the rows inside DuckDB
     (`parsed_select`); `rows` builds the same rows in Python.
     """
@@ -284,29 +285,43 @@ class RecordsRefused(Exception):
         self.table = table
 
 
+def landed_copies(table: LandingTable, batch: str) -> str:
+    """SQL selecting the key of every row of `table` that the relation `batch` holds again:
+    a landed row is the same row when its key and its `near` are equal.
+
+    Written as a semi join of the table with the batch, so DuckDB builds its hash table
+    on the batch and passes the batch's range of `near` to the table's scan, which skips
+    the row groups outside it. Filtering the table by that range in the query instead
+    led the planner to build on the stored rows in range: a backlog's batches span most
+    of what is landed (see the README's "Scaling out"), so that hashed most of the table
+    for every batch.
+    """
+    match = ", ".join(identifier(c) for c in dict.fromkeys((*table.key, table.near)))
+    keys = ", ".join(identifier(c) for c in table.key)
+    return f"SELECT {keys} FROM {identifier(table.name)} SEMI JOIN {batch} USING ({match})"
+
+
 def insert_parsed(con: duckdb.DuckDBPyConnection, table: LandingTable) -> int:
     """Parse `table`'s raw records (registered under `raw_records_name`) inside DuckDB and
     insert the rows whose key is new, in one statement; return how many were inserted.
 
     As `insert_new`: the first copy of a key in the batch is kept, a key the table already
-    holds is dropped (looked for only where `near` lies in the batch's range). The parsed
-    rows are held once, in memory, for the statement (writing them to a staging table and
-    inserting from it in a second statement took about a third longer). Raises
-    RecordsRefused when the parse refuses a record: the caller's transaction is then
-    aborted, and `table.rows` builds the rows in Python instead (or names what is wrong
-    with them).
+    holds with the same `near` is dropped (`landed_copies`). The parsed rows are held
+    once, in memory, for the statement (writing them to a staging table and inserting
+    from it in a second statement took about a third longer). Raises RecordsRefused when
+    the parse refuses a record: the caller's transaction is then aborted, and
+    `table.rows` builds the rows in Python instead (or names what is wrong with them).
     """
     assert table.parsed is not None  # `prepare` hands over raw records only for these
-    keys = ", ".join(identifier(c) for c in table.key)
-    near, name = identifier(table.near), identifier(table.name)
+    keys, name = ", ".join(identifier(c) for c in table.key), identifier(table.name)
+    # The new rows are picked by position from the keys and positions alone: anti-joined
+    # as whole rows, the planner built its hash table on the batch's wide rows instead.
     try:
         inserted = con.execute(
             f"WITH parsed AS MATERIALIZED ({table.parsed}) "
-            f"INSERT INTO {name} BY NAME SELECT * EXCLUDE (pos) FROM "
-            f"(SELECT * FROM parsed WHERE pos IN (SELECT min(pos) FROM parsed GROUP BY {keys})) "
-            f"ANTI JOIN (SELECT {keys} FROM {name} WHERE {near} BETWEEN "
-            f"(SELECT min({near}) FROM parsed) AND (SELECT max({near}) FROM parsed)) "
-            f"USING ({keys})"
+            f"INSERT INTO {name} BY NAME SELECT * EXCLUDE (pos) FROM parsed WHERE pos IN "
+            f"(SELECT min(pos) FROM parsed ANTI JOIN ({landed_copies(table, 'parsed')}) "
+            f"USING ({keys}) GROUP BY {keys})"
         ).fetchone()
     except (duckdb.ConversionException, duckdb.InvalidInputException) as exc:
         raise RecordsRefused(table.name, str(exc).splitlines()[0]) from exc
@@ -370,23 +385,21 @@ def insert_new(con: duckdb.DuckDBPyConnection, table: LandingTable, rows: pl.Dat
 
     Outputs are deterministic from the input, so a row landed again (a replayed topic, a
     flow that re-emits after a restart) equals the stored one: the first copy is kept and
-    later ones are dropped, within the batch and against the table. Looking up existing
-    keys in the batch's range of `table.near` is a pruned scan, cheaper than maintaining a
-    unique index on every write.
+    later ones are dropped, within the batch and against the table. Stored copies are
+    found by key and `table.near` (`landed_copies`) in a scan that skips the row groups
+    outside the batch's range of `near`, cheaper than maintaining a unique index on every
+    write.
     """
     if rows.is_empty():
         return 0
     rows = rows.unique(subset=list(table.key), keep="first", maintain_order=True)
-    low, high = rows[table.near].min(), rows[table.near].max()
     con.register("landing_batch", rows.to_arrow())
     try:
-        columns = ", ".join(f'"{c}"' for c in rows.columns)
-        keys = ", ".join(f'"{c}"' for c in table.key)
+        columns = ", ".join(identifier(c) for c in rows.columns)
+        keys = ", ".join(identifier(c) for c in table.key)
         inserted = con.execute(
-            f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM landing_batch "
-            f"ANTI JOIN (SELECT {keys} FROM {table.name} "
-            f'WHERE "{table.near}" BETWEEN $low AND $high) USING ({keys})',
-            {"low": low, "high": high},
+            f"INSERT INTO {identifier(table.name)} ({columns}) SELECT {columns} FROM landing_batch "
+            f"ANTI JOIN ({landed_copies(table, 'landing_batch')}) USING ({keys})"
         ).fetchone()
     finally:
         con.unregister("landing_batch")

@@ -212,3 +212,36 @@ def test_a_refused_table_rolls_back_the_whole_batch_before_it_is_written_again(
     assert table_rows(con, TABLES[windows_topic].name).height == 20
     assert table_rows(con, TABLES[enriched_topic].name).height == 1
     assert table_rows(con, "positions").height == 1
+
+
+@pytest.mark.parametrize(
+    ("topic", "values"),
+    [
+        (FLOW.enriched.topic, enriched_values(400)),
+        (FLOW.windows[0].output.topic, window_values(400)),
+    ],
+    ids=["enriched", "windows"],
+)
+@pytest.mark.parametrize("parse", ["duckdb", "python"])
+def test_a_batch_spanning_the_landed_rows_lands_only_the_new_ones(
+    tmp_path: Path, topic: str, values: list[bytes], parse: str
+) -> None:
+    """A flow catching up on partitions of unequal size gives landing batches that span
+    most of what is landed, stored rows and new ones interleaved: each new row lands
+    once, and no stored row lands again."""
+    table = TABLES[topic]
+    con = fresh_warehouse(tmp_path / "w.db")
+    stored = values[::2]
+    for start in range(0, len(stored), 50):
+        assert land(con, table, batch_of(topic, stored[start : start + 50])) == 50
+    # Every record, each of the first two again (one stored, one new) at the batch's end.
+    batch = batch_of(topic, [*values, values[0], values[1]])
+    if parse == "duckdb":
+        added = parse_in_duckdb(con, table, batch)
+    else:
+        added = insert_new(con, table, table.rows(batch))
+    assert added == len(values) - len(stored)
+    everything = fresh_warehouse(tmp_path / "all.db")
+    assert land(everything, table, batch_of(topic, values)) == len(values)
+    landed = table_rows(con, table.name).drop("produced_at")
+    assert landed.equals(table_rows(everything, table.name).drop("produced_at"))
