@@ -77,6 +77,16 @@ DedupeHorizon = Annotated[
         "--dedupe-horizon", envvar="STREAMLANE_DEDUPE_HORIZON", help="Dedupe horizon, seconds."
     ),
 ]
+MaxDrift = Annotated[
+    float,
+    typer.Option(
+        "--max-drift",
+        envvar="STREAMLANE_MAX_DRIFT",
+        min=0,
+        help="How far ahead in event time a partition catching up may read of the slowest "
+        "one, seconds (plus one batch).",
+    ),
+]
 BrokerTimeout = Annotated[
     float,
     typer.Option(
@@ -163,6 +173,7 @@ def run(
     lateness: Lateness = FlowSettings.lateness_s,
     idle_timeout: IdleTimeout = FlowSettings.idle_timeout_s,
     dedupe_horizon: DedupeHorizon = FlowSettings.dedupe_horizon_s,
+    max_drift: MaxDrift = FlowSettings.max_drift_s,
     data_dir: Annotated[
         Path,
         typer.Option("--data-dir", envvar="STREAMLANE_DATA_DIR", help="Logs and recovery state."),
@@ -185,6 +196,7 @@ def run(
         lateness_s=lateness,
         idle_timeout_s=idle_timeout,
         dedupe_horizon_s=dedupe_horizon,
+        max_drift_s=max_drift,
         broker_timeout_s=broker_timeout,
     )
     Pipeline(
@@ -547,6 +559,7 @@ def flow_run(
     lateness: Lateness = FlowSettings.lateness_s,
     idle_timeout: IdleTimeout = FlowSettings.idle_timeout_s,
     dedupe_horizon: DedupeHorizon = FlowSettings.dedupe_horizon_s,
+    max_drift: MaxDrift = FlowSettings.max_drift_s,
     snapshot_interval: Annotated[
         float, typer.Option("--snapshot-interval", envvar="STREAMLANE_SNAPSHOT_INTERVAL", min=0.1)
     ] = 5.0,
@@ -573,6 +586,7 @@ def flow_run(
         lateness_s=lateness,
         idle_timeout_s=idle_timeout,
         dedupe_horizon_s=dedupe_horizon,
+        max_drift_s=max_drift,
         batch_size=max_poll,
         broker_timeout_s=broker_timeout,
     )

@@ -318,6 +318,7 @@ def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
         batch_size=settings.batch_size,
         idle_timeout_s=settings.idle_timeout_s,
         broker_timeout_s=settings.broker_timeout_s,
+        max_drift_s=settings.max_drift_s,
     )
 
     def sink(topic: str, headers: bool = False) -> KafkaFrameSink:

@@ -50,6 +50,11 @@ PARTITION_EVENT_TIME = Gauge(
     "Newest event time read from an input partition (its watermark plus the lateness)",
     ["topic", "partition"],
 )
+PARTITION_ALIGNING = Gauge(
+    "streamlane_partition_aligning",
+    "1 while an input partition waits for slower ones to catch up in event time (--max-drift)",
+    ["topic", "partition"],
+)
 BROKER_UP = Gauge("streamlane_broker_up", "1 while Kafka answers metadata requests, else 0")
 LANDED_ROWS = Counter("streamlane_landed_rows", "Rows written to the warehouse", ["table"])
 LANDING_BATCH_SECONDS = Gauge(

@@ -171,6 +171,7 @@ class Pipeline:
             "--lateness", str(f.lateness_s),
             "--idle-timeout", str(f.idle_timeout_s),
             "--dedupe-horizon", str(f.dedupe_horizon_s),
+            "--max-drift", str(f.max_drift_s),
             "--broker-timeout", str(f.broker_timeout_s),
         ]  # fmt: skip
         if s.processes == 1:

@@ -16,3 +16,6 @@ class FlowSettings:
     batch_size: int = 20_000
     shards: int = 16
     broker_timeout_s: float = 120.0
+    max_drift_s: float = 600.0
+    """How far ahead in event time a partition behind may read of the slowest one behind
+    (plus one batch's span): see `streamlane.source`."""

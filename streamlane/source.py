@@ -22,6 +22,14 @@ read (and is snapshotted) once emitted. A partition takes records from its Kafka
 only when they can be decoded next, so a backlog waits in Kafka and in the client's
 bounded prefetch, not in the flow; a partition behind by a batch or more has them taken
 on the decode thread too, off the worker.
+
+Partitions behind are read aligned in event time (with `max_drift_s`): one whose newest
+event is more than the drift ahead of the slowest partition behind in the process waits,
+its records left in Kafka, until that one catches up. Read at the same pace, partitions of
+unequal size would drift apart without bound in a backlog: the watermark follows the
+slowest, so the faster ones' windows would all stay open, and the dedupe horizon, which
+follows the newest event, would pass the slowest partition's events before their repeats
+arrived.
 """
 
 from __future__ import annotations
@@ -318,6 +326,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         self._worker: list[_PartitionReader] | None = None
         self._lag: int | None = None
         self._lag_reported = -LAG_REPORT_S
+        self._aligning = False
         self._labels = {"topic": topic, "partition": str(index)}
         self._broker = watch(source.brokers, source.broker_timeout_s)
 
@@ -354,6 +363,19 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         """Behind by a batch or more, or not known yet (before the first batch is emitted)."""
         return self._lag is None or self._lag >= self._source.batch_size
 
+    def _ahead_by_more_than_the_drift(self) -> bool:
+        """Behind, but with events newer than the slowest partition behind by more than the
+        source's `max_drift_s`: it waits for that one (see `EventSource.aligned_until_us`).
+        A partition yet to read an event cannot be compared, so it neither waits nor holds
+        others back; neither does a caught-up one, whose newest event is as new as it gets."""
+        until = self._source.aligned_until_us()
+        return (
+            until is not None
+            and self._newest_us is not None
+            and self._behind()
+            and self._newest_us > until
+        )
+
     def next_batch(self) -> list[PartitionBatch]:
         source = self._source
         if self._worker is None:
@@ -373,7 +395,11 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         # is decoding: its batches are small, and the linger of a record runs from when it
         # was taken (left in the client, it waited for the decoding and then a linger).
         behind = self._behind()
-        may_take = (self._decoding is None or not behind) and not self._waiting_for_slot
+        aligning = self._decoding is None and self._ahead_by_more_than_the_drift()
+        # A partition waiting for slower ones leaves its records in Kafka, as one held back.
+        may_take = (
+            (self._decoding is None or not behind) and not self._waiting_for_slot and not aligning
+        )
         held_back = may_take and behind and not self._pending and not source.decode_slot_free()
         wanted = source.batch_size - len(self._pending)
         messages = (
@@ -385,7 +411,13 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         if not self._pending:
             self._pending_since = now
         self._pending.extend(_usable(messages, self._name))
-        if messages or self._decoding is not None or self._waiting_for_slot or held_back:
+        if (
+            messages
+            or self._decoding is not None
+            or self._waiting_for_slot
+            or held_back
+            or aligning
+        ):
             # A partition holding records back, or leaving them in Kafka, is not idle.
             self._last_delivery = now
         emitted = []
@@ -395,6 +427,11 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         # it is catching up, and waiting longer would only make its batches bigger. Caught
         # up, the worker's partitions are cut together (see `EventSource`).
         behind = self._behind()  # the emit may have updated the lag
+        if emitted:  # and moved this partition on in event time
+            aligning = self._ahead_by_more_than_the_drift()
+        if aligning != self._aligning:
+            self._aligning = aligning
+            metrics.PARTITION_ALIGNING.labels(**self._labels).set(int(aligning))
         if behind:
             linger_left = source.linger_s - (now - self._last_emit)
         else:
@@ -403,7 +440,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             linger_left <= 0 or len(self._pending) >= source.batch_size
         )
         self._waiting_for_slot = False
-        if self._decoding is None and (ready or self._reads_ahead()):
+        if self._decoding is None and not aligning and (ready or self._reads_ahead()):
             if source.take_decode_slot():
                 # Decoded on one of the source's decode threads while this worker processes
                 # what was emitted before; one batch per partition in flight keeps batches
@@ -424,7 +461,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
             self._wake_at = None
         elif self._decoding is not None or self._waiting_for_slot or held_back:
             self._wake_at = datetime.now(UTC) + timedelta(seconds=0.002)
-        elif self._pending:
+        elif self._pending and not aligning:
             # A caught-up partition collects records for a moment: every batch costs a fixed
             # amount of work per state shard, so many tiny batches would cost more than
             # the records themselves.
@@ -567,6 +604,7 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         linger_s: float = 0.2,
         broker_timeout_s: float = DEFAULT_OUTAGE_LIMIT_S,
         client_config: dict[str, Any] | None = None,
+        max_drift_s: float | None = FlowSettings.max_drift_s,
     ) -> None:
         self.brokers = brokers
         self.topic = topic
@@ -578,6 +616,7 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         self.linger_s = linger_s
         self.broker_timeout_s = broker_timeout_s
         self.client_config = client_config or {}
+        self.max_drift_s = max_drift_s
         self._pool: ThreadPoolExecutor | None = None
         # Batches read but not yet emitted, over all partitions: a backlog stays in Kafka
         # instead of as decoded batches queued for the decode threads.
@@ -592,6 +631,25 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         `CAUGHT_UP_BATCHES_PER_S` batches a second in all. A partition further behind cuts
         its own batches every `linger_s`."""
         return max(self.linger_s, len(self._workers) / CAUGHT_UP_BATCHES_PER_S)
+
+    def aligned_until_us(self) -> int | None:
+        """The newest event time a partition behind may have read and still take more records:
+        the slowest partition behind in this process (by its newest event) plus `max_drift_s`.
+        None when reading is not aligned, or no partition behind has read an event yet.
+
+        A partition behind reads a batch at a time, so partitions stay within the drift
+        plus one batch's span of event time. Alignment is per process: in a cluster, each
+        process aligns the partitions it reads."""
+        if self.max_drift_s is None:
+            return None
+        with self._lock:
+            readers = [r for worker in self._workers.values() for r in worker]
+        newest = [
+            r._newest_us
+            for r in readers
+            if r._newest_us is not None and r._behind() and not r._closed
+        ]
+        return min(newest) + int(self.max_drift_s * 1e6) if newest else None
 
     def worker_partitions(self, reader: _PartitionReader) -> list[_PartitionReader]:
         """The partitions read by the calling worker (its thread), `reader` now among them."""

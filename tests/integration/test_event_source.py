@@ -4,10 +4,11 @@ the dataflow receives every record once, in offset order per partition."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -15,6 +16,7 @@ import pytest
 from bytewax import operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
+from confluent_kafka import Producer
 
 from flows import orders
 from streamlane import shutdown
@@ -22,7 +24,7 @@ from streamlane import source as source_module
 from streamlane.broker import EmbeddedBroker
 from streamlane.dataflow import decoder
 from streamlane.generator import GeneratorSettings, OrderGenerator
-from streamlane.kafka import ensure_topics
+from streamlane.kafka import ensure_topics, producer_config
 from streamlane.paths import REFERENCE_DIR
 from streamlane.publish import publish
 from streamlane.source import EventSource, PartitionBatch
@@ -200,3 +202,66 @@ def test_caught_up_partitions_are_cut_together_each_partition_whole_and_in_order
         assert offsets == list(range(len(offsets))), f"{partition} skipped or repeated records"
         newest_before = rows["event_time_us"].cum_max().shift(1)
         assert rows["own_newest_before_us"].to_list() == newest_before.to_list()
+
+
+def test_partitions_behind_are_read_aligned_in_event_time(fresh_broker: EmbeddedBroker) -> None:
+    """Two partitions cover the same hour of event time, one with four times the records of
+    the other. Read at the same pace, the smaller would race hours ahead; aligned, neither
+    starts a batch while its newest event is more than the drift ahead of the other's
+    (which is then still behind), and every record still arrives once."""
+    topic = "test.source.aligned"
+    ensure_topics(fresh_broker.bootstrap, [topic], 2)
+    start = datetime(2026, 11, 2, 11, 0, tzinfo=UTC)
+    settings = GeneratorSettings(
+        seed=19, count=EVENTS, start=start, duplicates=0.0, malformed=0.0,
+        stores_csv=REFERENCE_DIR / "stores.csv",
+    )  # fmt: skip
+    orders_made = [json.loads(r.value) for r in OrderGenerator(settings)]
+    dense, sparse = orders_made[: EVENTS * 4 // 5], orders_made[EVENTS * 4 // 5 :]
+    producer = Producer(producer_config(fresh_broker.bootstrap))
+    for partition, events in ((0, dense), (1, sparse)):
+        step = timedelta(hours=1) / len(events)
+        for i, event in enumerate(events):
+            event["time"] = (start + i * step).isoformat(timespec="milliseconds")[:-6] + "Z"
+            producer.produce(topic, json.dumps(event).encode(), partition=partition)
+    assert producer.flush(30) == 0
+
+    emitted: list[PartitionBatch] = []
+
+    def stop_when_all_read(batch: PartitionBatch) -> None:
+        emitted.append(batch)
+        if sum(b.events.height for b in emitted) >= EVENTS:
+            shutdown.request_stop()
+
+    drift_s, batch_size = 60.0, 100
+    source = EventSource(
+        fresh_broker.bootstrap, topic, decoder(orders.FLOW), batch_size=batch_size,
+        max_drift_s=drift_s,
+    )  # fmt: skip
+    run_source(source, stop_when_all_read)
+
+    names = [f"{topic}/0", f"{topic}/1"]
+    sizes = {names[0]: len(dense), names[1]: len(sparse)}
+    newest: dict[str, int] = {}
+    read = dict.fromkeys(names, 0)
+    checked = 0
+    for batch in emitted:
+        for part, progress in enumerate(batch.progress):
+            rows = batch.events.filter(pl.col("part") == part) if batch.events.height else None
+            if rows is not None and rows.height:
+                (other,) = set(names) - {progress.partition}
+                ahead = rows["own_newest_before_us"][0]
+                # The other partition's newest as of this batch's emission is at least what
+                # it was when this batch was started.
+                if ahead is not None and other in newest and read[other] < sizes[other]:
+                    assert ahead <= newest[other] + drift_s * 1e6, (
+                        f"{progress.partition} started a batch "
+                        f"{(ahead - newest[other]) / 1e6:.0f} s ahead of {other}"
+                    )
+                    checked += 1
+                read[progress.partition] += rows.height
+            if progress.newest_us is not None:
+                newest[progress.partition] = progress.newest_us
+    assert checked > 10, "too few batches started while both partitions were behind"
+    ids = pl.concat([b.events.select("id") for b in emitted if b.events.height])["id"]
+    assert ids.len() == EVENTS and ids.n_unique() == EVENTS
