@@ -1,0 +1,83 @@
+"""A flow catching up on input partitions of unequal size still drops repeats.
+
+Two partitions cover the same hour of event time, one with four times the records of the
+other, and an order repeated in the larger one a few batches after its first copy. Read
+at the same pace, the smaller partition would race ahead in event time and carry the
+dedupe horizon, which follows the newest event, past the first copy before its repeat
+arrived. Read aligned in event time (`--max-drift`), the partitions stay within the drift
+plus one batch's span, well inside the horizon, and the repeat is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from flows import orders
+from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.generator import GeneratorSettings, OrderGenerator
+from streamlane.kafka import ensure_topics, producer_config
+from streamlane.paths import REFERENCE_DIR
+from streamlane.runner import scrape
+from tests.helpers import Processes, wait_until
+
+ORDERS = 5000
+REPEATED = 400
+"""Position in the larger partition of the order sent twice (about six minutes in)."""
+REPEAT_AFTER = 300
+"""Records of that partition between the order and its repeat: three of its batches."""
+
+
+def publish_unequal_partitions(brokers: str) -> int:
+    """The orders over two partitions (four fifths in the first), each spanning one hour,
+    with one order of the first repeated; how many records were produced."""
+    start = datetime(2026, 11, 2, 11, 0, tzinfo=UTC)
+    settings = GeneratorSettings(
+        seed=23, count=ORDERS, start=start, duplicates=0.0, malformed=0.0,
+        out_of_order=0.0, too_late=0.0, stores_csv=REFERENCE_DIR / "stores.csv",
+    )  # fmt: skip
+    made = [json.loads(r.value) for r in OrderGenerator(settings)]
+    larger, smaller = made[: ORDERS * 4 // 5], made[ORDERS * 4 // 5 :]
+    producer = Producer(producer_config(brokers))
+    produced = 0
+    for partition, events in ((0, larger), (1, smaller)):
+        step = timedelta(hours=1) / len(events)
+        records = []
+        for i, event in enumerate(events):
+            event["time"] = (start + i * step).isoformat(timespec="milliseconds")[:-6] + "Z"
+            records.append(json.dumps(event).encode())
+        if partition == 0:
+            records.insert(REPEATED + REPEAT_AFTER, records[REPEATED])
+        for record in records:
+            producer.produce(orders.FLOW.input_topic, record, partition=partition)
+        produced += len(records)
+    assert producer.flush(30) == 0
+    return produced
+
+
+@pytest.mark.timeout(300)
+def test_a_flow_catching_up_on_unequal_partitions_drops_the_repeat(
+    fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
+) -> None:
+    brokers = fresh_broker.bootstrap
+    ensure_topics(brokers, orders.FLOW.topics, 2)
+    produced = publish_unequal_partitions(brokers)
+    port = free_port()
+    flow = processes.start(
+        "flow", "flow", "run", "orders", "--brokers", brokers,
+        "--recovery-dir", str(tmp_path / "recovery"), "--max-poll", "100",
+        "--dedupe-horizon", "900", "--max-drift", "60", "--metrics-port", str(port),
+    )  # fmt: skip
+
+    def read_all() -> bool:
+        assert flow.poll() is None, processes.log("flow")
+        return scrape(port).get("streamlane_events_in_total", 0.0) >= produced
+
+    wait_until(read_all, 180, f"the flow to read all {produced:,} records", every_s=0.5)
+    metrics = scrape(port)
+    assert metrics.get("streamlane_duplicates_dropped_total") == 1.0, processes.log("flow")
+    assert metrics.get("streamlane_late_events_total", 0.0) == 0.0
