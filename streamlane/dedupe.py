@@ -131,7 +131,8 @@ class _Ledger:
 
 
 class SeenIds:
-    """Ids seen in the last `horizon_us` of event time (relative to the newest event time seen).
+    """Ids seen in the last `horizon_us` of event time, relative to the newest event time seen
+    (or, when `first_seen` is told, to the slowest input partition's newest event, if older).
 
     With `files`, snapshots (pickles) write new runs to files and name them; a new state
     starts by deleting any run files its shard left behind (from an attempt that never
@@ -261,11 +262,9 @@ class SeenIds:
         if run.file is not None:
             self._ledger.retired.append((run.file, self._ledger.copies))
 
-    def _add(self, hashes: np.ndarray, times_us: np.ndarray) -> None:
+    def _add(self, hashes: np.ndarray, times_us: np.ndarray, now_us: int | None) -> None:
         bucket_of = times_us // self.bucket_us
-        oldest_kept = (
-            None if self.newest_us is None else (self.newest_us - self.horizon_us) // self.bucket_us
-        )
+        oldest_kept = None if now_us is None else (now_us - self.horizon_us) // self.bucket_us
         for bucket in np.unique(bucket_of):
             if oldest_kept is not None and bucket < oldest_kept:
                 continue  # already beyond the horizon: nothing would ever match it
@@ -279,20 +278,25 @@ class SeenIds:
                 self._retire(before)
                 self._retire(last)
 
-    def _expire(self) -> None:
-        if self.newest_us is None:
+    def _expire(self, now_us: int | None) -> None:
+        if now_us is None:
             return
-        oldest_kept = (self.newest_us - self.horizon_us) // self.bucket_us
+        oldest_kept = (now_us - self.horizon_us) // self.bucket_us
         for bucket in [b for b in self.buckets if b < oldest_kept]:
             for run in self.buckets.pop(bucket):
                 self._retire(run)
 
-    def first_seen(self, hashes: np.ndarray, times_us: np.ndarray) -> np.ndarray:
+    def first_seen(
+        self, hashes: np.ndarray, times_us: np.ndarray, slowest_us: int | None = None
+    ) -> np.ndarray:
         """Mask of events seen for the first time; remembers them.
 
         Within the batch the first occurrence (in order) wins; an id already
         remembered is a duplicate. Ids whose event time is older than the
-        horizon are still checked but not remembered.
+        horizon are still checked but not remembered. The horizon ends at the newest
+        event time seen, or at `slowest_us` when that is older: the newest event of the
+        slowest input partition, whose events (and their repeats) are still to come, so
+        a partition that runs ahead in event time does not make the others' ids forgotten.
         """
         if len(hashes) == 0:
             return np.zeros(0, dtype=bool)
@@ -304,6 +308,7 @@ class SeenIds:
         batch_newest = int(times_us.max())
         if self.newest_us is None or batch_newest > self.newest_us:
             self.newest_us = batch_newest
-        self._add(hashes[new], times_us[new])
-        self._expire()
+        now_us = self.newest_us if slowest_us is None else min(self.newest_us, slowest_us)
+        self._add(hashes[new], times_us[new], now_us)
+        self._expire(now_us)
         return new

@@ -244,7 +244,8 @@ class ShardState:
         rows = item.rows
         if rows is not None and rows.events.height:
             times = rows.events["event_time_us"].to_numpy()
-            first = self.seen.first_seen(rows.id_hash, times)
+            slowest = self.watermark.slowest_newest_us()
+            first = self.seen.first_seen(rows.id_hash, times, slowest)
             metrics.DUPLICATES.inc(rows.repeats + rows.events.height - int(first.sum()))
             partitions = [p.partition for p in item.progress]
             marks = self.watermark.arrival_marks(partitions, rows.part, rows.own_mark)

@@ -27,9 +27,9 @@ Partitions behind are read aligned in event time (with `max_drift_s`): one whose
 event is more than the drift ahead of the slowest partition behind in the process waits,
 its records left in Kafka, until that one catches up. Read at the same pace, partitions of
 unequal size would drift apart without bound in a backlog: the watermark follows the
-slowest, so the faster ones' windows would all stay open, and the dedupe horizon, which
-follows the newest event, would pass the slowest partition's events before their repeats
-arrived.
+slowest, so the faster ones' windows would all stay open, and the dedupe state, whose
+horizon ends at the slowest partition's newest event, would hold the ids of the whole
+drift.
 """
 
 from __future__ import annotations

@@ -70,6 +70,14 @@ class Watermark:
             low = mark if low is None else min(low, mark)
         return 2**62 if low is None else low
 
+    def slowest_newest_us(self) -> int | None:
+        """The newest event time of the slowest partition that is not idle (`NEVER` while one
+        has yet to deliver an event); None when every partition is idle."""
+        low = self._held_back_by(exclude=None)
+        if low == 2**62:
+            return None
+        return NEVER if low == NEVER else low + self.lateness_us
+
     def at_arrival(self, partition: str, own_newest_before: pl.Expr) -> pl.Expr:
         """Per-row watermark when each row of a batch from `partition` arrived.
 

@@ -56,6 +56,19 @@ def test_ids_older_than_the_horizon_are_forgotten() -> None:
     assert seen.first_seen(hash_ids(pl.Series(["old"])), np.array([0])).tolist() == [True]
 
 
+def test_ids_are_kept_while_the_slowest_partition_is_within_the_horizon_of_them() -> None:
+    """A partition running an hour ahead does not make the others' ids forgotten: the
+    horizon ends at the slowest partition's newest event when that is older."""
+    seen = SeenIds(horizon_us=10 * MINUTE)
+    seen.first_seen(hash_ids(pl.Series(["slow"])), np.array([0]), slowest_us=0)
+    seen.first_seen(hash_ids(pl.Series(["fast"])), np.array([60 * MINUTE]), slowest_us=5 * MINUTE)
+    again = seen.first_seen(hash_ids(pl.Series(["slow"])), np.array([0]), slowest_us=5 * MINUTE)
+    assert again.tolist() == [False]
+    # Once the slowest partition is past the horizon too, the id is forgotten.
+    seen.first_seen(hash_ids(pl.Series(["on"])), np.array([30 * MINUTE]), slowest_us=30 * MINUTE)
+    assert seen.first_seen(hash_ids(pl.Series(["slow"])), np.array([0])).tolist() == [True]
+
+
 def test_state_stays_compact() -> None:
     seen = SeenIds(horizon_us=60 * MINUTE)
     for batch in range(20):
