@@ -60,7 +60,7 @@ from streamlane.kafka import (
 from streamlane.settings import FlowSettings
 from streamlane.shards import ShardRows
 from streamlane.threadname import name_this_thread
-from streamlane.windows import PartitionProgress
+from streamlane.windows import NEVER, PartitionProgress
 
 log = logging.getLogger(__name__)
 
@@ -366,8 +366,8 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
     def _ahead_by_more_than_the_drift(self) -> bool:
         """Behind, but with events newer than the slowest partition behind by more than the
         source's `max_drift_s`: it waits for that one (see `EventSource.aligned_until_us`).
-        A partition yet to read an event cannot be compared, so it neither waits nor holds
-        others back; neither does a caught-up one, whose newest event is as new as it gets."""
+        A partition yet to read an event never waits; a caught-up one neither waits nor
+        holds others back, its newest event being as new as it gets."""
         until = self._source.aligned_until_us()
         return (
             until is not None
@@ -637,18 +637,25 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         the slowest partition behind in this process (by its newest event) plus `max_drift_s`.
         None when reading is not aligned, or no partition behind has read an event yet.
 
-        A partition behind reads a batch at a time, so partitions stay within the drift
-        plus one batch's span of event time. Alignment is per process: in a cluster, each
-        process aligns the partitions it reads."""
+        A partition behind that has yet to read an event, and is not idle, holds every
+        other back (`NEVER`) until it reads one, as it holds the watermark back: one whose
+        client was slow to start would otherwise let the others run through their whole
+        backlog. A partition behind reads a batch at a time, so partitions stay within the
+        drift plus one batch's span of event time. Alignment is per process: in a cluster,
+        each process aligns the partitions it reads."""
         if self.max_drift_s is None:
             return None
         with self._lock:
             readers = [r for worker in self._workers.values() for r in worker]
-        newest = [
-            r._newest_us
-            for r in readers
-            if r._newest_us is not None and r._behind() and not r._closed
-        ]
+        now = time.monotonic()
+        newest = []
+        for reader in readers:
+            if reader._closed or not reader._behind():
+                continue
+            if reader._newest_us is not None:
+                newest.append(reader._newest_us)
+            elif not reader._progress(now).idle:
+                return NEVER
         return min(newest) + int(self.max_drift_s * 1e6) if newest else None
 
     def worker_partitions(self, reader: _PartitionReader) -> list[_PartitionReader]:
