@@ -12,20 +12,16 @@ dropped either way.
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
 
 from flows import orders
 from streamlane.broker import EmbeddedBroker, free_port
-from streamlane.generator import GeneratorSettings, OrderGenerator
-from streamlane.kafka import ensure_topics, producer_config
-from streamlane.paths import REFERENCE_DIR
+from streamlane.kafka import ensure_topics
 from streamlane.runner import scrape
 from tests.helpers import Processes, wait_until
+from tests.unequal_partitions import orders_over_an_hour, produce_to_partitions
 
 ORDERS = 5000
 REPEATED = 400
@@ -37,28 +33,9 @@ REPEAT_AFTER = 300
 def publish_unequal_partitions(brokers: str) -> int:
     """The orders over two partitions (four fifths in the first), each spanning one hour,
     with one order of the first repeated; how many records were produced."""
-    start = datetime(2026, 11, 2, 11, 0, tzinfo=UTC)
-    settings = GeneratorSettings(
-        seed=23, count=ORDERS, start=start, duplicates=0.0, malformed=0.0,
-        out_of_order=0.0, too_late=0.0, stores_csv=REFERENCE_DIR / "stores.csv",
-    )  # fmt: skip
-    made = [json.loads(r.value) for r in OrderGenerator(settings)]
-    larger, smaller = made[: ORDERS * 4 // 5], made[ORDERS * 4 // 5 :]
-    producer = Producer(producer_config(brokers))
-    produced = 0
-    for partition, events in ((0, larger), (1, smaller)):
-        step = timedelta(hours=1) / len(events)
-        records = []
-        for i, event in enumerate(events):
-            event["time"] = (start + i * step).isoformat(timespec="milliseconds")[:-6] + "Z"
-            records.append(json.dumps(event).encode())
-        if partition == 0:
-            records.insert(REPEATED + REPEAT_AFTER, records[REPEATED])
-        for record in records:
-            producer.produce(orders.FLOW.input_topic, record, partition=partition)
-        produced += len(records)
-    assert producer.flush(30) == 0
-    return produced
+    larger, smaller = orders_over_an_hour(23, (ORDERS * 4 // 5, ORDERS - ORDERS * 4 // 5))
+    larger.insert(REPEATED + REPEAT_AFTER, larger[REPEATED])
+    return produce_to_partitions(brokers, orders.FLOW.input_topic, [larger, smaller])
 
 
 @pytest.mark.timeout(300)

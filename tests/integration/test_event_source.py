@@ -4,11 +4,10 @@ the dataflow receives every record once, in offset order per partition."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -16,7 +15,6 @@ import pytest
 from bytewax import operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
-from confluent_kafka import Producer
 
 from flows import orders
 from streamlane import shutdown
@@ -24,10 +22,11 @@ from streamlane import source as source_module
 from streamlane.broker import EmbeddedBroker
 from streamlane.dataflow import decoder
 from streamlane.generator import GeneratorSettings, OrderGenerator
-from streamlane.kafka import ensure_topics, producer_config
+from streamlane.kafka import ensure_topics
 from streamlane.paths import REFERENCE_DIR
 from streamlane.publish import publish
 from streamlane.source import EventSource, PartitionBatch
+from tests.unequal_partitions import orders_over_an_hour, produce_to_partitions
 
 EVENTS = 3000
 
@@ -211,20 +210,8 @@ def test_partitions_behind_are_read_aligned_in_event_time(fresh_broker: Embedded
     (which is then still behind), and every record still arrives once."""
     topic = "test.source.aligned"
     ensure_topics(fresh_broker.bootstrap, [topic], 2)
-    start = datetime(2026, 11, 2, 11, 0, tzinfo=UTC)
-    settings = GeneratorSettings(
-        seed=19, count=EVENTS, start=start, duplicates=0.0, malformed=0.0,
-        stores_csv=REFERENCE_DIR / "stores.csv",
-    )  # fmt: skip
-    orders_made = [json.loads(r.value) for r in OrderGenerator(settings)]
-    dense, sparse = orders_made[: EVENTS * 4 // 5], orders_made[EVENTS * 4 // 5 :]
-    producer = Producer(producer_config(fresh_broker.bootstrap))
-    for partition, events in ((0, dense), (1, sparse)):
-        step = timedelta(hours=1) / len(events)
-        for i, event in enumerate(events):
-            event["time"] = (start + i * step).isoformat(timespec="milliseconds")[:-6] + "Z"
-            producer.produce(topic, json.dumps(event).encode(), partition=partition)
-    assert producer.flush(30) == 0
+    dense, sparse = orders_over_an_hour(19, (EVENTS * 4 // 5, EVENTS - EVENTS * 4 // 5))
+    produce_to_partitions(fresh_broker.bootstrap, topic, [dense, sparse])
 
     emitted: list[PartitionBatch] = []
 
