@@ -24,7 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,15 +60,17 @@ def child(args: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-def stop(proc: subprocess.Popen[bytes]) -> int:
-    """Stop a child's process group: SIGINT (a clean stop), then SIGKILL if it has not
-    exited within a minute. Returns the child's peak RSS in MiB (its own `VmHWM`, the
-    benchmark holding every generated event), read until it exits (its clean stop
-    included), or 0 if it had already ended."""
+def stop(proc: subprocess.Popen[bytes], *, signalled: bool = False) -> int:
+    """Stop a child's process group: SIGINT (a clean stop; not sent again when `signalled`,
+    as a second one interrupts the stop), then SIGKILL if it has not exited within a
+    minute. Returns the child's peak RSS in MiB (its own `VmHWM`, the benchmark holding
+    every generated event), read until it exits (its clean stop included), or 0 if it had
+    already ended."""
     peak = 0.0
     if proc.poll() is None:
         peak = memory_mib(proc.pid, "VmHWM") or 0.0
-        os.killpg(proc.pid, signal.SIGINT)
+        if not signalled:
+            os.killpg(proc.pid, signal.SIGINT)
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
             peak = max(peak, memory_mib(proc.pid, "VmHWM") or 0.0)
@@ -107,35 +110,49 @@ def work_directory(prefix: str) -> Iterator[Path]:
                 path.unlink(missing_ok=True)
 
 
-def wait_metric(port: int, name: str, target: float, timeout_s: float) -> float:
-    """Seconds until metric `name` reaches `target` (to within one poll).
+def scrape_all(ports: Sequence[int]) -> dict[str, float]:
+    """The metrics of the processes answering on `ports`, each one summed over them (a flow
+    run as a cluster counts its events in every process)."""
+    summed: dict[str, float] = {}
+    for port in ports:
+        for name, value in scrape(port).items():
+            summed[name] = summed.get(name, 0.0) + value
+    return summed
+
+
+def wait_metric(ports: Sequence[int], name: str, target: float, timeout_s: float) -> float:
+    """Seconds until metric `name` (summed over `ports`) reaches `target` (to within one poll).
 
     Polled four times a second: each scrape costs the measured process about 20 ms of
     CPU, so polling faster would slow down what it measures.
     """
     started = time.perf_counter()
     while time.perf_counter() - started < timeout_s:
-        if scrape(port).get(name, 0) >= target:
+        if scrape_all(ports).get(name, 0) >= target:
             return time.perf_counter() - started
         time.sleep(0.25)
     raise SystemExit(f"benchmark: {name} did not reach {target} within {timeout_s} s")
 
 
 def steady_rate(
-    port: int, name: str, target: float, timeout_s: float, processes: dict[str, list[int]]
+    ports: Sequence[int],
+    name: str,
+    target: float,
+    timeout_s: float,
+    processes: dict[str, list[int]],
 ) -> tuple[float, dict[str, float]]:
     """Per second, how fast counter `name` went from its first reading after it started to
     `target`, and how many cores each group of `processes` (by name) kept busy
     meanwhile: what a process did before that reading (its first batch) is left out of the
     count, the time and the CPU, so a large first batch does not inflate the rate."""
-    wait_metric(port, name, 1, 120)
-    first = scrape(port).get(name, 0)
+    wait_metric(ports, name, 1, 120)
+    first = scrape_all(ports).get(name, 0)
     cpu_from = cpu_used(processes)
     if first >= target:
         raise SystemExit(
             f"benchmark: {name} reached {target:,.0f} in its first batch; measure more events"
         )
-    seconds = wait_metric(port, name, target, timeout_s)
+    seconds = wait_metric(ports, name, target, timeout_s)
     cpu_to = cpu_used(processes)
     cores = {who: (cpu_to[who] - cpu_from[who]) / seconds for who in processes}
     return (target - first) / seconds, cores
@@ -188,7 +205,15 @@ def main() -> None:
         help="sample every thread of the flow and the landing while they run, print where "
         "each spends its time and keep the stacks (bench/results/*.folded)",
     )
-    parser.add_argument("--workers", type=int, default=1, help="flow worker threads")
+    parser.add_argument("--workers", type=int, default=1, help="flow worker threads per process")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="flow processes, run as one cluster on this machine (the figures are the "
+        "cluster's: events summed, CPU of every process, the largest process's peak RSS; "
+        "--profile samples the first)",
+    )
     parser.add_argument(
         "--max-poll",
         type=int,
@@ -212,6 +237,9 @@ def main() -> None:
         "--flow-only", action="store_true", help="measure the ceiling and the flow, nothing else"
     )
     args = parser.parse_args()
+    if args.processes < 1 or args.workers < 1 or args.partitions % (args.processes * args.workers):
+        parser.error("--processes times --workers must divide --partitions (the flow refuses "
+                     "workers owning unequal numbers of partitions)")  # fmt: skip
     stamp = utc_stamp()
     RESULTS.mkdir(exist_ok=True)  # profiles are written there during the run
     if args.profile:
@@ -247,13 +275,49 @@ def target_table(result: dict[str, object]) -> list[str]:
     return lines
 
 
+@dataclass
+class FlowProcesses:
+    """The orders flow's processes (one, or the processes of a cluster) and their metrics ports."""
+
+    procs: list[subprocess.Popen[bytes]]
+    ports: list[int]
+
+    @property
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self.procs]
+
+    def stop(self) -> int:
+        """Stop every process; the largest peak RSS of one process, in MiB. All are signalled
+        at once: a cluster's process finishes its last epoch only with every other one."""
+        peaks = [memory_mib(pid, "VmHWM") or 0.0 for pid in self.pids]
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+        for i, proc in enumerate(self.procs):
+            peaks[i] = max(peaks[i], stop(proc, signalled=True))
+        return round(max(peaks))
+
+
 def run_flow(
-    brokers: str, work: Path, workers: int = 1, max_poll: int = FlowSettings.batch_size
-) -> tuple[subprocess.Popen[bytes], int]:
-    """The orders flow as the CLI runs it, with its own recovery store under `work`."""
+    brokers: str,
+    work: Path,
+    workers: int = 1,
+    max_poll: int = FlowSettings.batch_size,
+    processes: int = 1,
+) -> FlowProcesses:
+    """The orders flow as the CLI runs it, with its own recovery store under `work`; with
+    `processes` > 1, as a cluster of that many local processes sharing the store."""
     args = ["flow", "run", "orders", "--brokers", brokers, "--recovery-dir", str(work / "recovery"),
             "--workers", str(workers), "--max-poll", str(max_poll)]  # fmt: skip
-    return child(args, work / "flow.log")
+    if processes == 1:
+        proc, port = child(args, work / "flow.log")
+        return FlowProcesses([proc], [port])
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    started = [
+        child([*args, "--process-id", str(i), "--addresses", addresses], work / f"flow-{i}.log")
+        for i in range(processes)
+    ]
+    return FlowProcesses([proc for proc, _ in started], [port for _, port in started])
 
 
 def run_landing(brokers: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -309,6 +373,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         "cores": os.cpu_count(),
         "events": args.events,
         "partitions": args.partitions,
+        "flow_processes": args.processes,
         "flow_workers": args.workers,
         "flow_max_poll": args.max_poll,
         "stores": args.stores or "shipped list",
@@ -333,19 +398,24 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         }
 
         print("running the flow…", file=sys.stderr)
-        flow, flow_port = run_flow(broker.bootstrap, work / "separate", args.workers, args.max_poll)
-        flow_sampler = sampled(flow, "flow")
+        flow = run_flow(
+            broker.bootstrap, work / "separate", args.workers, args.max_poll, args.processes
+        )
+        flow_sampler = sampled(flow.procs[0], "flow")
         # Timed from the first batch read, so process start-up is not counted.
         flow_eps, flow_cores = steady_rate(
-            flow_port,
+            flow.ports,
             "streamlane_events_in_total",
             args.events,
             900,
-            {"flow": [flow.pid], "broker": [broker.pid]},
+            {"flow": flow.pids, "broker": [broker.pid]},
         )
-        outputs = settled(flow_port, "streamlane_events_out_total")
-        flow_threads = cpu_seconds_by_thread(flow.pid)
-        flow_rss = stop(flow)
+        outputs = settled(flow.ports, "streamlane_events_out_total")
+        flow_threads: dict[str, float] = {}
+        for pid in flow.pids:
+            for kind, seconds in cpu_seconds_by_thread(pid).items():
+                flow_threads[kind] = flow_threads.get(kind, 0.0) + seconds
+        flow_rss = flow.stop()
         flow_cpu = cpu_of_children()
         # The sampler is a child too: its CPU is left out of the landing's figure below.
         sampling_cpu = report_profile("flow", flow_sampler, stamp)
@@ -365,7 +435,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         landing, landing_port = run_landing(broker.bootstrap, work / "separate")
         landing_sampler = sampled(landing, "landing")
         landing_rps, landing_cores = steady_rate(
-            landing_port,
+            [landing_port],
             "streamlane_landed_rows_total",
             outputs,
             900,
@@ -389,12 +459,14 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         print("running the flow and the landing together…", file=sys.stderr)
         landing, landing_port = run_landing(broker.bootstrap, work / "together")
         wait_ready(landing_port, 120)
-        flow, flow_port = run_flow(broker.bootstrap, work / "together", args.workers, args.max_poll)
-        wait_metric(flow_port, "streamlane_events_in_total", 1, 120)
-        busy = {"flow": [flow.pid], "landing": [landing.pid], "broker": [broker.pid]}
+        flow = run_flow(
+            broker.bootstrap, work / "together", args.workers, args.max_poll, args.processes
+        )
+        wait_metric(flow.ports, "streamlane_events_in_total", 1, 120)
+        busy = {"flow": flow.pids, "landing": [landing.pid], "broker": [broker.pid]}
         cpu_from = cpu_used(busy)
-        together_s, cpu_to = time_to_land_all(flow_port, landing_port, args.events, busy, 900)
-        stop(flow)
+        together_s, cpu_to = time_to_land_all(flow.ports, landing_port, args.events, busy, 900)
+        flow.stop()
         stop(landing)
     result["flow_plus_landing_events_per_s"] = round(args.events / together_s)
     # Whether running together is bound by the machine's cores: what each process used
@@ -480,7 +552,11 @@ done: longer than the flow takes to process its last batch."""
 
 
 def time_to_land_all(
-    flow_port: int, landing_port: int, events: int, busy: dict[str, list[int]], timeout_s: float
+    flow_ports: Sequence[int],
+    landing_port: int,
+    events: int,
+    busy: dict[str, list[int]],
+    timeout_s: float,
 ) -> tuple[float, dict[str, float]]:
     """Seconds until the landing had landed every record the flow produced for `events` input
     events, and the CPU seconds of the `busy` processes at that moment. The flow has read
@@ -496,7 +572,7 @@ def time_to_land_all(
     out, out_since = -1.0, started
     landed_at: tuple[float, dict[str, float]] | None = None
     while time.perf_counter() - started < timeout_s:
-        flow, landing = scrape(flow_port), scrape(landing_port)
+        flow, landing = scrape_all(flow_ports), scrape(landing_port)
         now = time.perf_counter()
         if (produced := flow.get("streamlane_events_out_total", 0)) != out:
             out, out_since = produced, now
@@ -511,14 +587,14 @@ def time_to_land_all(
     raise SystemExit(f"benchmark: the flow's outputs were not all landed within {timeout_s} s")
 
 
-def settled(port: int, name: str, quiet_s: float = 1.0, timeout_s: float = 60) -> float:
+def settled(ports: Sequence[int], name: str, quiet_s: float = 1.0, timeout_s: float = 60) -> float:
     """The value of counter `name` once it has not changed for `quiet_s` (outputs in flight
     when the last input was read are still counted)."""
     deadline = time.perf_counter() + timeout_s
-    last, since = scrape(port).get(name, 0), time.perf_counter()
+    last, since = scrape_all(ports).get(name, 0), time.perf_counter()
     while time.perf_counter() < deadline:
         time.sleep(0.1)
-        now = scrape(port).get(name, 0)
+        now = scrape_all(ports).get(name, 0)
         if now != last:
             last, since = now, time.perf_counter()
         elif time.perf_counter() - since >= quiet_s:
