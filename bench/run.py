@@ -86,8 +86,13 @@ def with_children_stopped(measure: Callable[[], dict[str, object]]) -> dict[str,
     try:
         return measure()
     finally:
-        for proc in CHILDREN:
-            stop(proc)
+        # Signalled together: a cluster's process finishes its last epoch only with the others.
+        running = [proc for proc in CHILDREN if proc.poll() is None]
+        for proc in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+        for proc in running:
+            stop(proc, signalled=True)
 
 
 @contextlib.contextmanager
