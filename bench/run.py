@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,18 +81,31 @@ def stop(proc: subprocess.Popen[bytes], *, signalled: bool = False) -> int:
     return round(peak)
 
 
+def stop_together(procs: Sequence[subprocess.Popen[bytes]]) -> list[int]:
+    """Stop children as `stop` does, every one signalled before any is waited for (a
+    cluster's process finishes its last epoch only with the others); each one's peak RSS in
+    MiB, read before any was signalled as well (0 for one that had already ended)."""
+    running = [proc.poll() is None for proc in procs]
+    peaks = [
+        (memory_mib(proc.pid, "VmHWM") or 0.0) if alive else 0.0
+        for proc, alive in zip(procs, running, strict=True)
+    ]
+    for proc, alive in zip(procs, running, strict=True):
+        if alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+    return [
+        round(max(peak, stop(proc, signalled=True)))
+        for proc, peak in zip(procs, peaks, strict=True)
+    ]
+
+
 def with_children_stopped(measure: Callable[[], dict[str, object]]) -> dict[str, object]:
     """The figures `measure()` returns; every child it started is stopped however it ends."""
     try:
         return measure()
     finally:
-        # Signalled together: a cluster's process finishes its last epoch only with the others.
-        running = [proc for proc in CHILDREN if proc.poll() is None]
-        for proc in running:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGINT)
-        for proc in running:
-            stop(proc, signalled=True)
+        stop_together(CHILDREN)
 
 
 @contextlib.contextmanager
@@ -115,14 +128,18 @@ def work_directory(prefix: str) -> Iterator[Path]:
                 path.unlink(missing_ok=True)
 
 
+def summed(figures: Iterable[dict[str, float]]) -> dict[str, float]:
+    """Each figure added up over `figures` (a flow run as a cluster counts in every process)."""
+    total: dict[str, float] = {}
+    for one in figures:
+        for name, value in one.items():
+            total[name] = total.get(name, 0.0) + value
+    return total
+
+
 def scrape_all(ports: Sequence[int]) -> dict[str, float]:
-    """The metrics of the processes answering on `ports`, each one summed over them (a flow
-    run as a cluster counts its events in every process)."""
-    summed: dict[str, float] = {}
-    for port in ports:
-        for name, value in scrape(port).items():
-            summed[name] = summed.get(name, 0.0) + value
-    return summed
+    """The metrics of the processes answering on `ports`, each one summed over them."""
+    return summed(scrape(port) for port in ports)
 
 
 def wait_metric(ports: Sequence[int], name: str, target: float, timeout_s: float) -> float:
@@ -292,15 +309,8 @@ class FlowProcesses:
         return [proc.pid for proc in self.procs]
 
     def stop(self) -> int:
-        """Stop every process; the largest peak RSS of one process, in MiB. All are signalled
-        at once: a cluster's process finishes its last epoch only with every other one."""
-        peaks = [memory_mib(pid, "VmHWM") or 0.0 for pid in self.pids]
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-        for i, proc in enumerate(self.procs):
-            peaks[i] = max(peaks[i], stop(proc, signalled=True))
-        return round(max(peaks))
+        """Stop every process (`stop_together`); the largest peak RSS of one, in MiB."""
+        return max(stop_together(self.procs))
 
 
 def run_flow(
@@ -416,10 +426,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             {"flow": flow.pids, "broker": [broker.pid]},
         )
         outputs = settled(flow.ports, "streamlane_events_out_total")
-        flow_threads: dict[str, float] = {}
-        for pid in flow.pids:
-            for kind, seconds in cpu_seconds_by_thread(pid).items():
-                flow_threads[kind] = flow_threads.get(kind, 0.0) + seconds
+        flow_threads = summed(cpu_seconds_by_thread(pid) for pid in flow.pids)
         flow_rss = flow.stop()
         flow_cpu = cpu_of_children()
         # The sampler is a child too: its CPU is left out of the landing's figure below.
