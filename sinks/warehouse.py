@@ -68,6 +68,14 @@ LIVE_CHECKPOINT_BYTES = 32 << 20
 """About 100,000 enriched orders of log. A checkpoint holds every write back while it runs,
 for longer the more the log holds; `bench.freshness` over two minutes shows the cost in the
 tail of produce-to-visible, and of 16, 32 and 64 MB this one kept it shortest."""
+LIVE_CHECKPOINT_BUSY_SHARE = 0.4
+"""Share of its time the landing's writer may spend writing rows and still checkpoint as it
+goes. Checkpointing a live stream's rows a few at a time costs about as much as writing
+them, so a writer busier than this (one following a flow through a backlog on the same
+cores, say) would fall behind: it leaves the log to grow, as in a backlog, until it has
+room again, is idle, or the log reaches `CHECKPOINT_THRESHOLD`."""
+BUSY_SHARE_WEIGHT = 0.2
+"""Weight of the last batch in the writer's busy share (a moving average over about five)."""
 
 MAX_BATCH = 100_000
 """Records the landing takes in one poll and writes in one transaction, by default."""
@@ -143,9 +151,13 @@ class Landing:
         depth: int = 1,
         broker_timeout_s: float = DEFAULT_OUTAGE_LIMIT_S,
         live_checkpoint_bytes: int = LIVE_CHECKPOINT_BYTES,
+        live_checkpoint_busy_share: float = LIVE_CHECKPOINT_BUSY_SHARE,
     ) -> None:
         self.con = con
         self.live_checkpoint_bytes = live_checkpoint_bytes
+        self.live_checkpoint_busy_share = live_checkpoint_busy_share
+        self._busy_share = 0.0
+        self._last_written = time.monotonic()
         self.brokers = brokers
         self.tables = tables
         self.max_batch = max_batch
@@ -310,7 +322,9 @@ class Landing:
             )
             metrics.LANDING_PAUSED.set(0)
             self._held = None
-        metrics.LANDING_BATCH_SECONDS.set(time.monotonic() - started)
+        written = time.monotonic()
+        metrics.LANDING_BATCH_SECONDS.set(written - started)
+        self._note_busy(written - started, written)
         metrics.LANDING_BATCH_ROWS.set(item.records)
         self.landed += item.records
         self._checkpoint_when_due(item)
@@ -357,18 +371,30 @@ class Landing:
             self._checkpoint()
 
     def _checkpoint_when_due(self, item: PreparedBatch) -> None:
-        """After a commit that kept up with the topics (the poll was not full, and what is
-        left to read is less than one), checkpoint once the log holds `live_checkpoint_bytes`.
+        """After a commit that kept up with the topics (the poll was not full, what is left
+        to read is less than one, and the writer is busy no more than
+        `live_checkpoint_busy_share` of its time), checkpoint once the log holds
+        `live_checkpoint_bytes`.
 
         A steady stream never leaves the landing idle, so without this the log grows to
         `CHECKPOINT_THRESHOLD` and DuckDB then checkpoints all of it in one commit, during
         which nothing lands: seconds, far past the freshness a live dashboard needs. Small
         checkpoints hold each write back for a fraction of a second. A backlog keeps
-        deferring them: there the rate matters, not how fresh the last row is.
+        deferring them, and so does a writer too busy to afford them: there the rate
+        matters, not how fresh the last row is.
         """
         backlog = item.records >= self.max_batch or sum(item.lags.values()) >= self.max_batch
-        if not backlog and self._logged_bytes() >= self.live_checkpoint_bytes:
+        if backlog or self._busy_share > self.live_checkpoint_busy_share:
+            return
+        if self._logged_bytes() >= self.live_checkpoint_bytes:
             self._checkpoint()
+
+    def _note_busy(self, writing_s: float, now: float) -> None:
+        """Fold a write into the writer's busy share: the time it took over the time since
+        the previous write ended, checkpoints left out (waiting for records is not busy)."""
+        share = writing_s / max(now - self._last_written, writing_s, 1e-9)
+        self._busy_share += BUSY_SHARE_WEIGHT * (share - self._busy_share)
+        self._last_written = now
 
     def _checkpoint(self) -> None:
         """Checkpoint now, if the disk has room for it. A checkpoint that cannot run now (a
@@ -390,6 +416,7 @@ class Landing:
                 raise KeyboardInterrupt from None
             raise
         took = time.monotonic() - started
+        self._last_written += took  # the busy share is of the time rows leave to checkpoints
         metrics.LANDING_CHECKPOINT_SECONDS.set(took)
         metrics.LANDING_CHECKPOINTS.observe(took)
         self._unsaved = False

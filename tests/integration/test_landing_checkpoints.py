@@ -1,6 +1,7 @@
 """A landing that keeps up with a steady stream checkpoints its log after a commit once the
-log passes its threshold; a landing working through a backlog leaves the log to grow, as
-checkpointing in a backlog would slow it down. Real broker, real DuckDB file."""
+log passes its threshold; a landing working through a backlog, or too busy writing to
+afford checkpoints, leaves the log to grow until it is idle, as checkpointing then would
+slow it down. Real broker, real DuckDB file."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def log_bytes(warehouse: Path) -> int:
 
 @contextmanager
 def landing_of(
-    broker: EmbeddedBroker, warehouse: Path, records: int, **options: int
+    broker: EmbeddedBroker, warehouse: Path, records: int, **options: float
 ) -> Iterator[Landing]:
     ensure_topics(broker.bootstrap, FLOW.topics, 1)
     values = enriched_values(records)
@@ -87,3 +88,20 @@ def test_a_backlog_leaves_the_log_to_grow(fresh_broker: EmbeddedBroker, tmp_path
     ) as landing:
         assert land_next(landing) == 100
         assert log_bytes(warehouse) > 0, "a landing in a backlog checkpointed after a commit"
+
+
+def test_a_writer_too_busy_to_checkpoint_waits_until_idle(
+    fresh_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    warehouse = tmp_path / "warehouse.duckdb"
+    # No share of busy time is low enough: every write leaves the log for an idle moment.
+    with landing_of(
+        fresh_broker, warehouse, 300, live_checkpoint_bytes=1, live_checkpoint_busy_share=0.0
+    ) as landing:
+        assert land_next(landing) == 300
+        assert log_bytes(warehouse) > 0, "a writer too busy for checkpoints checkpointed"
+        # Nothing more to read: the next poll finds the landing idle and caught up.
+        deadline = time.monotonic() + 30
+        while log_bytes(warehouse) > 0 and time.monotonic() < deadline:
+            assert landing.poll_once(timeout_s=0.2) == 0
+        assert log_bytes(warehouse) == 0, "an idle landing left its log unsaved"
