@@ -395,6 +395,7 @@ class Landing:
         share = writing_s / max(now - self._last_written, writing_s, 1e-9)
         self._busy_share += BUSY_SHARE_WEIGHT * (share - self._busy_share)
         self._last_written = now
+        metrics.LANDING_BUSY_SHARE.set(self._busy_share)
 
     def _checkpoint(self) -> None:
         """Checkpoint now, if the disk has room for it. A checkpoint that cannot run now (a

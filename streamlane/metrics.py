@@ -68,6 +68,11 @@ LANDING_CHECKPOINT_SECONDS = Gauge(
     "streamlane_landing_checkpoint_seconds",
     "Duration of the landing's last checkpoint (writes wait while it runs)",
 )
+LANDING_BUSY_SHARE = Gauge(
+    "streamlane_landing_busy_share",
+    "Share of its time the landing's writer spends writing rows (moving average); above "
+    "0.4 it leaves checkpoints for later",
+)
 LANDING_CHECKPOINTS = Histogram(
     "streamlane_landing_checkpoint_duration_seconds",
     "The landing's checkpoints by duration: how often writes waited on one, and for how long",

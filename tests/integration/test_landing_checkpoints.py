@@ -100,6 +100,8 @@ def test_a_writer_too_busy_to_checkpoint_waits_until_idle(
     ) as landing:
         assert land_next(landing) == 300
         assert log_bytes(warehouse) > 0, "a writer too busy for checkpoints checkpointed"
+        # Operators see why: the writer's busy share, above the limit.
+        assert REGISTRY.get_sample_value("streamlane_landing_busy_share", {}) > 0
         # Nothing more to read: the next poll finds the landing idle and caught up.
         deadline = time.monotonic() + 30
         while log_bytes(warehouse) > 0 and time.monotonic() < deadline:
