@@ -71,7 +71,7 @@ LANDING_CHECKPOINT_SECONDS = Gauge(
 LANDING_BUSY_SHARE = Gauge(
     "streamlane_landing_busy_share",
     "Share of its time the landing's writer spends writing rows (moving average); above "
-    "0.4 it leaves checkpoints for later",
+    "its limit (LIVE_CHECKPOINT_BUSY_SHARE) it leaves checkpoints for later",
 )
 LANDING_CHECKPOINTS = Histogram(
     "streamlane_landing_checkpoint_duration_seconds",
