@@ -323,8 +323,9 @@ class Landing:
             metrics.LANDING_PAUSED.set(0)
             self._held = None
         written = time.monotonic()
-        metrics.LANDING_BATCH_SECONDS.set(written - started)
-        self._note_busy(written - started, written)
+        took = written - started
+        metrics.LANDING_BATCH_SECONDS.set(took)
+        self._note_busy(took, written)
         metrics.LANDING_BATCH_ROWS.set(item.records)
         self.landed += item.records
         self._checkpoint_when_due(item)
