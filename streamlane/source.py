@@ -21,7 +21,9 @@ events over the state shards) runs there too, right after decoding. A batch coun
 read (and is snapshotted) once emitted. A partition takes records from its Kafka client
 only when they can be decoded next, so a backlog waits in Kafka and in the client's
 bounded prefetch, not in the flow; a partition behind by a batch or more has them taken
-on the decode thread too, off the worker.
+on the decode thread too, off the worker. When the worker emits a batch, a decode slot left
+free goes at once to another of its partitions behind, rather than when the worker next
+polls that one, after processing the batch.
 
 Partitions behind are read aligned in event time (with `max_drift_s`): one whose newest
 event is more than the drift ahead of the slowest partition behind in the process waits,
@@ -449,14 +451,12 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
                 if ready:
                     self._cut([self] if behind else self._caught_up_holding(), now)
                 else:
-                    future = source.decode_pool().submit(
-                        _read_and_decode, self._consumer, self._name, source.batch_size,
-                        source.linger_s, source.decode, source.prepare, self._newest_us,
-                    )  # fmt: skip
-                    self._start(future, [self])
+                    self._read_ahead()
                 self._last_emit = now
             else:
                 self._waiting_for_slot = True
+        if emitted:
+            self._hand_on_free_slots(now)
         if emitted:
             self._wake_at = None
         elif self._decoding is not None or self._waiting_for_slot or held_back:
@@ -474,6 +474,39 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
                 empty = pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
                 emitted.append(PartitionBatch(pl.DataFrame(), empty, progress, 0))
         return emitted
+
+    def _read_ahead(self) -> None:
+        """Read this partition's next batch from its client on a decode thread (a slot taken)."""
+        source = self._source
+        future = source.decode_pool().submit(
+            _read_and_decode, self._consumer, self._name, source.batch_size,
+            source.linger_s, source.decode, source.prepare, self._newest_us,
+        )  # fmt: skip
+        self._start(future, [self])
+
+    def _hand_on_free_slots(self, now: float) -> None:
+        """Start the next batch of this worker's other partitions that read ahead, while
+        decode slots are free: the worker is about to process what it emitted, and until it
+        polls them again (tens of milliseconds, a batch's processing) the decode threads
+        would sit idle. In a backlog read aligned, a partition that emitted a batch is
+        usually ahead of the drift and waits, so its slot is left for another partition.
+        The partitions after this one are offered the slots first, so none is always last."""
+        assert self._worker is not None
+        at = self._worker.index(self)
+        for reader in self._worker[at + 1 :] + self._worker[:at]:
+            if not self._source.decode_slot_free():
+                return
+            if (
+                reader._closed
+                or reader._decoding is not None
+                or not reader._reads_ahead()
+                or reader._ahead_by_more_than_the_drift()
+                or not self._source.take_decode_slot()
+            ):
+                continue
+            reader._read_ahead()
+            reader._last_emit = now
+            reader._waiting_for_slot = False
 
     @staticmethod
     def _start(future: Future[_DecodedRecords | None], readers: list[_PartitionReader]) -> None:

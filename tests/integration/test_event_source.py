@@ -5,6 +5,7 @@ the dataflow receives every record once, in offset order per partition."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ import pytest
 from bytewax import operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
+from prometheus_client import REGISTRY
 
 from flows import orders
 from streamlane import shutdown
@@ -254,3 +256,63 @@ def test_partitions_behind_are_read_aligned_in_event_time(fresh_broker: Embedded
     assert checked > 10, "too few batches started while both partitions were behind"
     ids = pl.concat([b.events.select("id") for b in emitted if b.events.height])["id"]
     assert ids.len() == EVENTS and ids.n_unique() == EVENTS
+
+
+def waits_behind(topic: str, index: int, batch_size: int) -> bool:
+    """Whether input partition `index` is behind by a batch or more and waits for slower
+    ones (its lag and aligning gauges)."""
+    labels = {"topic": topic, "partition": str(index)}
+    lag = REGISTRY.get_sample_value("streamlane_consumer_lag", labels)
+    aligning = REGISTRY.get_sample_value("streamlane_partition_aligning", labels)
+    return lag is not None and lag >= batch_size and aligning == 1
+
+
+def test_a_free_decode_slot_goes_to_a_partition_the_worker_does_not_poll(
+    fresh_broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read aligned, a partition that emits a batch is usually ahead by more than the drift
+    and waits. Its decode slot then goes at once to a partition behind that may read, while
+    the worker processes the batch, not when the worker next polls that one: here the
+    worker (the test) polls only the first partition, and the second still reads on."""
+    topic = "test.source.hand_on"
+    ensure_topics(fresh_broker.bootstrap, [topic], 2)
+    produce_to_partitions(fresh_broker.bootstrap, topic, orders_over_an_hour(23, (1500, 1500)))
+    monkeypatch.setattr(source_module, "LAG_REPORT_S", 0.05)
+    reads: list[str] = []
+    read_started = threading.Condition()
+    read_and_decode = source_module._read_and_decode
+
+    def recorded(consumer: Any, partition: str, *args: Any) -> Any:
+        with read_started:
+            reads.append(partition)
+            read_started.notify_all()
+        return read_and_decode(consumer, partition, *args)
+
+    monkeypatch.setattr(source_module, "_read_and_decode", recorded)
+    source = EventSource(
+        fresh_broker.bootstrap, topic, decoder(orders.FLOW), batch_size=100, max_drift_s=1.0
+    )
+    first, second = (source.build_part("read", str(i), None) for i in range(2))
+    deadline = time.monotonic() + 60
+
+    def poll_until(reader: Any, done: Callable[[list[PartitionBatch]], bool]) -> None:
+        while not done(reader.next_batch()):
+            assert time.monotonic() < deadline, "the partitions did not get there in time"
+            time.sleep(0.002)  # a worker polls a partition with a batch decoding as often
+
+    try:
+        # The second is left waiting for the first: ahead by more than the drift, nothing in
+        # flight, its lag known (so its next batch is read on a decode thread).
+        poll_until(first, lambda batches: any(b.events.height for b in batches))
+        poll_until(second, lambda _: waits_behind(topic, 1, batch_size=100))
+        # From here the worker polls only the first partition.
+        with read_started:
+            second_reads = reads.count(f"{topic}/1")
+        poll_until(first, lambda batches: any(b.events.height for b in batches))
+        with read_started:
+            assert read_started.wait_for(lambda: reads.count(f"{topic}/1") > second_reads, 10), (
+                "the second partition did not read while only the first was polled"
+            )
+    finally:
+        first.close()
+        second.close()
