@@ -143,10 +143,10 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
                 # Generators start with a short catch-up to the wall clock: not steady state.
                 steady = times > started + WARM_UP_S
                 made = times[steady]
-                produced = rows["p"].to_numpy()[steady] / 1e6
+                output_at = rows["p"].to_numpy()[steady] / 1e6
                 event_delays.extend((now - made).tolist())
-                flow_delays.extend((produced - made).tolist())
-                landing_delays.extend((now - produced).tolist())
+                flow_delays.extend((output_at - made).tolist())
+                landing_delays.extend((now - output_at).tolist())
             watermark = scrape(flow_port).get("streamlane_watermark_seconds", 0.0)
             minute = int(watermark // 60) * 60
             if minute > 0:

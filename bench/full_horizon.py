@@ -106,7 +106,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         time.sleep(args.seed_seconds)
         produced_seed = scrape(seed_gen_port).get("streamlane_events_out_total", 0)
         stop(seed_gen)
-        wait_metric(seed_port, EVENTS_IN, produced_seed, 120)
+        wait_metric([seed_port], EVENTS_IN, produced_seed, 120)
         time.sleep(6)  # a few more snapshots: run files the state let go of are deleted
         stop(seed_flow)
 
@@ -118,7 +118,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         flow, port = child(flow_args, work / "flow.log")
         wait_ready(port, 300)
         gen, gen_port = generator(brokers, args.rate, work / "generate.log", 2)
-        wait_metric(port, IDS, filled, 300)
+        wait_metric([port], IDS, filled, 300)
         restore_s = time.monotonic() - started
         read_from = scrape(port).get(EVENTS_IN, 0)
         produced_from = scrape(gen_port).get("streamlane_events_out_total", 0)
@@ -129,7 +129,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         read = scrape(port).get(EVENTS_IN, 0) - read_from
         ids_held = scrape(port).get(IDS, 0)
         stop(gen)
-        settled(port, EVENTS_IN)
+        settled([port], EVENTS_IN)
         flow_rss = stop(flow)
         run_bytes = sum(path.stat().st_size for path in runs.rglob("*.ids"))
     return {

@@ -420,14 +420,14 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
     }
     with fresh_input(work / "separate", records, args.partitions) as broker:
         print("measuring the bare consume+decode ceiling…", file=sys.stderr)
-        cpu_from = own_cpu_s(), cpu_seconds(broker.pid) or 0.0
+        ceiling_from = own_cpu_s(), cpu_seconds(broker.pid) or 0.0
         wall_from = time.perf_counter()
         ceiling_eps = consume_and_decode(
             broker.bootstrap, orders.FLOW.input_topic, args.partitions, args.events, malformed
         )
         ceiling_s = time.perf_counter() - wall_from
-        ceiling_cpu = own_cpu_s() - cpu_from[0]
-        ceiling_broker_cpu = (cpu_seconds(broker.pid) or 0.0) - cpu_from[1]
+        ceiling_cpu = own_cpu_s() - ceiling_from[0]
+        ceiling_broker_cpu = (cpu_seconds(broker.pid) or 0.0) - ceiling_from[1]
         result |= {
             "ceiling_events_per_s": round(ceiling_eps),
             "ceiling_cpu_s": round(ceiling_cpu, 1),
@@ -517,10 +517,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             print("running the per-event bytewax baseline…", file=sys.stderr)
             per_event_eps = per_event_baseline(broker.bootstrap, work / "per-event", args.events)
         result["per_event_baseline_events_per_s"] = round(per_event_eps)
-        result["flow_ratio_to_per_event"] = round(
-            float(result["flow_events_per_s"]) / per_event_eps,
-            2,  # type: ignore[arg-type]
-        )
+        result["flow_ratio_to_per_event"] = round(flow_eps / per_event_eps, 2)
     return result
 
 

@@ -33,7 +33,7 @@ def consume_and_decode(
     seen = handed = decoded = 0
     try:
         while seen < total:
-            polled = [m.value() for m in consumer.consume(20_000, 1.0) if m.error() is None]
+            polled = [m.value() or b"" for m in consumer.consume(20_000, 1.0) if m.error() is None]
             seen += len(polled)
             batch = [v for v in polled if v not in unparsable]
             handed += len(batch)

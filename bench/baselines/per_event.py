@@ -114,17 +114,21 @@ def build(brokers: str, total: int, report: Path) -> Dataflow:
     raw = op.map("count", raw, Progress(total, report))
     decoded = op.map("decode", raw, decode)
     dead = op.filter_map("dead", decoded, lambda d: d[1] if d[0] == "dead" else None)
-    op.output("to_dlq", dead, KafkaSink([brokers], orders.FLOW.dead_letter_topic))
+    # The stages' item types are not spelled out, so the sinks' message type cannot be checked.
+    dlq = KafkaSink([brokers], orders.FLOW.dead_letter_topic)
+    op.output("to_dlq", dead, dlq)  # type: ignore[misc]
     valid = op.filter_map("valid", decoded, lambda d: d[1] if d[0] == "ok" else None)
     unique = op.stateful_map("dedupe", valid, first_seen)
     unique = op.filter_map("unique", unique, lambda kv: kv if kv[1] is not None else None)
-    op.output(
+    op.output(  # type: ignore[misc]
         "to_enriched",
         op.map("enrich", unique, enriched),
         KafkaSink([brokers], orders.FLOW.enriched.topic),
     )
 
-    clock = win.EventClock(lambda item: item[4], wait_for_system_duration=timedelta(seconds=30))
+    clock: win.EventClock[Any] = win.EventClock(
+        lambda item: item[4], wait_for_system_duration=timedelta(seconds=30)
+    )
     windower = win.TumblingWindower(timedelta(minutes=1), datetime(2020, 1, 1, tzinfo=UTC))
 
     def fold(acc: tuple[int, float, float], item: Any) -> tuple[int, float, float]:
@@ -142,7 +146,8 @@ def build(brokers: str, total: int, report: Path) -> Dataflow:
         lambda kv: KafkaSinkMessage(kv[0], json.dumps({"window": kv[1][0], "orders": kv[1][1][0],
                                                       "revenue_usd": kv[1][1][1]}).encode()),
     )  # fmt: skip
-    op.output("to_revenue", out, KafkaSink([brokers], orders.FLOW.windows[0].output.topic))
+    revenue_sink = KafkaSink([brokers], orders.FLOW.windows[0].output.topic)
+    op.output("to_revenue", out, revenue_sink)  # type: ignore[misc]
     return flow
 
 
