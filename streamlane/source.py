@@ -457,7 +457,6 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
                 self._waiting_for_slot = True
         if emitted:
             self._hand_on_free_slots(now)
-        if emitted:
             self._wake_at = None
         elif self._decoding is not None or self._waiting_for_slot or held_back:
             self._wake_at = datetime.now(UTC) + timedelta(seconds=0.002)
