@@ -370,7 +370,10 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         source's `max_drift_s`: it waits for that one (see `EventSource.aligned_until_us`).
         A partition yet to read an event never waits; a caught-up one neither waits nor
         holds others back, its newest event being as new as it gets."""
-        until = self._source.aligned_until_us()
+        return self._ahead_of(self._source.aligned_until_us())
+
+    def _ahead_of(self, until: int | None) -> bool:
+        """`_ahead_by_more_than_the_drift`, given the source's `aligned_until_us`."""
         return (
             until is not None
             and self._newest_us is not None
@@ -491,15 +494,17 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         usually ahead of the drift and waits, so its slot is left for another partition.
         The partitions after this one are offered the slots first, so none is always last."""
         assert self._worker is not None
+        if not self._source.decode_slot_free():
+            return
+        # Starting a read moves no partition in event time: the bound holds for the loop.
+        until = self._source.aligned_until_us()
         at = self._worker.index(self)
         for reader in self._worker[at + 1 :] + self._worker[:at]:
-            if not self._source.decode_slot_free():
-                return
             if (
                 reader._closed
                 or reader._decoding is not None
                 or not reader._reads_ahead()
-                or reader._ahead_by_more_than_the_drift()
+                or reader._ahead_of(until)
                 or not self._source.take_decode_slot()
             ):
                 continue
