@@ -43,6 +43,7 @@ from sinks.quack import serve_quack
 from streamlane import metrics
 from streamlane.broker import free_port
 from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S, watch
+from streamlane.cloudevents import envelope_time_s
 from streamlane.collector import collect_rarely
 from streamlane.errors import UserError
 from streamlane.flow import flow_names, load_flow
@@ -70,10 +71,18 @@ for longer the more the log holds; `bench.freshness` over two minutes shows the 
 tail of produce-to-visible, and of 16, 32 and 64 MB this one kept it shortest."""
 LIVE_CHECKPOINT_BUSY_SHARE = 0.4
 """Share of its time the landing's writer may spend writing rows and still checkpoint as it
-goes. Checkpointing a live stream's rows a few at a time costs about as much as writing
-them, so a writer busier than this (one following a flow through a backlog on the same
-cores, say) would fall behind: it leaves the log to grow, as in a backlog, until it has
-room again, is idle, or the log reaches `CHECKPOINT_THRESHOLD`."""
+goes while it lands history (rows older than `LIVE_EVENT_AGE_S`). Checkpointing rows a few
+at a time costs about as much as writing them, so a writer busier than this (one following
+a flow through a backlog on the same cores, say) would fall behind: it leaves the log to
+grow, as in a backlog, until it has room again, is idle, or the log reaches
+`CHECKPOINT_THRESHOLD`."""
+LIVE_EVENT_AGE_S = 60.0
+"""Rows whose event time is at most this far behind the landing's clock are live: a
+dashboard is waiting for them, so a busy writer still checkpoints as it goes. A writer that
+lands whatever has arrived is busy most of its time at a live rate on a loaded machine
+(each write has a fixed cost, and rows arrive while it runs); deferring there let the log
+reach `CHECKPOINT_THRESHOLD`, and `bench.freshness` then saw every write wait seconds for
+the one checkpoint of it all."""
 BUSY_SHARE_WEIGHT = 0.2
 """Weight of the last batch in the writer's busy share (a moving average over about five)."""
 
@@ -127,6 +136,8 @@ class PreparedBatch:
     offsets: dict[tuple[str, int], int]
     lags: dict[tuple[str, int], int]
     records: int
+    newest_event_s: float | None = None
+    """Event time of the newest output record (the last of each topic's), if any."""
 
 
 class Landing:
@@ -285,7 +296,10 @@ class Landing:
         records: int,
     ) -> PreparedBatch:
         rows = [(self.tables[b.topic], b, prepare(self.tables[b.topic], b)) for b in batches]
-        return PreparedBatch(rows, offsets, lags, records)
+        # One record a topic tells live rows from history: a poll's records are of a moment.
+        times = [envelope_time_s(b.values[-1]) for table, b, _ in rows if table.parsed and b.values]
+        newest = max((s for s in times if s is not None), default=None)
+        return PreparedBatch(rows, offsets, lags, records, newest)
 
     def poll_once(self, timeout_s: float = 0.5) -> int:
         """Write the next decoded batch, if one is ready within `timeout_s`; return its records.
@@ -372,20 +386,21 @@ class Landing:
             self._checkpoint()
 
     def _checkpoint_when_due(self, item: PreparedBatch) -> None:
-        """After a commit that kept up with the topics (the poll was not full, what is left
-        to read is less than one, and the writer is busy no more than
-        `live_checkpoint_busy_share` of its time), checkpoint once the log holds
-        `live_checkpoint_bytes`.
+        """After a commit that kept up with the topics (the poll was not full, and what is
+        left to read is less than one), checkpoint once the log holds
+        `live_checkpoint_bytes`, if the rows are live (`LIVE_EVENT_AGE_S`) or the writer is
+        busy no more than `live_checkpoint_busy_share` of its time.
 
         A steady stream never leaves the landing idle, so without this the log grows to
         `CHECKPOINT_THRESHOLD` and DuckDB then checkpoints all of it in one commit, during
         which nothing lands: seconds, far past the freshness a live dashboard needs. Small
         checkpoints hold each write back for a fraction of a second. A backlog keeps
-        deferring them, and so does a writer too busy to afford them: there the rate
-        matters, not how fresh the last row is.
+        deferring them, and so does a writer landing history too busy to afford them:
+        there the rate matters, not how fresh the last row is.
         """
         backlog = item.records >= self.max_batch or sum(item.lags.values()) >= self.max_batch
-        if backlog or self._busy_share > self.live_checkpoint_busy_share:
+        busy = self._busy_share > self.live_checkpoint_busy_share
+        if backlog or (busy and not _live(item)):
             return
         if self._logged_bytes() >= self.live_checkpoint_bytes:
             self._checkpoint()
@@ -528,6 +543,13 @@ def _handler(con: duckdb.DuckDBPyConnection) -> type[BaseHTTPRequestHandler]:
             log.debug(format, *args)
 
     return QueryHandler
+
+
+def _live(item: PreparedBatch) -> bool:
+    """Whether `item`'s newest output record is live: its event time is at most
+    `LIVE_EVENT_AGE_S` behind this machine's clock."""
+    newest = item.newest_event_s
+    return newest is not None and time.time() - newest <= LIVE_EVENT_AGE_S
 
 
 def open_warehouse(path: Path) -> duckdb.DuckDBPyConnection:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import polars as pl
 
 _EPOCH_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"
+_TIME_FIELD = b'"time":"'
 
 
 def rfc3339(micros: pl.Expr) -> pl.Expr:
@@ -46,3 +49,19 @@ def envelope_json(
         traceparent=traceparent,
         data=data,
     ).struct.json_encode()
+
+
+def envelope_time_s(document: bytes) -> float | None:
+    """The `time` of a CloudEvent document as `envelope_json` writes it, in seconds since the
+    epoch, read without parsing the document: `envelope_json` puts the envelope's fields
+    before `data`, so the first `"time"` field is the envelope's. None when the document has
+    none or it is not an RFC 3339 time (a record some other writer sent, say)."""
+    start = document.find(_TIME_FIELD)
+    if start < 0:
+        return None
+    start += len(_TIME_FIELD)
+    end = document.find(b'"', start)
+    try:
+        return datetime.fromisoformat(document[start:end].decode()).timestamp()
+    except (ValueError, UnicodeDecodeError):
+        return None

@@ -1,7 +1,8 @@
 """A landing that keeps up with a steady stream checkpoints its log after a commit once the
-log passes its threshold; a landing working through a backlog, or too busy writing to
-afford checkpoints, leaves the log to grow until it is idle, as checkpointing then would
-slow it down. Real broker, real DuckDB file."""
+log passes its threshold; a landing working through a backlog, or landing history too busy
+writing to afford checkpoints, leaves the log to grow until it is idle, as checkpointing
+then would slow it down. Live rows are checkpointed as they land, however busy the writer.
+Real broker, real DuckDB file."""
 
 from __future__ import annotations
 
@@ -31,10 +32,11 @@ def log_bytes(warehouse: Path) -> int:
 
 @contextmanager
 def landing_of(
-    broker: EmbeddedBroker, warehouse: Path, records: int, **options: float
+    broker: EmbeddedBroker, warehouse: Path, records: int, live: bool = False, **options: float
 ) -> Iterator[Landing]:
+    """A landing of `records` enriched orders, history (two weeks old) unless `live` (from now)."""
     ensure_topics(broker.bootstrap, FLOW.topics, 1)
-    values = enriched_values(records)
+    values = enriched_values(records, int(time.time() * 1e6)) if live else enriched_values(records)
     assert publish(broker.bootstrap, FLOW.enriched.topic, ((None, v) for v in values)) == records
     con = open_warehouse(warehouse)
     con.execute("CHECKPOINT")  # the tables' creation is not what the test looks at
@@ -61,13 +63,24 @@ def land_next(landing: Landing, timeout_s: float = 60) -> int:
     raise AssertionError(f"nothing landed within {timeout_s} s")
 
 
+@pytest.mark.parametrize(
+    ("live", "options"),
+    [
+        (False, {}),
+        # Live rows: a dashboard waits for them, so however busy the writer is.
+        (True, {"live_checkpoint_busy_share": 0.0}),
+    ],
+    ids=["keeping up", "busy writer, live rows"],
+)
 def test_keeping_up_checkpoints_after_the_commit(
-    fresh_broker: EmbeddedBroker, tmp_path: Path
+    fresh_broker: EmbeddedBroker, tmp_path: Path, live: bool, options: dict[str, float]
 ) -> None:
     warehouse = tmp_path / "warehouse.duckdb"
     metrics.LANDING_CHECKPOINT_SECONDS.set(0)  # the process's metric, whoever set it before
     checkpoints_before = checkpoint_count()
-    with landing_of(fresh_broker, warehouse, 300, live_checkpoint_bytes=1) as landing:
+    with landing_of(
+        fresh_broker, warehouse, 300, live, live_checkpoint_bytes=1, **options
+    ) as landing:
         landed = writes = 0
         while landed < 300:
             landed += land_next(landing)
@@ -87,10 +100,11 @@ def test_keeping_up_checkpoints_after_the_commit(
     [
         # A backlog: every poll is full.
         (1_000, {"max_batch": 100}),
-        # A writer too busy to afford checkpoints: no share of busy time is low enough.
+        # A writer landing history too busy to afford checkpoints: no share of busy time
+        # is low enough.
         (300, {"live_checkpoint_busy_share": 0.0}),
     ],
-    ids=["backlog", "busy writer"],
+    ids=["backlog", "busy writer, history"],
 )
 def test_the_log_grows_until_the_landing_is_idle(
     fresh_broker: EmbeddedBroker, tmp_path: Path, records: int, options: dict[str, float]

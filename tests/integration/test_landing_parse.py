@@ -33,8 +33,9 @@ MINUTE_US = 60_000_000
 START_US = 1_795_000_000_000_000
 
 
-def enriched_values(count: int) -> list[bytes]:
-    """`count` enriched orders as the flow writes them, one store per ten orders."""
+def enriched_values(count: int, start_us: int = START_US) -> list[bytes]:
+    """`count` enriched orders as the flow writes them, one store per ten orders, the first
+    at `start_us` (event time)."""
     frame = pl.DataFrame(
         {
             "event_id": [f"e-{i}" for i in range(count)],
@@ -55,7 +56,7 @@ def enriched_values(count: int) -> list[bytes]:
             "usd_rate": [1.08] * count,
             "total_usd": [1.08 * 9.5 * (1 + i % 3) for i in range(count)],
             "store_version": ["stores.csv"] * count,
-            "event_time_us": [START_US + i * 1_234_567 for i in range(count)],
+            "event_time_us": [start_us + i * 1_234_567 for i in range(count)],
             "traceparent": [f"00-{i:032x}-{i:016x}-01" for i in range(count)],
         }
     )
