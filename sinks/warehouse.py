@@ -86,6 +86,13 @@ the one checkpoint of it all."""
 BUSY_SHARE_WEIGHT = 0.2
 """Weight of the last batch in the writer's busy share (a moving average over about five)."""
 
+WAREHOUSE_THREADS = 1
+"""DuckDB's threads in the warehouse process, by default: each query still runs on the
+thread that asked for it, so concurrent queries run side by side; only one query's own
+parallel parts wait. The landing's writer shares the cores with its reader and preparing
+threads (and, on one machine, with the flow): a second DuckDB thread there cost about a
+fifth more CPU per landed row and did not land them faster (see the README's "Benchmark")."""
+
 MAX_BATCH = 100_000
 """Records the landing takes in one poll and writes in one transaction, by default."""
 STORAGE_RETRY_S = 5.0
@@ -552,10 +559,12 @@ def _live(item: PreparedBatch) -> bool:
     return newest is not None and time.time() - newest <= LIVE_EVENT_AGE_S
 
 
-def open_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the warehouse file read-write and make sure the tables exist."""
+def open_warehouse(path: Path, threads: int = WAREHOUSE_THREADS) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the warehouse file read-write with DuckDB's `threads`, and
+    make sure the tables exist."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
+    con.execute(f"SET threads = {int(threads)}")
     con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
     create_tables(con, landed_tables())
     # Reference data the flows enrich with, for dashboards (region filters, map coordinates).
@@ -621,11 +630,12 @@ class Warehouse:
         brokers: str | None,
         endpoint: EndpointSettings | None = None,
         broker_timeout_s: float = DEFAULT_OUTAGE_LIMIT_S,
+        threads: int = WAREHOUSE_THREADS,
     ) -> None:
         self.path = path
         self.broker_timeout_s = broker_timeout_s
         try:
-            self.con = open_warehouse(path)
+            self.con = open_warehouse(path, threads)
         except duckdb.IOException as exc:
             raise UserError(f"cannot open warehouse {path}: {str(exc).splitlines()[0]}") from None
         endpoint = endpoint or EndpointSettings()

@@ -353,6 +353,16 @@ def serve(
     quack_port: QuackPort = 9494,
     broker_timeout: BrokerTimeout = 120.0,
     metrics_port: MetricsPort = 0,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            envvar="STREAMLANE_WAREHOUSE_THREADS",
+            min=1,
+            help="DuckDB's threads. Concurrent queries run side by side at 1 too; more "
+            "let one large query use more cores, at a cost in CPU per landed row.",
+        ),
+    ] = 1,
 ) -> None:
     """Own the warehouse: land the output topics (when --brokers is given) and serve queries,
     also to PostgreSQL clients (psql, Grafana, drivers)."""
@@ -373,7 +383,9 @@ def serve(
         quack_host=quack_host,
         quack_port=quack_port,
     )
-    server = WarehouseServer(warehouse, brokers, endpoint, broker_timeout_s=broker_timeout)
+    server = WarehouseServer(
+        warehouse, brokers, endpoint, broker_timeout_s=broker_timeout, threads=threads
+    )
     try:
         server.serve()
     except KeyboardInterrupt:
