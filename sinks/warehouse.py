@@ -86,12 +86,12 @@ the one checkpoint of it all."""
 BUSY_SHARE_WEIGHT = 0.2
 """Weight of the last batch in the writer's busy share (a moving average over about five)."""
 
-WAREHOUSE_THREADS = 1
-"""DuckDB's threads in the warehouse process, by default: each query still runs on the
-thread that asked for it, so concurrent queries run side by side; only one query's own
-parallel parts wait. The landing's writer shares the cores with its reader and preparing
-threads (and, on one machine, with the flow): a second DuckDB thread there cost about a
-fifth more CPU per landed row and did not land them faster (see the README's "Benchmark")."""
+WAREHOUSE_THREADS: int | None = None
+"""DuckDB's threads in the warehouse process, by default: DuckDB's own (one per core). Each
+query also runs on the thread that asked for it, so concurrent queries run side by side with
+one thread too. On the 2-core machine, one thread cost the landing about a fifth less CPU at
+a live rate, but with eight dashboard readers it landed about a quarter fewer rows a second
+and the heaviest panels took longer (see the README's "Benchmark"), so the default stays."""
 
 MAX_BATCH = 100_000
 """Records the landing takes in one poll and writes in one transaction, by default."""
@@ -559,12 +559,15 @@ def _live(item: PreparedBatch) -> bool:
     return newest is not None and time.time() - newest <= LIVE_EVENT_AGE_S
 
 
-def open_warehouse(path: Path, threads: int = WAREHOUSE_THREADS) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the warehouse file read-write with DuckDB's `threads`, and
-    make sure the tables exist."""
+def open_warehouse(
+    path: Path, threads: int | None = WAREHOUSE_THREADS
+) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the warehouse file read-write, with `threads` DuckDB threads
+    (None: DuckDB's default), and make sure the tables exist."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
-    con.execute(f"SET threads = {int(threads)}")
+    if threads is not None:
+        con.execute(f"SET threads = {int(threads)}")
     con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
     create_tables(con, landed_tables())
     # Reference data the flows enrich with, for dashboards (region filters, map coordinates).
@@ -630,7 +633,7 @@ class Warehouse:
         brokers: str | None,
         endpoint: EndpointSettings | None = None,
         broker_timeout_s: float = DEFAULT_OUTAGE_LIMIT_S,
-        threads: int = WAREHOUSE_THREADS,
+        threads: int | None = WAREHOUSE_THREADS,
     ) -> None:
         self.path = path
         self.broker_timeout_s = broker_timeout_s
