@@ -235,21 +235,23 @@ def test_psql_lists_tables_and_copies_out(endpoint: dict[str, str]) -> None:
     assert refused.returncode != 0 and "read-only" in refused.stderr
 
 
-def test_md5_authentication(tmp_path: Path, processes: Processes) -> None:
-    warehouse = tmp_path / "md5.duckdb"
-    os.environ["STREAMLANE_PG_PASSWORD"] = "md5-secret"
+def served(processes: Processes, warehouse: Path, password: str, *options: str) -> dict[str, str]:
+    """A warehouse served with `options` and `password`, once its endpoint is up: its address."""
+    os.environ["STREAMLANE_PG_PASSWORD"] = password
     try:
         processes.start(
             "serve", "serve", "--warehouse", str(warehouse), "--pg-port", "0", "--quack-port", "0",
-            "--pg-auth", "md5",
+            *options,
         )  # fmt: skip
     finally:
         del os.environ["STREAMLANE_PG_PASSWORD"]
     wait_until(endpoint_file(warehouse).exists, 60, "the warehouse endpoint")
-    ep = {
-        "host": "127.0.0.1",
-        "port": str(json.loads(endpoint_file(warehouse).read_text())["pg_port"]),
-    }
+    port = json.loads(endpoint_file(warehouse).read_text())["pg_port"]
+    return {"host": "127.0.0.1", "port": str(port)}
+
+
+def test_md5_authentication(tmp_path: Path, processes: Processes) -> None:
+    ep = served(processes, tmp_path / "md5.duckdb", "md5-secret", "--pg-auth", "md5")
     assert psql(ep, "-A", "-t", "-c", "SELECT 42", password="md5-secret").stdout.strip() == "42"
     refused = psql(ep, "-c", "SELECT 1", password="wrong")
     assert refused.returncode != 0 and "password authentication failed" in refused.stderr
@@ -262,16 +264,6 @@ def test_duckdb_threads_are_set_by_the_server(
     with duckdb.connect() as own, psycopg.connect(dsn(endpoint), autocommit=True) as conn:
         # By default, DuckDB's own choice (one per core).
         assert conn.execute(threads).fetchone() == own.execute(threads).fetchone()
-    warehouse = tmp_path / "threads.duckdb"
-    os.environ["STREAMLANE_PG_PASSWORD"] = PASSWORD
-    try:
-        processes.start(
-            "serve", "serve", "--warehouse", str(warehouse), "--pg-port", "0", "--quack-port", "0",
-            "--threads", "1",
-        )  # fmt: skip
-    finally:
-        del os.environ["STREAMLANE_PG_PASSWORD"]
-    wait_until(endpoint_file(warehouse).exists, 60, "the warehouse endpoint")
-    port = str(json.loads(endpoint_file(warehouse).read_text())["pg_port"])
-    with psycopg.connect(dsn({"host": "127.0.0.1", "port": port}), autocommit=True) as conn:
+    one_thread = served(processes, tmp_path / "threads.duckdb", PASSWORD, "--threads", "1")
+    with psycopg.connect(dsn(one_thread), autocommit=True) as conn:
         assert conn.execute(threads).fetchone() == ("1",)
