@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import polars as pl
 
@@ -54,14 +54,16 @@ def envelope_json(
 def envelope_time_s(document: bytes) -> float | None:
     """The `time` of a CloudEvent document as `envelope_json` writes it, in seconds since the
     epoch, read without parsing the document: `envelope_json` puts the envelope's fields
-    before `data`, so the first `"time"` field is the envelope's. None when the document has
-    none or it is not an RFC 3339 time (a record some other writer sent, say)."""
+    before `data`, so the first `"time"` field is the envelope's. A time without an offset is
+    taken as UTC. None when the document has none or it is not an ISO 8601 time (a record
+    some other writer sent, say)."""
     start = document.find(_TIME_FIELD)
     if start < 0:
         return None
     start += len(_TIME_FIELD)
     end = document.find(b'"', start)
     try:
-        return datetime.fromisoformat(document[start:end].decode()).timestamp()
+        parsed = datetime.fromisoformat(document[start:end].decode())
     except (ValueError, UnicodeDecodeError):
         return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()

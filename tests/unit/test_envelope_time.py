@@ -28,6 +28,10 @@ def test_the_envelope_time_is_read_before_a_data_field_of_the_same_name() -> Non
     assert envelope_time_s(document) == 1_795_000_001.234567
 
 
+def test_a_time_without_an_offset_is_utc() -> None:
+    assert envelope_time_s(b'{"time":"2026-11-18T11:06:40"}') == 1_795_000_000.0
+
+
 def test_a_record_without_an_envelope_time_has_none() -> None:
     assert envelope_time_s(b'{"id":"e-1"}') is None
     assert envelope_time_s(b'{"time":"yesterday"}') is None
