@@ -71,7 +71,8 @@ LANDING_CHECKPOINT_SECONDS = Gauge(
 LANDING_BUSY_SHARE = Gauge(
     "streamlane_landing_busy_share",
     "Share of its time the landing's writer spends writing rows (moving average); above "
-    "its limit (LIVE_CHECKPOINT_BUSY_SHARE) it leaves checkpoints for later",
+    "its limit (LIVE_CHECKPOINT_BUSY_SHARE) it leaves checkpoints of history for later "
+    "(live rows, within LIVE_EVENT_AGE_S of the clock, are checkpointed regardless)",
 )
 LANDING_CHECKPOINTS = Histogram(
     "streamlane_landing_checkpoint_duration_seconds",
