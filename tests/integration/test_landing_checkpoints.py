@@ -20,7 +20,7 @@ from streamlane import metrics
 from streamlane.broker import EmbeddedBroker
 from streamlane.kafka import ensure_topics
 from streamlane.publish import publish
-from tests.integration.test_landing_parse import enriched_values
+from tests.integration.test_landing_parse import START_US, enriched_values
 
 FLOW = orders.FLOW
 
@@ -36,7 +36,7 @@ def landing_of(
 ) -> Iterator[Landing]:
     """A landing of `records` enriched orders, history (two weeks old) unless `live` (from now)."""
     ensure_topics(broker.bootstrap, FLOW.topics, 1)
-    values = enriched_values(records, int(time.time() * 1e6)) if live else enriched_values(records)
+    values = enriched_values(records, int(time.time() * 1e6) if live else START_US)
     assert publish(broker.bootstrap, FLOW.enriched.topic, ((None, v) for v in values)) == records
     con = open_warehouse(warehouse)
     con.execute("CHECKPOINT")  # the tables' creation is not what the test looks at
