@@ -45,12 +45,12 @@ from sinks.duckdb import (
 )
 from streamlane.broker import EmbeddedBroker
 from streamlane.dataflow import (
+    closed_window_records,
     decoder,
     enrich_batch,
-    late_records,
+    late_event_records,
     lookups,
     shard_split,
-    window_records,
     window_spec,
 )
 from streamlane.generator import GeneratedRecord, GeneratorSettings, OrderGenerator
@@ -91,15 +91,12 @@ def worker_steps(
     """The flow worker's share of one batch: every state shard's step (dedupe, windows,
     closing the windows the batch's watermark passes) from fresh state, so each run sees
     every id for the first time, and the encoding of the closed windows and late events."""
-    by_name = {w.name: w for w in orders.FLOW.windows}
 
     def run() -> None:
-        for _, item in route(spec, shards, (progress,)):
-            output = ShardState(spec).process(item)
-            for name, closed in output.windows.items():
-                window_records(orders.FLOW, by_name[name], closed)
-            for name, late in output.late.items():
-                late_records(orders.FLOW, by_name[name], late)
+        outputs = [ShardState(spec).process(item) for _, item in route(spec, shards, (progress,))]
+        for windows in orders.FLOW.windows:
+            closed_window_records(orders.FLOW, windows, outputs)
+            late_event_records(orders.FLOW, windows, outputs)
 
     return run
 

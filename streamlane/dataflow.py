@@ -16,6 +16,7 @@ serialized once per batch.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -355,17 +356,68 @@ def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
     return dataflow
 
 
+def closed_window_records(
+    flow: Flow, windows: Windows, outputs: list[ShardOutput]
+) -> pl.DataFrame | None:
+    """The windows of the set `windows` that closed in any of `outputs` (shard steps' outputs,
+    a batch's on one worker), encoded as `window_records` in one query; None when none did.
+
+    One query for all shards, not one per shard: a query costs the worker about a
+    millisecond however few windows it encodes, and a batch that closes windows
+    (a backlog's every batch) closes some in nearly every shard."""
+    return _together(
+        [o.windows.get(windows.name) for o in outputs], partial(window_records, flow, windows)
+    )
+
+
+def late_event_records(
+    flow: Flow, windows: Windows, outputs: list[ShardOutput]
+) -> pl.DataFrame | None:
+    """The late events of the set `windows` in any of `outputs`, encoded as `late_records`
+    in one query (as `closed_window_records`); None when there are none."""
+    return _together(
+        [o.late.get(windows.name) for o in outputs], partial(late_records, flow, windows)
+    )
+
+
+def _together(
+    frames: list[pl.DataFrame | None], encode: Callable[[pl.DataFrame], pl.DataFrame]
+) -> pl.DataFrame | None:
+    found = [f for f in frames if f is not None and not f.is_empty()]
+    if not found:
+        return None
+    return encode(found[0] if len(found) == 1 else pl.concat(found, how="vertical_relaxed"))
+
+
+def _per_worker(
+    encode: Callable[[list[ShardOutput]], pl.DataFrame | None],
+) -> Callable[[list[tuple[str, ShardOutput]]], list[Keyed]]:
+    """A mapper of the batch of shard outputs a worker's step emitted at once: `encode`'s
+    records as one item, keyed by the worker (its process and thread). The key picks the
+    sink partition that writes them: one worker's records always take the same one, so the
+    records of a key keep their order, as they did keyed by their shard (a shard stays on
+    one worker for the run)."""
+
+    def flat(batch: list[tuple[str, ShardOutput]]) -> list[Keyed]:
+        records = encode([output for _, output in batch])
+        if records is None:
+            return []
+        return [(f"{os.getpid()}/{threading.get_ident()}", records)]
+
+    return flat
+
+
 def _window_outputs(flow: Flow, windows: Windows, results: Any, sink: Any) -> None:
     name = windows.name
-    closed = op.flat_map(f"closed_{name}", results, _outputs(lambda r: r.windows.get(name)))
-    encode_closed = _keyed(lambda frame: window_records(flow, windows, frame))
+    closed = partial(closed_window_records, flow, windows)
     op.output(
-        f"to_{name}", op.map(f"{name}_events", closed, encode_closed), sink(windows.output.topic)
+        f"to_{name}",
+        op.flat_map_batch(f"{name}_events", results, _per_worker(closed)),
+        sink(windows.output.topic),
     )
-    late = op.flat_map(f"late_{name}", results, _outputs(lambda r: r.late.get(name)))
-    encode_late = _keyed(lambda frame: late_records(flow, windows, frame))
+    late = partial(late_event_records, flow, windows)
     op.output(
         f"to_late_{name}",
-        op.map(f"late_{name}_events", late, encode_late),
+        op.flat_map_batch(f"late_{name}_events", results, _per_worker(late)),
         sink(windows.late.topic),
     )
