@@ -362,9 +362,9 @@ def closed_window_records(
     """The windows of the set `windows` that closed in any of `outputs` (shard steps' outputs,
     a batch's on one worker), encoded as `window_records` in one query; None when none did.
 
-    One query for all shards, not one per shard: a query costs the worker about a
-    millisecond however few windows it encodes, and a batch that closes windows
-    (a backlog's every batch) closes some in nearly every shard."""
+    One query for all shards, not one per shard: each query costs the worker a fixed
+    fraction of a millisecond however few windows it encodes, and a batch that closes
+    windows (a backlog's every batch) closes some in nearly every shard."""
     return _together(
         [o.windows.get(windows.name) for o in outputs], partial(window_records, flow, windows)
     )
