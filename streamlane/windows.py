@@ -264,7 +264,10 @@ class FixedWindows:
         self.earliest_start = int(starts[:still_open].min()) if still_open else None
         if still_open == ordered.height:
             return pl.DataFrame()
-        return finish(self.aggregates, ordered.slice(still_open), window_end=end)
+        closed = ordered.slice(still_open)
+        return finish(
+            self.aggregates, closed, window_end=closed.get_column("window_start") + self.size_us
+        )
 
 
 @dataclass
