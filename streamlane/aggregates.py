@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from streamlane.engine import with_series
+
 SKETCH_ACCURACY = 0.01
 """Relative error bound of a percentile: the value reported is within 1% of a true one."""
 
@@ -199,15 +201,6 @@ def finish(
     finished = with_series(windows, *columns, **extra)
     sketches = [a.name for a in aggregates if a.merge == "sketch"]
     return finished.drop(sketches) if sketches else finished
-
-
-def with_series(frame: pl.DataFrame, *columns: pl.Series, **named: pl.Series) -> pl.DataFrame:
-    """`frame` with `columns` (by their names) and `named` replacing or added after its own,
-    as `with_columns` does, but put together column by column: `with_columns` runs a query,
-    whose fixed cost is many times this on the few rows a state shard's step handles."""
-    added = {c.name: c for c in columns} | {name: c.alias(name) for name, c in named.items()}
-    kept = [added.pop(name, frame.get_column(name)) for name in frame.columns]
-    return pl.DataFrame([*kept, *added.values()])
 
 
 def _quantiles(agg: Aggregate, sketches: pl.Series) -> list[pl.Series]:

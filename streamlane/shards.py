@@ -16,9 +16,8 @@ import numpy as np
 import polars as pl
 
 from streamlane import metrics
-from streamlane.aggregates import with_series
 from streamlane.dedupe import ID_HASH_SEED, RunFiles, SeenIds, run_files
-from streamlane.engine import BATCH_ENGINE
+from streamlane.engine import BATCH_ENGINE, with_series
 from streamlane.errors import UserError, exit_from_step
 from streamlane.windows import (
     NEVER,
