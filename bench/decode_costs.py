@@ -139,7 +139,7 @@ def main() -> None:
         enriched = enrich_batch(orders.FLOW, batch, broker.bootstrap)
         spec = window_spec(orders.FLOW, FlowSettings(broker.bootstrap), (progress.partition,))
         # The partition's progress after the batch: its watermark closes the windows before it.
-        newest = replace(progress, newest_us=int(batch.events["event_time_us"].max()))  # type: ignore[arg-type]
+        newest = replace(progress, newest_us=int(batch.events["event_time_us"].to_numpy().max()))
         output = [v.encode() for v in enriched.events["value"].to_list()]
         landed = TopicBatch(
             orders.FLOW.enriched.topic, output, [], [0] * len(output), list(range(len(output))),
