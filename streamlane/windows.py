@@ -259,14 +259,14 @@ class FixedWindows:
             engine=BATCH_ENGINE
         )
         starts = ordered.get_column("window_start").to_numpy()
-        still_open = int((starts + self.size_us > watermark_us).sum())
+        ends = starts + self.size_us
+        still_open = int((ends > watermark_us).sum())
         self.open = compact_sketches(self.aggregates, ordered.slice(0, still_open))
         self.earliest_start = int(starts[:still_open].min()) if still_open else None
         if still_open == ordered.height:
             return pl.DataFrame()
-        closed = ordered.slice(still_open)
         return finish(
-            self.aggregates, closed, window_end=closed.get_column("window_start") + self.size_us
+            self.aggregates, ordered.slice(still_open), window_end=pl.Series(ends[still_open:])
         )
 
 
