@@ -7,10 +7,12 @@ through a flow. This fills it through the flow's recovery store instead:
 
 1. the flow runs live for `--seed-seconds` against a fresh embedded broker, snapshotting
    every second, so every state shard holds ids and the run files its snapshots name
-   (`<recovery>/dedupe-runs/<shard>/`, raw sorted 64-bit hashes); the generator stops,
-   the flow snapshots a few more times (run files it let go of are deleted) and stops;
-2. every run file gets random 64-bit hashes added (what hashing makes of distinct ids),
-   kept sorted, until the shards hold `--rate` x `--horizon` ids in all;
+   (`<recovery>/dedupe-runs/<shard>/`, runs of sorted 64-bit hashes); the generator
+   stops, the flow snapshots a few more times (run files it let go of are deleted) and
+   stops;
+2. every run the shards' last snapshots name gets random 64-bit hashes added (what
+   hashing makes of distinct ids), kept sorted, until the shards hold `--rate` x
+   `--horizon` ids in all;
 3. the flow starts again from that store, restoring the full horizon, and runs live at
    `--rate` for `--seconds` (snapshotting at its default interval).
 
@@ -26,7 +28,10 @@ bench/results/horizon-<timestamp>.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import pickle
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -50,6 +55,8 @@ from bench.run import (
 from flows import orders
 from streamlane import procmem
 from streamlane.broker import EmbeddedBroker
+from streamlane.dataflow import SHARD_STEP
+from streamlane.dedupe import RunFiles, keep_runs_in
 from streamlane.flowrun import DEDUPE_RUNS
 from streamlane.kafka import ensure_topics
 from streamlane.runner import scrape
@@ -60,19 +67,67 @@ IDS = "streamlane_dedupe_ids"
 EVENTS_IN = "streamlane_events_in_total"
 
 
-def fill_run_files(folder: Path, total_ids: int, rng: np.random.Generator) -> int:
-    """Add random hashes to every run file under `folder` (spread evenly, each file kept
-    sorted) until they hold `total_ids` in all; returns the ids they hold."""
-    files = sorted(folder.rglob("*.ids"))
-    if not files:
+def named_runs(recovery: Path) -> dict[Path, set[int]]:
+    """The runs of each run file that the latest snapshot of each state shard names, as
+    the flow restores them: a run file can also hold runs its state has since let go of.
+    Read from the recovery store's snapshots of the shards' step (the bench's one look
+    inside the runtime's store)."""
+    latest: dict[str, tuple[int, bytes]] = {}
+    for part in sorted(recovery.glob("part-*.sqlite3")):
+        with contextlib.closing(sqlite3.connect(part)) as store:
+            rows = store.execute(
+                "SELECT state_key, snap_epoch, ser_change FROM snaps WHERE step_id LIKE ?",
+                (f"{orders.FLOW.name}.{SHARD_STEP}.%",),
+            ).fetchall()
+        for key, epoch, change in rows:
+            if key not in latest or epoch > latest[key][0]:
+                latest[key] = (epoch, change)
+    keep_runs_in(recovery / DEDUPE_RUNS)
+    named: dict[Path, set[int]] = {}
+    try:
+        for key, (_, change) in latest.items():
+            if change is None:
+                continue
+            state = pickle.loads(change)
+            for runs in state.seen.buckets.values():
+                for run in runs:
+                    if run.file is None or run.index is None:
+                        raise SystemExit(f"benchmark: shard {key}'s snapshot holds a run itself")
+                    path = recovery / DEDUPE_RUNS / key / run.file
+                    named.setdefault(path, set()).add(run.index)
+    finally:
+        keep_runs_in(None)
+    return named
+
+
+def fill_run_files(recovery: Path, total_ids: int, rng: np.random.Generator) -> int:
+    """Add random hashes to every run the latest snapshots name (spread evenly, each run
+    kept sorted) until they hold `total_ids` in all; returns the ids they hold. A file is
+    rewritten under its own name with its runs in place, so the snapshots still name them."""
+    named = named_runs(recovery)
+    folder = recovery / DEDUPE_RUNS
+    runs: dict[Path, list[np.ndarray]] = {}
+    for path in named:
+        held_runs = RunFiles(folder, path.parent.name).runs(path.name)
+        if held_runs is None:
+            raise SystemExit(f"benchmark: run file {path} is damaged")
+        runs[path] = held_runs
+    count = sum(len(indexes) for indexes in named.values())
+    if not count:
         raise SystemExit(f"benchmark: the seeding run left no run files in {folder}")
-    held = sum(path.stat().st_size for path in files) // 8
+    held = sum(len(runs[path][i]) for path, indexes in named.items() for i in indexes)
     extra = max(0, total_ids - held)
-    for n, path in enumerate(files):
-        count = extra // len(files) + (1 if n < extra % len(files) else 0)
-        ids = np.fromfile(path, dtype="<u8")
-        added = rng.integers(0, 2**63, count, dtype=np.int64).astype("<u8")
-        np.sort(np.concatenate([ids, added])).tofile(path)
+    n = 0
+    for path, indexes in named.items():
+        grown = []
+        for index, ids in enumerate(runs[path]):
+            if index in indexes:
+                added = rng.integers(0, 2**63, extra // count + int(n < extra % count))
+                ids = np.sort(np.concatenate([ids, added.astype(np.uint64)]))
+                n += 1
+            grown.append(ids)
+        written = RunFiles(folder, path.parent.name).write(grown)
+        os.replace(path.parent / written, path)
     return held + extra
 
 
@@ -111,7 +166,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         stop(seed_flow)
 
         print(f"filling the run files to {target_ids:,} ids…", file=sys.stderr)
-        filled = fill_run_files(runs, target_ids, np.random.default_rng(7))
+        filled = fill_run_files(recovery, target_ids, np.random.default_rng(7))
 
         print(f"the flow live with a full horizon for {args.seconds:g} s…", file=sys.stderr)
         started = time.monotonic()

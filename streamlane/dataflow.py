@@ -74,6 +74,10 @@ def lifted(flow: Flow, events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+SHARD_STEP = "dedupe_and_window"
+"""The step id of the state shards' step: a flow's recovery store keys their snapshots
+under it, so renaming it would leave every existing store's shard state behind."""
+
 _LOOKUPS: dict[str, list[LookupEnricher | TopicTable]] = {}
 _LOOKUPS_LOCK = threading.Lock()
 
@@ -347,7 +351,7 @@ def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
     shards = op.flat_map(
         f"key_by_{flow.key}", enriched, lambda b: route(spec, b.shards, b.progress)
     )
-    results = op.stateful_map("dedupe_and_window", shards, shard_step(spec))
+    results = op.stateful_map(SHARD_STEP, shards, shard_step(spec))
     unique = op.flat_map("unique_events", results, _outputs(lambda r: r.unique))
     events = op.map("enriched_events", unique, _keyed(_enriched_records(flow)))
     op.output("to_enriched", events, sink(flow.enriched.topic))

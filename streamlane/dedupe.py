@@ -10,10 +10,12 @@ Runs are read-only once built (a merge builds a new one), so a copy of the state
 them: the recovery snapshot's copy of a shard, taken every epoch, does not hold a
 second copy of a horizon's ids (an hour at 10k events/s is 36M ids, 275 MiB).
 
-Snapshots are incremental when the state has `RunFiles`: a run is written to its own
-file the first time a snapshot holds it, and the snapshot itself names the files. A
-snapshot of a full horizon then writes only the runs built since the last one, instead
-of every id again each epoch.
+Snapshots are incremental when the state has `RunFiles`: the runs a snapshot holds for
+the first time are written together to one new file, and the snapshot names each run by
+its file and place in it. A snapshot of a full horizon then writes only the runs built
+since the last one, instead of every id again each epoch, and one file a shard: a file
+per run made a shard's snapshot create, sync and later delete dozens of small files (each
+batch adds a run to the buckets it touches), and the flow's worker waited for them.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import polars as pl
@@ -52,14 +54,20 @@ def _sealed(ids: np.ndarray) -> np.ndarray:
 
 @dataclass(eq=False, slots=True)
 class Run:
-    """A sorted, read-only array of id hashes; `file` names its run file once a snapshot wrote it."""
+    """A sorted, read-only array of id hashes; once a snapshot wrote it, `file` names the run
+    file holding it as its run number `index` (None: a file of its ids alone)."""
 
     ids: np.ndarray
     file: str | None = None
+    index: int | None = None
 
 
 class RunFiles:
-    """The folder holding one dedupe state's run files (one per run, raw little-endian uint64).
+    """The folder holding one dedupe state's run files, each the runs one snapshot wrote.
+
+    A file is little-endian uint64 throughout: how many runs it holds, each one's length,
+    then their ids, one run after another. (Files written before a snapshot's runs shared
+    one hold a single run's ids alone; snapshots of that time name them by name alone.)
 
     Files are written once, complete (written aside, then renamed), and never changed;
     `shard` is the folder's name under the process's run folder (see `keep_runs_in`).
@@ -69,14 +77,17 @@ class RunFiles:
         self.shard = shard
         self.directory = root / shard
 
-    def write(self, ids: np.ndarray) -> str:
-        """Write a run to a new file, durable before the name is returned; the file's name."""
+    def write(self, runs: list[np.ndarray]) -> str:
+        """Write runs to a new file, durable before the name is returned; the file's name."""
         name = f"{uuid.uuid4().hex}.ids"
         aside = self.directory / f".{name}"
+        header = np.array([len(runs), *(len(ids) for ids in runs)], dtype="<u8")
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             with open(aside, "wb") as out:
-                out.write(ids.astype("<u8", copy=False).tobytes())
+                out.write(header.tobytes())
+                for ids in runs:
+                    out.write(ids.astype("<u8", copy=False).tobytes())
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(aside, self.directory / name)
@@ -86,13 +97,40 @@ class RunFiles:
             raise
         return name
 
-    def read(self, name: str) -> np.ndarray | None:
-        """The run in file `name`, or None when the file is missing (a damaged store)."""
+    def read(self, name: str, index: int | None) -> np.ndarray | None:
+        """Run number `index` of file `name` (None: the file is one run's ids alone), or
+        None when the file is missing or does not hold it whole (a damaged store)."""
+        path = self.directory / name
         try:
-            ids = np.fromfile(self.directory / name, dtype="<u8")
-            return _sealed(ids.astype(np.uint64, copy=False))
+            if index is None:
+                ids = np.fromfile(path, dtype="<u8")
+            else:
+                with open(path, "rb") as source:
+                    lengths = _header(source)
+                    if lengths is None or not 0 <= index < len(lengths):
+                        return None
+                    start = 8 * (1 + len(lengths) + int(lengths[:index].sum()))
+                    count = int(lengths[index])
+                    ids = np.fromfile(
+                        source, dtype="<u8", count=count, offset=start - source.tell()
+                    )
+                    if len(ids) != count:
+                        return None
         except FileNotFoundError:
             return None
+        return _sealed(ids.astype(np.uint64, copy=False))
+
+    def runs(self, name: str) -> list[np.ndarray] | None:
+        """Every run of file `name`, in order, or None when it is missing or damaged."""
+        try:
+            with open(self.directory / name, "rb") as source:
+                lengths = _header(source)
+        except FileNotFoundError:
+            return None
+        if lengths is None:
+            return None
+        runs = [self.read(name, index) for index in range(len(lengths))]
+        return None if any(run is None for run in runs) else cast("list[np.ndarray]", runs)
 
     def delete(self, names: list[str]) -> None:
         for name in names:
@@ -104,6 +142,24 @@ class RunFiles:
             for path in self.directory.iterdir():
                 if path.name not in names:
                     path.unlink(missing_ok=True)
+
+
+def _header(source: BinaryIO) -> np.ndarray | None:
+    """The run lengths a run file starts with (read from `source`, left after them), or None
+    when they are cut short."""
+    first = np.frombuffer(source.read(8), dtype="<u8")
+    if len(first) != 1:
+        return None
+    lengths = np.frombuffer(source.read(8 * int(first[0])), dtype="<u8")
+    return lengths if len(lengths) == int(first[0]) else None
+
+
+def _named(run: Run) -> np.ndarray | str | tuple[str, int]:
+    """How a snapshot holds `run`: its ids (no file holds it), its file's name (a file of
+    its ids alone), or its file's name and its place there."""
+    if run.file is None:
+        return run.ids
+    return run.file if run.index is None else (run.file, run.index)
 
 
 _RUN_ROOT: Path | None = None
@@ -122,11 +178,13 @@ def run_files(shard: str) -> RunFiles | None:
 
 
 class _Ledger:
-    """Shared by a state and its snapshot copies: how many copies were taken, and the files
-    of runs the state let go of, each with the number of copies taken until then."""
+    """Shared by a state and its snapshot copies: how many copies were taken, how many of
+    the state's runs each run file holds, and the files whose every run the state let go
+    of, each with the number of copies taken until then."""
 
     def __init__(self) -> None:
         self.copies = 0
+        self.live: dict[str, int] = {}
         self.retired: list[tuple[str, int]] = []
 
 
@@ -175,10 +233,9 @@ class SeenIds:
         if self.files is None:
             state["buckets"] = {b: [run.ids for run in runs] for b, runs in self.buckets.items()}
             return state
-        for runs in self.buckets.values():
-            for run in runs:
-                if run.file is None:
-                    self._write(run)
+        fresh = [run for runs in self.buckets.values() for run in runs if run.file is None]
+        if fresh:
+            self._write(fresh)
         # This copy's number: at least that many copies were taken since a retirement at 0.
         taken = self._copy
         ledger = self._ledger
@@ -187,15 +244,13 @@ class SeenIds:
         self.files.delete([name for name, _ in due])
         state["shard"] = self.files.shard
         # A run whose file could not be written travels in the snapshot itself.
-        state["buckets"] = {
-            b: [run.file or run.ids for run in runs] for b, runs in self.buckets.items()
-        }
+        state["buckets"] = {b: [_named(run) for run in runs] for b, runs in self.buckets.items()}
         return state
 
-    def _write(self, run: Run) -> None:
+    def _write(self, runs: list[Run]) -> None:
         assert self.files is not None
         try:
-            run.file = self.files.write(run.ids)
+            name = self.files.write([run.ids for run in runs])
         except OSError as exc:
             # Raising here would fail the snapshot inside the runtime; the snapshot holds the
             # run instead, and the next one tries the file again.
@@ -205,6 +260,10 @@ class SeenIds:
                 self.files.directory,
                 exc.strerror or exc,
             )
+            return
+        for index, run in enumerate(runs):
+            run.file, run.index = name, index
+        self._ledger.live[name] = len(runs)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.horizon_us = state["horizon_us"]
@@ -219,29 +278,32 @@ class SeenIds:
             raise RuntimeError("a dedupe snapshot names run files, but no run folder is set")
         self.files = files
         self.buckets = {}
-        missing = []
+        missing: dict[str, None] = {}
         for bucket, runs in state["buckets"].items():
             restored = self.buckets.setdefault(bucket, [])
             for run in runs:
-                if not isinstance(run, str):  # embedded
+                if isinstance(run, np.ndarray):  # embedded
                     restored.append(Run(_sealed(run)))
-                elif files is not None and (ids := files.read(run)) is not None:
-                    restored.append(Run(ids, run))
+                    continue
+                # (file, index); a name alone is a file holding one run's ids alone.
+                name, index = (run, None) if isinstance(run, str) else run
+                if files is not None and (ids := files.read(name, index)) is not None:
+                    restored.append(Run(ids, name, index))
+                    self._ledger.live[name] = self._ledger.live.get(name, 0) + 1
                 else:
-                    missing.append(run)
+                    missing[name] = None
         if files is not None:
             if missing:
                 # Reported by the shard's first step (`check`): an error raised while the
                 # runtime restores state would end the process with its own traceback.
                 self.damaged = (
-                    f"the recovery store's dedupe run {files.directory / missing[0]} is "
-                    f"missing ({len(missing)} in all): the store is damaged; delete the "
+                    f"the recovery store's dedupe run file {files.directory / next(iter(missing))} "
+                    f"is missing ({len(missing)} in all): the store is damaged; delete the "
                     "recovery folder to start the flow afresh"
                 )
             else:
                 # Restored at a resume: files no snapshot from here on names are left-overs.
-                named = {run.file for runs in self.buckets.values() for run in runs}
-                files.keep_only({name for name in named if name is not None})
+                files.keep_only(set(self._ledger.live))
 
     def check(self) -> None:
         """Raise UserError when the state was restored from a damaged recovery store."""
@@ -262,8 +324,17 @@ class SeenIds:
         return seen
 
     def _retire(self, run: Run) -> None:
-        if run.file is not None:
-            self._ledger.retired.append((run.file, self._ledger.copies))
+        """Let go of `run`; its file is deleted once it holds no other run of the state's
+        and `RETIRED_FILE_SNAPSHOTS` snapshots were taken since."""
+        if run.file is None:
+            return
+        ledger = self._ledger
+        left = ledger.live.get(run.file, 1) - 1
+        if left > 0:
+            ledger.live[run.file] = left
+            return
+        ledger.live.pop(run.file, None)
+        ledger.retired.append((run.file, ledger.copies))
 
     def _add(self, hashes: np.ndarray, times_us: np.ndarray, now_us: int | None) -> None:
         bucket_of = times_us // self.bucket_us

@@ -3,7 +3,7 @@
 import copy
 import pickle
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +118,18 @@ def _files(root: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in (root / "3").iterdir()}
 
 
+def _ids_in(names: Iterable[str]) -> int:
+    """How many ids the run files `names` of shard 3 hold, read as a restore reads them."""
+    files = run_files("3")
+    assert files is not None
+    held = 0
+    for name in names:
+        runs = files.runs(name)
+        assert runs is not None, f"run file {name} is whole"
+        held += sum(len(ids) for ids in runs)
+    return held
+
+
 def test_a_snapshot_with_run_files_writes_only_the_runs_built_since_the_last(
     run_root: Path,
 ) -> None:
@@ -126,12 +138,12 @@ def test_a_snapshot_with_run_files_writes_only_the_runs_built_since_the_last(
         _batch(seen, batch)
     first = _snapshot(seen)
     assert len(first) < 2_000, "the snapshot names the runs instead of holding 10,000 ids"
-    assert sum(_files(run_root).values()) == 8 * 10_000
+    assert _ids_in(_files(run_root)) == 10_000
     before = _files(run_root)
     _batch(seen, 10)
     _snapshot(seen)
-    written = {name: size for name, size in _files(run_root).items() if name not in before}
-    assert sum(written.values()) == 8 * 1_000, "only the new batch's run was written"
+    written = [name for name in _files(run_root) if name not in before]
+    assert _ids_in(written) == 1_000, "only the new batch's run was written"
 
 
 def test_a_restored_state_remembers_every_id_and_drops_left_over_files(run_root: Path) -> None:
@@ -172,6 +184,87 @@ def test_run_files_a_merge_or_expiry_let_go_of_are_deleted_while_recent_snapshot
     assert len(seen) < 100 * 50, "buckets expired"
 
 
+def test_a_snapshot_writes_its_new_runs_of_every_bucket_to_one_file(run_root: Path) -> None:
+    seen = SeenIds(horizon_us=60 * MINUTE, files=run_files("3"))
+    kept = [_batch(seen, batch, apart_us=10 * MINUTE) for batch in range(5)]  # five buckets
+    snapshot = _snapshot(seen)
+    (name,) = _files(run_root)
+    runs = run_files("3").runs(name)  # type: ignore[union-attr]
+    assert [len(ids) for ids in runs or []] == [1_000] * 5, "one file holds the five runs"
+    restored = pickle.loads(snapshot)
+    assert sum(len(runs) for runs in restored.buckets.values()) == 5
+    for batch, ids in enumerate(kept):
+        at = np.full(len(ids), batch * 10 * MINUTE)
+        assert not restored.first_seen(ids, at).any(), f"batch {batch} remembered"
+
+
+def test_a_run_file_shared_by_runs_stays_until_a_snapshot_no_longer_needs_any_of_them(
+    run_root: Path, tmp_path: Path
+) -> None:
+    # Three batches (in different buckets) between snapshots, so each file holds several
+    # runs, which merges and expiry let go of at different times.
+    seen = SeenIds(horizon_us=10 * MINUTE, files=run_files("3"))
+    snapshots = []
+    for batch in range(90):
+        _batch(seen, batch, size=50, apart_us=MINUTE)
+        if batch % 3:
+            continue
+        snapshots.append(_snapshot(seen))
+        recent: set[str | None] = set()
+        for back, older in enumerate(snapshots[-RETIRED_FILE_SNAPSHOTS:]):
+            copy_root = tmp_path / f"copy-{batch}-{back}"
+            shutil.copytree(run_root, copy_root)
+            keep_runs_in(copy_root)
+            restored = pickle.loads(older)
+            restored.check()
+            recent |= {run.file for runs in restored.buckets.values() for run in runs}
+            keep_runs_in(run_root)
+            shutil.rmtree(copy_root)
+        assert set(_files(run_root)) == recent, "files no recent snapshot names are deleted"
+    assert (
+        max(
+            sum(run.file == name for runs in seen.buckets.values() for run in runs)
+            for name in recent
+        )
+        > 1
+    ), "some file held several of the state's runs"
+
+
+def test_a_snapshot_naming_whole_run_files_is_restored(run_root: Path) -> None:
+    # Snapshots written before a snapshot's runs shared a file name each run's own file.
+    seen = SeenIds(horizon_us=60 * MINUTE, files=run_files("3"))
+    kept = [_batch(seen, batch, apart_us=10 * MINUTE) for batch in range(3)]
+    state = copy.deepcopy(seen).__getstate__()
+    state["buckets"] = {}
+    for bucket, runs in seen.buckets.items():
+        state["buckets"][bucket] = []
+        for n, run in enumerate(runs):
+            name = f"old-{bucket}-{n}.ids"
+            run.ids.astype("<u8").tofile(run_root / "3" / name)
+            state["buckets"][bucket].append(name)
+    restored = SeenIds.__new__(SeenIds)
+    restored.__setstate__(state)
+    restored.check()
+    for batch, ids in enumerate(kept):
+        at = np.full(len(ids), batch * 10 * MINUTE)
+        assert not restored.first_seen(ids, at).any(), f"batch {batch} remembered"
+    _batch(restored, 3, apart_us=10 * MINUTE)
+    again = pickle.loads(_snapshot(restored))
+    assert len(again) == len(restored) == 4_000, "old files are named as before, new ones added"
+
+
+def test_a_run_file_cut_short_is_named(run_root: Path) -> None:
+    seen = SeenIds(horizon_us=60 * MINUTE, files=run_files("3"))
+    _batch(seen, 0, apart_us=10 * MINUTE)
+    _batch(seen, 1, apart_us=10 * MINUTE)
+    snapshot = _snapshot(seen)
+    (path,) = (run_root / "3").iterdir()
+    path.write_bytes(path.read_bytes()[: 8 * 1_500])
+    restored = pickle.loads(snapshot)
+    with pytest.raises(UserError, match=rf"dedupe run file {path} is missing \(1 in all\)"):
+        restored.check()
+
+
 def test_a_new_state_clears_its_shards_left_over_files(run_root: Path) -> None:
     seen = SeenIds(horizon_us=60 * MINUTE, files=run_files("3"))
     _batch(seen, 0)
@@ -207,7 +300,7 @@ def test_a_run_file_that_cannot_be_written_travels_in_the_snapshot(
     restored.check()
     assert not restored.first_seen(ids, np.zeros(len(ids), dtype=np.int64)).any()
     assert len(_snapshot(restored)) < 2_000, "the next snapshot writes the run to its file"
-    assert sum(_files(run_root).values()) == 8 * 1_000
+    assert _ids_in(_files(run_root)) == 1_000
 
 
 def test_a_state_restored_from_embedded_runs_takes_run_files_on(run_root: Path) -> None:
@@ -222,4 +315,4 @@ def test_a_state_restored_from_embedded_runs_takes_run_files_on(run_root: Path) 
     progress = PartitionProgress("t/0", None, False, 0)
     restored, _ = shard_step(spec)(restored, ShardInput("3", None, (progress,)))
     assert len(_snapshot(restored.seen)) < 2_000, "the runs are in files from now on"
-    assert sum(_files(run_root).values()) == 8 * 1_000
+    assert _ids_in(_files(run_root)) == 1_000
