@@ -161,27 +161,50 @@ def test_a_restored_state_remembers_every_id_and_drops_left_over_files(run_root:
     assert set(_files(run_root)) == named < left_over
 
 
-def test_run_files_a_merge_or_expiry_let_go_of_are_deleted_while_recent_snapshots_stay_whole(
-    run_root: Path, tmp_path: Path
-) -> None:
-    # Four batches per bucket (runs merge) over twice the horizon (buckets expire).
-    seen = SeenIds(horizon_us=10 * MINUTE, files=run_files("3"))
-    snapshots = []
-    for batch in range(100):
-        _batch(seen, batch, size=50, apart_us=MINUTE // 5)
-        snapshots.append(_snapshot(seen))
-        recent: set[str | None] = set()
-        for back, older in enumerate(snapshots[-RETIRED_FILE_SNAPSHOTS:]):
-            # Each of the last snapshots still restores, from a copy of the folder.
-            copy_root = tmp_path / f"copy-{batch}-{back}"
-            shutil.copytree(run_root, copy_root)
-            keep_runs_in(copy_root)
+def _named_by_recent(snapshots: list[bytes], run_root: Path, copy_root: Path) -> set[str | None]:
+    """The run files the last `RETIRED_FILE_SNAPSHOTS` snapshots name, each snapshot restored
+    (whole, or the test fails) from a copy of the run folder, which restoring may prune."""
+    named: set[str | None] = set()
+    for older in snapshots[-RETIRED_FILE_SNAPSHOTS:]:
+        shutil.copytree(run_root, copy_root)
+        keep_runs_in(copy_root)
+        try:
             restored = pickle.loads(older)
-            recent |= {run.file for runs in restored.buckets.values() for run in runs}
+            restored.check()
+            named |= {run.file for runs in restored.buckets.values() for run in runs}
+        finally:
             keep_runs_in(run_root)
             shutil.rmtree(copy_root)
+    return named
+
+
+@pytest.mark.parametrize(
+    ("apart_us", "batches_a_snapshot"),
+    [
+        # Four batches per bucket (runs merge) over twice the horizon (buckets expire).
+        (MINUTE // 5, 1),
+        # Three batches (in different buckets) between snapshots, so a file holds several
+        # runs, which merges and expiry let go of at different times.
+        (MINUTE, 3),
+    ],
+)
+def test_run_files_a_merge_or_expiry_let_go_of_are_deleted_while_recent_snapshots_stay_whole(
+    run_root: Path, tmp_path: Path, apart_us: int, batches_a_snapshot: int
+) -> None:
+    seen = SeenIds(horizon_us=10 * MINUTE, files=run_files("3"))
+    snapshots = []
+    shared = False
+    for batch in range(100):
+        _batch(seen, batch, size=50, apart_us=apart_us)
+        if batch % batches_a_snapshot:
+            continue
+        snapshots.append(_snapshot(seen))
+        recent = _named_by_recent(snapshots, run_root, tmp_path / "copy")
         assert set(_files(run_root)) == recent, "files no recent snapshot names are deleted"
+        files = [run.file for runs in seen.buckets.values() for run in runs]
+        shared |= len(set(files)) < len(files)
     assert len(seen) < 100 * 50, "buckets expired"
+    assert shared == (batches_a_snapshot > 1), "files held several runs of the state"
 
 
 def test_a_snapshot_writes_its_new_runs_of_every_bucket_to_one_file(run_root: Path) -> None:
@@ -196,38 +219,6 @@ def test_a_snapshot_writes_its_new_runs_of_every_bucket_to_one_file(run_root: Pa
     for batch, ids in enumerate(kept):
         at = np.full(len(ids), batch * 10 * MINUTE)
         assert not restored.first_seen(ids, at).any(), f"batch {batch} remembered"
-
-
-def test_a_run_file_shared_by_runs_stays_until_a_snapshot_no_longer_needs_any_of_them(
-    run_root: Path, tmp_path: Path
-) -> None:
-    # Three batches (in different buckets) between snapshots, so each file holds several
-    # runs, which merges and expiry let go of at different times.
-    seen = SeenIds(horizon_us=10 * MINUTE, files=run_files("3"))
-    snapshots = []
-    for batch in range(90):
-        _batch(seen, batch, size=50, apart_us=MINUTE)
-        if batch % 3:
-            continue
-        snapshots.append(_snapshot(seen))
-        recent: set[str | None] = set()
-        for back, older in enumerate(snapshots[-RETIRED_FILE_SNAPSHOTS:]):
-            copy_root = tmp_path / f"copy-{batch}-{back}"
-            shutil.copytree(run_root, copy_root)
-            keep_runs_in(copy_root)
-            restored = pickle.loads(older)
-            restored.check()
-            recent |= {run.file for runs in restored.buckets.values() for run in runs}
-            keep_runs_in(run_root)
-            shutil.rmtree(copy_root)
-        assert set(_files(run_root)) == recent, "files no recent snapshot names are deleted"
-    assert (
-        max(
-            sum(run.file == name for runs in seen.buckets.values() for run in runs)
-            for name in recent
-        )
-        > 1
-    ), "some file held several of the state's runs"
 
 
 def test_a_snapshot_naming_whole_run_files_is_restored(run_root: Path) -> None:
