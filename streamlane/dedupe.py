@@ -146,12 +146,17 @@ class RunFiles:
 
 def _header(source: BinaryIO) -> np.ndarray | None:
     """The run lengths a run file starts with (read from `source`, left after them), or None
-    when they are cut short."""
+    when the file cannot hold them and their runs (cut short, or not a run file)."""
+    size = os.fstat(source.fileno()).st_size
     first = np.frombuffer(source.read(8), dtype="<u8")
-    if len(first) != 1:
+    # Checked against the file's size before reading on: a damaged count must not make
+    # the restore allocate what it claims.
+    if len(first) != 1 or 8 * (1 + int(first[0])) > size:
         return None
     lengths = np.frombuffer(source.read(8 * int(first[0])), dtype="<u8")
-    return lengths if len(lengths) == int(first[0]) else None
+    if len(lengths) != int(first[0]) or 8 * (1 + len(lengths) + int(lengths.sum())) > size:
+        return None
+    return lengths
 
 
 def _named(run: Run) -> np.ndarray | str | tuple[str, int]:

@@ -256,6 +256,17 @@ def test_a_run_file_cut_short_is_named(run_root: Path) -> None:
         restored.check()
 
 
+def test_a_run_file_with_a_damaged_header_is_named(run_root: Path) -> None:
+    seen = SeenIds(horizon_us=60 * MINUTE, files=run_files("3"))
+    _batch(seen, 0)
+    snapshot = _snapshot(seen)
+    (path,) = (run_root / "3").iterdir()
+    path.write_bytes(np.array([2**62, 1], dtype="<u8").tobytes() + path.read_bytes()[16:])
+    restored = pickle.loads(snapshot)
+    with pytest.raises(UserError, match=rf"dedupe run file {path} is missing \(1 in all\)"):
+        restored.check()
+
+
 def test_a_new_state_clears_its_shards_left_over_files(run_root: Path) -> None:
     seen = SeenIds(horizon_us=60 * MINUTE, files=run_files("3"))
     _batch(seen, 0)
