@@ -3,7 +3,7 @@
 import copy
 import pickle
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -244,25 +244,26 @@ def test_a_snapshot_naming_whole_run_files_is_restored(run_root: Path) -> None:
     assert len(again) == len(restored) == 4_000, "old files are named as before, new ones added"
 
 
-def test_a_run_file_cut_short_is_named(run_root: Path) -> None:
+def _header_claiming(count: int, first_length: int) -> Callable[[bytes], bytes]:
+    return lambda data: np.array([count, first_length], dtype="<u8").tobytes() + data[16:]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[: 8 * 1_500], id="cut short"),
+        pytest.param(_header_claiming(2**62, 1_000), id="runs claimed past the file"),
+        pytest.param(_header_claiming(2, 10**12), id="ids claimed past the file"),
+    ],
+)
+def test_a_damaged_run_file_is_named(run_root: Path, damage: Callable[[bytes], bytes]) -> None:
     seen = SeenIds(horizon_us=60 * MINUTE, files=run_files("3"))
     _batch(seen, 0, apart_us=10 * MINUTE)
     _batch(seen, 1, apart_us=10 * MINUTE)
     snapshot = _snapshot(seen)
     (path,) = (run_root / "3").iterdir()
-    path.write_bytes(path.read_bytes()[: 8 * 1_500])
-    restored = pickle.loads(snapshot)
-    with pytest.raises(UserError, match=rf"dedupe run file {path} is missing \(1 in all\)"):
-        restored.check()
-
-
-def test_a_run_file_with_a_damaged_header_is_named(run_root: Path) -> None:
-    seen = SeenIds(horizon_us=60 * MINUTE, files=run_files("3"))
-    _batch(seen, 0)
-    snapshot = _snapshot(seen)
-    (path,) = (run_root / "3").iterdir()
-    path.write_bytes(np.array([2**62, 1], dtype="<u8").tobytes() + path.read_bytes()[16:])
-    restored = pickle.loads(snapshot)
+    path.write_bytes(damage(path.read_bytes()))
+    restored = pickle.loads(snapshot)  # restoring inside the runtime must not raise
     with pytest.raises(UserError, match=rf"dedupe run file {path} is missing \(1 in all\)"):
         restored.check()
 
