@@ -254,6 +254,7 @@ def _header_claiming(count: int, first_length: int) -> Callable[[bytes], bytes]:
         pytest.param(lambda data: data[: 8 * 1_500], id="cut short"),
         pytest.param(_header_claiming(2**62, 1_000), id="runs claimed past the file"),
         pytest.param(_header_claiming(2, 10**12), id="ids claimed past the file"),
+        pytest.param(_header_claiming(2, 2**64 - 1_000), id="ids summing past 64 bits"),
     ],
 )
 def test_a_damaged_run_file_is_named(run_root: Path, damage: Callable[[bytes], bytes]) -> None:
