@@ -106,9 +106,10 @@ def fill_run_files(recovery: Path, total_ids: int, rng: np.random.Generator) -> 
     rewritten under its own name with its runs in place, so the snapshots still name them."""
     named = named_runs(recovery)
     folder = recovery / DEDUPE_RUNS
+    shard_files = {path: RunFiles(folder, path.parent.name) for path in named}
     runs: dict[Path, list[np.ndarray]] = {}
-    for path in named:
-        held_runs = RunFiles(folder, path.parent.name).runs(path.name)
+    for path, files in shard_files.items():
+        held_runs = files.runs(path.name)
         if held_runs is None:
             raise SystemExit(f"benchmark: run file {path} is damaged")
         runs[path] = held_runs
@@ -126,7 +127,7 @@ def fill_run_files(recovery: Path, total_ids: int, rng: np.random.Generator) -> 
                 ids = np.sort(np.concatenate([ids, added.astype(np.uint64)]))
                 n += 1
             grown.append(ids)
-        written = RunFiles(folder, path.parent.name).write(grown)
+        written = shard_files[path].write(grown)
         os.replace(path.parent / written, path)
     return held + extra
 

@@ -26,7 +26,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
 import numpy as np
 import polars as pl
@@ -97,40 +97,29 @@ class RunFiles:
             raise
         return name
 
-    def read(self, name: str, index: int | None) -> np.ndarray | None:
-        """Run number `index` of file `name` (None: the file is one run's ids alone), or
-        None when the file is missing or does not hold it whole (a damaged store)."""
-        path = self.directory / name
+    def read(self, name: str) -> np.ndarray | None:
+        """The ids of file `name` written as one run's ids alone (before a snapshot's runs
+        shared a file), or None when the file is missing (a damaged store)."""
         try:
-            if index is None:
-                ids = np.fromfile(path, dtype="<u8")
-            else:
-                with open(path, "rb") as source:
-                    lengths = _header(source)
-                    if lengths is None or not 0 <= index < len(lengths):
-                        return None
-                    start = 8 * (1 + len(lengths) + int(lengths[:index].sum()))
-                    count = int(lengths[index])
-                    ids = np.fromfile(
-                        source, dtype="<u8", count=count, offset=start - source.tell()
-                    )
-                    if len(ids) != count:
-                        return None
+            ids = np.fromfile(self.directory / name, dtype="<u8")
         except FileNotFoundError:
             return None
         return _sealed(ids.astype(np.uint64, copy=False))
 
     def runs(self, name: str) -> list[np.ndarray] | None:
-        """Every run of file `name`, in order, or None when it is missing or damaged."""
+        """Every run of file `name`, in order, each its own array, or None when the file is
+        missing or does not hold them whole (a damaged store)."""
         try:
             with open(self.directory / name, "rb") as source:
                 lengths = _header(source)
+                if lengths is None:
+                    return None
+                runs = [np.fromfile(source, dtype="<u8", count=int(n)) for n in lengths]
         except FileNotFoundError:
             return None
-        if lengths is None:
+        if any(len(ids) != n for ids, n in zip(runs, lengths, strict=True)):
             return None
-        runs = [self.read(name, index) for index in range(len(lengths))]
-        return None if any(run is None for run in runs) else cast("list[np.ndarray]", runs)
+        return [_sealed(ids.astype(np.uint64, copy=False)) for ids in runs]
 
     def delete(self, names: list[str]) -> None:
         for name in names:
@@ -287,6 +276,19 @@ class SeenIds:
         self.files = files
         self.buckets = {}
         missing: dict[str, None] = {}
+        # A file is read once, however many of its runs the snapshot names.
+        in_files: dict[str, list[np.ndarray] | None] = {}
+
+        def held(name: str, index: int | None) -> np.ndarray | None:
+            if files is None:
+                return None
+            if index is None:
+                return files.read(name)
+            if name not in in_files:
+                in_files[name] = files.runs(name)
+            file_runs = in_files[name]
+            return file_runs[index] if file_runs is not None and index < len(file_runs) else None
+
         for bucket, runs in state["buckets"].items():
             restored = self.buckets.setdefault(bucket, [])
             for run in runs:
@@ -295,11 +297,12 @@ class SeenIds:
                     continue
                 # (file, index); a name alone is a file holding one run's ids alone.
                 name, index = (run, None) if isinstance(run, str) else run
-                if files is not None and (ids := files.read(name, index)) is not None:
-                    restored.append(Run(ids, name, index))
-                    self._ledger.live[name] = self._ledger.live.get(name, 0) + 1
-                else:
+                ids = held(name, index)
+                if ids is None:
                     missing[name] = None
+                    continue
+                restored.append(Run(ids, name, index))
+                self._ledger.live[name] = self._ledger.live.get(name, 0) + 1
         if files is not None:
             if missing:
                 # Reported by the shard's first step (`check`): an error raised while the
