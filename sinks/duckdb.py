@@ -136,7 +136,14 @@ OWN_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 PARSE_CHUNK_ROWS = 2048
 """Rows per Arrow chunk handed to DuckDB, which parses a chunk on one thread: small chunks
-let every thread parse a caught-up landing's small batches (one vector of rows each)."""
+let every thread parse a caught-up landing's small batches (one vector of rows each). Each
+chunk's text is joined on its own: a whole batch's text in one buffer (tens of megabytes in
+a backlog) was freshly mapped memory every time, and the kernel zeroing its pages cost the
+preparing thread more than copying the records, while the allocator reuses chunk-sized
+buffers from one batch to the next."""
+RAW_RECORDS_SCHEMA = pa.schema(
+    [("value", pa.string()), ("produced_ms", pa.int64()), ("pos", pa.int64())]
+)
 
 
 def _json_structure(kind: pa.DataType) -> object:
@@ -201,28 +208,39 @@ def parsed_select(output: Output) -> str:
 
 
 def raw_records(batch: TopicBatch) -> pa.Table | None:
-    """A batch's records as DuckDB parses them (`value` text, `produced_ms`, `pos`), or None
-    when a value is not UTF-8 text."""
-    lengths = np.fromiter(map(len, batch.values), dtype=np.int64, count=len(batch.values))
-    if lengths.sum() >= 2**31:  # past what 32-bit string offsets address
+    """A batch's records as DuckDB parses them (`value` text, `produced_ms`, `pos`, in chunks
+    of `PARSE_CHUNK_ROWS`), or None when a value is not UTF-8 text."""
+    chunks = []
+    for start in range(0, len(batch.values), PARSE_CHUNK_ROWS):
+        values = _utf8_text(batch.values[start : start + PARSE_CHUNK_ROWS])
+        if values is None:
+            return None
+        positions = np.arange(start, start + len(values), dtype=np.int64)
+        produced_ms = pa.array(batch.timestamps_ms[start : start + len(values)], pa.int64())
+        chunks.append(
+            pa.RecordBatch.from_arrays(
+                [values, produced_ms, pa.array(positions)], schema=RAW_RECORDS_SCHEMA
+            )
+        )
+    return pa.Table.from_batches(chunks, schema=RAW_RECORDS_SCHEMA)
+
+
+def _utf8_text(values: list[bytes]) -> pa.StringArray | None:
+    """`values` as one Arrow text array, or None when one is not UTF-8 (or they are too
+    large together for 32-bit offsets)."""
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    if lengths.sum() >= 2**31:
         return None
-    offsets = np.zeros(len(batch.values) + 1, dtype=np.int32)
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
-    values = pa.StringArray.from_buffers(
-        len(batch.values), pa.py_buffer(offsets), pa.py_buffer(b"".join(batch.values))
+    text = pa.StringArray.from_buffers(
+        len(values), pa.py_buffer(offsets), pa.py_buffer(b"".join(values))
     )
     try:
-        values.validate(full=True)
+        text.validate(full=True)
     except pa.ArrowInvalid:
         return None
-    table = pa.table(
-        {
-            "value": values,
-            "produced_ms": pa.array(batch.timestamps_ms, pa.int64()),
-            "pos": pa.array(np.arange(len(batch.values), dtype=np.int64)),
-        }
-    )
-    return pa.Table.from_batches(table.to_batches(max_chunksize=PARSE_CHUNK_ROWS))
+    return text
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import pytest
 
 from flows import orders
 from sinks.duckdb import (
+    PARSE_CHUNK_ROWS,
     LandingTable,
     RecordsRefused,
     TopicBatch,
@@ -130,7 +131,7 @@ def table_rows(con: duckdb.DuckDBPyConnection, name: str) -> pl.DataFrame:
 @pytest.mark.parametrize(
     ("topic", "values"),
     [
-        (FLOW.enriched.topic, enriched_values(300)),
+        (FLOW.enriched.topic, enriched_values(2 * PARSE_CHUNK_ROWS + 300)),
         (FLOW.windows[0].output.topic, window_values(300)),
     ],
     ids=["enriched", "windows"],
@@ -139,8 +140,10 @@ def test_duckdb_parse_lands_what_the_python_parse_lands(
     tmp_path: Path, topic: str, values: list[bytes]
 ) -> None:
     table = TABLES[topic]
-    # A replayed record inside the batch: a later copy with a later Kafka timestamp.
-    batch = batch_of(topic, [*values, values[3]])
+    # A replayed record inside the batch: a later copy with a later Kafka timestamp, first
+    # in its chunk of the records DuckDB parses (earlier in it than the original in its own).
+    split = min(PARSE_CHUNK_ROWS, len(values))
+    batch = batch_of(topic, [*values[:split], values[3], *values[split:]])
     in_duckdb, in_python = fresh_warehouse(tmp_path / "a.db"), fresh_warehouse(tmp_path / "b.db")
     assert parse_in_duckdb(in_duckdb, table, batch) == len(values)
     assert insert_new(in_python, table, table.rows(batch)) == len(values)
