@@ -143,10 +143,8 @@ def _header(source: BinaryIO) -> np.ndarray | None:
     if len(first) != 1 or 8 * (1 + int(first[0])) > size:
         return None
     lengths = np.frombuffer(source.read(8 * int(first[0])), dtype="<u8")
-    if len(lengths) != int(first[0]) or (lengths > size // 8).any():
-        return None
     # Summed as Python integers, which do not wrap around as 64-bit lengths would.
-    if 8 * (1 + len(lengths) + sum(map(int, lengths))) > size:
+    if len(lengths) != int(first[0]) or 8 * (1 + len(lengths) + sum(map(int, lengths))) > size:
         return None
     return lengths
 
