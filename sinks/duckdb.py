@@ -350,8 +350,9 @@ def land_batches(
     con: duckdb.DuckDBPyConnection,
     batches: list[tuple[LandingTable, TopicBatch, Prepared]],
     also: Callable[[], None] = lambda: None,
-) -> None:
-    """Insert the new rows of each table's batch, then run `also`, in one transaction.
+) -> dict[str, int]:
+    """Insert the new rows of each table's batch, then run `also`, in one transaction;
+    return the rows inserted, by table name.
 
     A table whose records DuckDB's parse refuses rolls the transaction back, and it is
     run again with that table's rows built in Python (`table.rows`, which raises
@@ -361,8 +362,7 @@ def land_batches(
     in_python: set[str] = set()
     while True:
         try:
-            _land_once(con, batches, also, in_python)
-            return
+            return _land_once(con, batches, also, in_python)
         except RecordsRefused as refused:
             log.debug("%s; parsing in Python", refused)
             in_python.add(refused.table)
@@ -373,7 +373,7 @@ def _land_once(
     batches: list[tuple[LandingTable, TopicBatch, Prepared]],
     also: Callable[[], None],
     in_python: set[str],
-) -> None:
+) -> dict[str, int]:
     parsed = [
         (table, ready)
         for table, _, ready in batches
@@ -381,16 +381,19 @@ def _land_once(
     ]
     with raw_records_registered(con, parsed):
         con.execute("BEGIN TRANSACTION")
+        inserted: dict[str, int] = {}
         try:
             for table, batch, ready in batches:
                 if isinstance(ready, pl.DataFrame):
-                    insert_new(con, table, ready)
+                    rows = insert_new(con, table, ready)
                 elif table.name in in_python:
-                    insert_new(con, table, table.rows(batch))
+                    rows = insert_new(con, table, table.rows(batch))
                 else:
-                    insert_parsed(con, table)
+                    rows = insert_parsed(con, table)
+                inserted[table.name] = inserted.get(table.name, 0) + rows
             also()
             con.execute("COMMIT")
+            return inserted
         except Exception:
             # A failed commit may already have ended the transaction.
             with contextlib.suppress(duckdb.Error):

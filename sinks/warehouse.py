@@ -64,11 +64,29 @@ log = logging.getLogger(__name__)
 CHECKPOINT_MARGIN_BYTES = 64 << 20
 CHECKPOINT_THRESHOLD = "512MB"
 """Log size past which a commit also checkpoints; below it the landing checkpoints when idle,
-or when it keeps up with a steady stream and the log passes `LIVE_CHECKPOINT_BYTES`."""
-LIVE_CHECKPOINT_BYTES = 32 << 20
-"""About 100,000 enriched orders of log. A checkpoint holds every write back while it runs,
-for longer the more the log holds; `bench.freshness` over two minutes shows the cost in the
-tail of produce-to-visible, and of 16, 32 and 64 MB this one kept it shortest."""
+or when it keeps up with a steady stream and a table has `LIVE_CHECKPOINT_ROWS` new rows (or
+the log `LIVE_CHECKPOINT_BYTES`)."""
+ROW_GROUP_ROWS = 122_880
+"""Rows in one of DuckDB's row groups (its default: DuckDB takes another size only when it
+attaches a database, and the Quack endpoint answers on the database the process opened
+first, so the warehouse keeps the default)."""
+LIVE_CHECKPOINT_ROWS = ROW_GROUP_ROWS * 4 // 5
+"""New rows of one table after which a landing that keeps up checkpoints. A checkpoint holds
+every write back while it runs, for longer the more rows it writes, so it should write few;
+but each writes a table's new rows as row groups of their own, and DuckDB rewrites adjacent
+row groups that fit in fewer (any four holding at most three row groups' rows, three at most
+two, two at most one) at the next checkpoint, reading them back and compressing them again.
+Checkpoints of fewer than three quarters of a row group each therefore cost several times as
+much per row; four fifths leaves room for the rows of the write that passes it. For enriched
+orders this is about 32 MB of log: of 16, 32 and 64 MB of log, `bench.freshness` over two
+minutes showed 32 keeping the tail of produce-to-visible shortest (16 MB, about 50,000
+orders, is under three quarters). Counting rows rather than bytes holds for wider records
+too (`python -m bench.checkpoint_sizes` shows the cost by rows per checkpoint)."""
+LIVE_CHECKPOINT_BYTES = 64 << 20
+"""Log size after which a landing that keeps up checkpoints even before a table has
+`LIVE_CHECKPOINT_ROWS` new rows: what a checkpoint holds writes back for grows with what it
+writes, so records twice as wide as enriched orders are checkpointed by rows, wider ones by
+this."""
 LIVE_CHECKPOINT_BUSY_SHARE = 0.4
 """Share of its time the landing's writer may spend writing rows and still checkpoint as it
 goes while it lands history (rows older than `LIVE_EVENT_AGE_S`). Checkpointing rows a few
@@ -170,8 +188,12 @@ class Landing:
         broker_timeout_s: float = DEFAULT_OUTAGE_LIMIT_S,
         live_checkpoint_bytes: int = LIVE_CHECKPOINT_BYTES,
         live_checkpoint_busy_share: float = LIVE_CHECKPOINT_BUSY_SHARE,
+        live_checkpoint_rows: int = LIVE_CHECKPOINT_ROWS,
     ) -> None:
         self.con = con
+        self.live_checkpoint_rows = live_checkpoint_rows
+        self._new_rows: dict[str, int] = {}
+        self._logged_after_write = 0
         self.live_checkpoint_bytes = live_checkpoint_bytes
         self.live_checkpoint_busy_share = live_checkpoint_busy_share
         self._busy_share = 0.0
@@ -374,7 +396,14 @@ class Landing:
                 [item.records, time.monotonic() - started, sum(item.lags.values())],
             )
 
-        land_batches(self.con, item.rows, positions_and_log)
+        inserted = land_batches(self.con, item.rows, positions_and_log)
+        logged = self._logged_bytes()
+        if logged < self._logged_after_write:
+            self._new_rows.clear()  # DuckDB checkpointed in the commit (`CHECKPOINT_THRESHOLD`)
+        else:
+            for name, rows in inserted.items():
+                self._new_rows[name] = self._new_rows.get(name, 0) + rows
+        self._logged_after_write = logged
         self._unsaved = True
         self._caught_up = not any(item.lags.values())
         for table, batch, _ in item.rows:
@@ -394,9 +423,10 @@ class Landing:
 
     def _checkpoint_when_due(self, item: PreparedBatch) -> None:
         """After a commit that kept up with the topics (the poll was not full, and what is
-        left to read is less than one), checkpoint once the log holds
-        `live_checkpoint_bytes`, if the rows are live (`LIVE_EVENT_AGE_S`) or the writer is
-        busy no more than `live_checkpoint_busy_share` of its time.
+        left to read is less than one), checkpoint once a table has `live_checkpoint_rows`
+        new rows or the log holds `live_checkpoint_bytes`, if the rows are live
+        (`LIVE_EVENT_AGE_S`) or the writer is busy no more than `live_checkpoint_busy_share`
+        of its time.
 
         A steady stream never leaves the landing idle, so without this the log grows to
         `CHECKPOINT_THRESHOLD` and DuckDB then checkpoints all of it in one commit, during
@@ -409,7 +439,11 @@ class Landing:
         busy = self._busy_share > self.live_checkpoint_busy_share
         if backlog or (busy and not _live(item)):
             return
-        if self._logged_bytes() >= self.live_checkpoint_bytes:
+        most_new_rows = max(self._new_rows.values(), default=0)
+        if (
+            most_new_rows >= self.live_checkpoint_rows
+            or self._logged_bytes() >= self.live_checkpoint_bytes
+        ):
             self._checkpoint()
 
     def _note_busy(self, writing_s: float, now: float) -> None:
@@ -444,6 +478,8 @@ class Landing:
         metrics.LANDING_CHECKPOINT_SECONDS.set(took)
         metrics.LANDING_CHECKPOINTS.observe(took)
         self._unsaved = False
+        self._new_rows.clear()
+        self._logged_after_write = 0
 
     def _logged_bytes(self) -> int:
         """What the warehouse's log holds (0 for a warehouse in memory)."""

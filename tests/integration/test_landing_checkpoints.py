@@ -125,3 +125,41 @@ def test_the_log_grows_until_the_landing_is_idle(
         while log_bytes(warehouse) > 0 and time.monotonic() < deadline:
             assert landing.poll_once(timeout_s=0.2) == 0
         assert log_bytes(warehouse) == 0, "an idle landing left its log unsaved"
+
+
+def test_a_live_landing_checkpoints_once_a_table_has_its_rows(
+    fresh_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Counted in rows, not log bytes: a checkpoint writes each table's new rows as row groups
+    of their own, and DuckDB rewrites small ones together at a later checkpoint."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    ensure_topics(fresh_broker.bootstrap, FLOW.topics, 1)
+    values = enriched_values(200, int(time.time() * 1e6))
+    con = open_warehouse(warehouse)
+    con.execute("CHECKPOINT")
+    landing = Landing(
+        con, fresh_broker.bootstrap, landed_tables(),
+        live_checkpoint_rows=100, live_checkpoint_bytes=1 << 40,
+    )  # fmt: skip
+    try:
+        new_rows = checkpoints = 0
+        for start in range(0, len(values), 40):
+            chunk = values[start : start + 40]
+            publish(fresh_broker.bootstrap, FLOW.enriched.topic, ((None, v) for v in chunk))
+            landed = 0
+            while landed < len(chunk):
+                # Waiting long enough that no poll finds the landing idle (and checkpoints).
+                written = landing.poll_once(timeout_s=60)
+                assert written, "nothing landed within 60 s"
+                landed += written
+                new_rows += written
+                if new_rows >= 100:
+                    assert log_bytes(warehouse) == 0, f"{new_rows} new rows left unsaved"
+                    new_rows, checkpoints = 0, checkpoints + 1
+                else:
+                    assert log_bytes(warehouse) > 0, f"checkpointed at {new_rows} new rows"
+        assert checkpoints >= 1
+        assert con.execute("SELECT count(*) FROM orders_enriched").fetchone() == (200,)
+    finally:
+        landing.close()
+        con.close()
