@@ -303,6 +303,12 @@ class RecordsRefused(Exception):
         self.table = table
 
 
+STRAGGLER_ROWS = 48
+"""Rows of a batch with the lowest `near` that are looked up on their own (see
+`landed_copies`): DuckDB filters a scan by the values themselves when a join's build side has
+at most `dynamic_or_filter_threshold` (50) rows, by their range beyond."""
+
+
 def landed_copies(table: LandingTable, batch: str) -> str:
     """SQL selecting the key of every row of `table` that the relation `batch` holds again:
     a landed row is the same row when its key and its `near` are equal.
@@ -313,10 +319,23 @@ def landed_copies(table: LandingTable, batch: str) -> str:
     led the planner to build on the stored rows in range: a backlog's batches span most
     of what is landed (see the README's "Scaling out"), so that hashed most of the table
     for every batch.
+
+    The batch's `STRAGGLER_ROWS` rows of lowest `near` are looked up in a semi join of
+    their own, which DuckDB filters by their values, the rest by their range. A live
+    batch holds a few events that arrived minutes late (kept, not dropped): in one range
+    with the others, they made every write scan the minutes of rows since, so a write's
+    cost grew with the table's (`python -m bench.late_lookups`).
     """
-    match = ", ".join(identifier(c) for c in dict.fromkeys((*table.key, table.near)))
+    columns = ", ".join(identifier(c) for c in dict.fromkeys((*table.key, table.near)))
     keys = ", ".join(identifier(c) for c in table.key)
-    return f"SELECT {keys} FROM {identifier(table.name)} SEMI JOIN {batch} USING ({match})"
+    near, name = identifier(table.near), identifier(table.name)
+    cut = f"(SELECT {near} FROM {batch} ORDER BY {near} LIMIT 1 OFFSET {STRAGGLER_ROWS})"
+    stragglers = f"(SELECT {columns} FROM {batch} WHERE {near} < {cut})"
+    rest = f"(SELECT {columns} FROM {batch} WHERE {near} >= {cut} OR {cut} IS NULL)"
+    return (
+        f"SELECT {keys} FROM {name} SEMI JOIN {stragglers} USING ({columns}) UNION ALL "
+        f"SELECT {keys} FROM {name} SEMI JOIN {rest} USING ({columns})"
+    )
 
 
 def insert_parsed(con: duckdb.DuckDBPyConnection, table: LandingTable) -> int:
