@@ -23,6 +23,7 @@ from sinks.duckdb import (
     insert_new,
     insert_parsed,
     land_batches,
+    landed_copies,
     prepare,
     raw_records_registered,
 )
@@ -249,3 +250,20 @@ def test_a_batch_spanning_the_landed_rows_lands_only_the_new_ones(
     assert land(everything, table, batch_of(topic, values)) == len(values)
     landed = table_rows(con, table.name).drop("produced_at")
     assert landed.equals(table_rows(everything, table.name).drop("produced_at"))
+
+
+def test_a_batch_s_stragglers_are_looked_up_by_their_values(tmp_path: Path) -> None:
+    """The rows farthest behind in a batch (events that arrived minutes late) are looked up
+    in a scan DuckDB filters by their values, the rest in one filtered by their range: one
+    range over both made every write read all the rows landed since the late ones."""
+    table = TABLES[FLOW.enriched.topic]
+    con = fresh_warehouse(tmp_path / "w.db")
+    values = enriched_values(200)
+    assert land(con, table, batch_of(FLOW.enriched.topic, values)) == 200
+    # The same 200 rows again, as a batch to look up.
+    con.execute("CREATE TEMP TABLE probe AS SELECT event_id, event_time FROM orders_enriched")
+    plan = con.execute(f"EXPLAIN ANALYZE {landed_copies(table, 'probe')}").fetchall()[0][1]
+    assert "event_time IN (" in plan, "the stragglers' scan is not filtered by their values"
+    assert "event_time>=" in plan, "the other rows' scan is not filtered by their range"
+    # ...and both halves find their copies: all 200 are stored.
+    assert len(con.execute(landed_copies(table, "probe")).fetchall()) == 200
