@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from bench.landing_growth import enriched_values
+from bench.landing_growth import batches, enriched_values
 from flows import orders
-from sinks.duckdb import TopicBatch, flow_tables, land_batches, prepare
+from sinks.duckdb import flow_tables, land_batches
 from sinks.warehouse import ROW_GROUP_ROWS, open_warehouse
 
 
@@ -40,7 +40,6 @@ def main() -> None:
     parser.add_argument("--write", type=int, default=3_840, help="records per write")
     args = parser.parse_args()
     table = flow_tables(orders.FLOW)[orders.FLOW.enriched.topic]
-    topic = orders.FLOW.enriched.topic
     with TemporaryDirectory(prefix="streamlane-checkpoints-") as tmp:
         work = Path(tmp)
         print(f"generating {args.rows:,} enriched orders…", flush=True)
@@ -54,13 +53,8 @@ def main() -> None:
             with open_warehouse(path) as con:
                 con.execute("CHECKPOINT")  # the tables' creation is not what is measured
                 since = 0
-                for start in range(0, len(values), args.write):
-                    chunk = values[start : start + args.write]
-                    offsets = list(range(start, start + len(chunk)))
-                    batch = TopicBatch(topic, chunk, [], [0] * len(chunk), offsets,
-                                       [0] * len(chunk), [])  # fmt: skip
-                    inserted = land_batches(con, [(table, batch, prepare(table, batch))])
-                    since += inserted[table.name]
+                for item in batches(table, values, args.write):
+                    since += land_batches(con, [item])[table.name]
                     if since >= every:
                         started = time.perf_counter()
                         con.execute("CHECKPOINT")

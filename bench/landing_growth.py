@@ -59,13 +59,13 @@ def enriched_values(count: int, work: Path) -> list[bytes]:
 
 
 def batches(
-    table: LandingTable, values: list[bytes]
+    table: LandingTable, values: list[bytes], size: int = BATCH
 ) -> list[tuple[LandingTable, TopicBatch, Prepared]]:
-    """`values` as landing batches of `BATCH` records, prepared as the landing prepares them."""
+    """`values` as landing batches of `size` records, prepared as the landing prepares them."""
     topic = orders.FLOW.enriched.topic
     out = []
-    for start in range(0, len(values), BATCH):
-        chunk = values[start : start + BATCH]
+    for start in range(0, len(values), size):
+        chunk = values[start : start + size]
         offsets = list(range(start, start + len(chunk)))
         batch = TopicBatch(topic, chunk, [], [0] * len(chunk), offsets, [0] * len(chunk), [])
         out.append((table, batch, prepare(table, batch)))

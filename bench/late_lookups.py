@@ -25,16 +25,9 @@ from tempfile import TemporaryDirectory
 
 import duckdb
 
-from bench.landing_growth import enriched_values
+from bench.landing_growth import batches, enriched_values
 from flows import orders
-from sinks.duckdb import (
-    LandingTable,
-    TopicBatch,
-    flow_tables,
-    insert_parsed,
-    prepare,
-    raw_records_registered,
-)
+from sinks.duckdb import LandingTable, flow_tables, insert_parsed, prepare, raw_records_registered
 from sinks.warehouse import open_warehouse
 
 NEWEST = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -62,9 +55,7 @@ def fill(con: duckdb.DuckDBPyConnection, rows: int) -> None:
 
 def write_ms(con: duckdb.DuckDBPyConnection, table: LandingTable, values: list[bytes]) -> float:
     """The fastest of three writes of `values`, each rolled back, in milliseconds."""
-    n = len(values)
-    batch = TopicBatch(orders.FLOW.enriched.topic, values, [], [0] * n, list(range(n)),
-                       [0] * n, [])  # fmt: skip
+    (_, batch, _), *_ = batches(table, values, len(values))
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()
