@@ -21,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeAlias
 
@@ -252,7 +252,8 @@ class LandingTable:
     key and `near` are equal to a batch row's, and matching on `near` lets DuckDB skip
     every row group outside the batch's range of it (`landed_copies`).
     `parsed`, for an output's table, is the SQL that builds the rows inside DuckDB
-    (`parsed_select`); `rows` builds the same rows in Python.
+    (`parsed_select`); `rows` builds the same rows in Python. `compression` names the
+    compression of text columns, fixed when the table is created (`text_compression`).
     """
 
     name: str
@@ -260,6 +261,7 @@ class LandingTable:
     key: tuple[str, ...]
     near: str
     parsed: str | None = None
+    compression: Mapping[str, str] = field(default_factory=dict)
 
 
 Prepared: TypeAlias = pl.DataFrame | pa.Table
@@ -450,11 +452,56 @@ def _no_records(topic: str) -> TopicBatch:
     return TopicBatch(topic, [], [], [], [], [], [])
 
 
+def text_compression(flow: Flow, output: Output) -> dict[str, str]:
+    """The compression of each text column of an output's table, by column name.
+
+    Unpinned, DuckDB tries both of its text compressions on every column at every
+    checkpoint and keeps the smaller, and the trying costs about a quarter of a live
+    checkpoint, during which writes to the table wait. So each text column is pinned,
+    when its table is created, to the one DuckDB would keep. Text the event carries (its
+    id, its trace context, the flow's key, a field lifted by `columns` or computed by
+    `derive`) is mostly distinct, and is compressed with FSST. Text from a small set
+    is compressed with a dictionary: a field whose values one of the flow's schemas
+    lists (`enum`, in the input's or any output's data), and every field the event
+    does not carry (reference attributes a lookup adds, a window set's name).
+    A wrong guess costs space (a dictionary of distinct values is about twice FSST's
+    size), never a value.
+    """
+    carried = {"event_id", flow.key, *flow.columns, *flow.derive}
+    carried |= {name for windows in flow.windows for name in windows.derive}
+    enumerated = {
+        name
+        for event_type in {flow.input_type, *(o.event_type for o in flow.outputs())}
+        for name, node in load_schema(event_type)
+        .document["properties"]["data"]["properties"]
+        .items()
+        if "enum" in node
+    }
+    schema = load_schema(output.event_type)
+    kinds = {f.name: f.type for f in schema.arrow_schema}
+    data_kind = kinds["data"]
+    fields = schema.document["properties"]["data"]["properties"]
+    compression = {
+        name: "dictionary" if name in enumerated or name not in carried else "fsst"
+        for name, node in fields.items()
+        if node.get("format") != "date-time" and pa.types.is_string(data_kind.field(name).type)
+    }
+    for name in output.table.envelope:
+        if name in kinds and pa.types.is_string(kinds[name]):
+            compression[name] = "fsst"
+    return compression
+
+
 def flow_tables(flow: Flow) -> dict[str, LandingTable]:
     """The landing of every topic a flow writes, by topic: its outputs and its dead letters."""
     tables = {
         o.topic: LandingTable(
-            o.table.name, partial(output_rows, o), o.table.key, o.table.near, parsed_select(o)
+            o.table.name,
+            partial(output_rows, o),
+            o.table.key,
+            o.table.near,
+            parsed_select(o),
+            text_compression(flow, o),
         )
         for o in flow.outputs()
     }
@@ -468,7 +515,9 @@ def create_tables(con: duckdb.DuckDBPyConnection, tables: dict[str, LandingTable
     """Create each landing table from its rows' types; add columns an older file lacks.
 
     A new field in an output's schema (an additive change) becomes a new nullable column
-    of an existing table; rows landed before it read NULL there.
+    of an existing table; rows landed before it read NULL there. Text columns take the
+    table's `compression` when they are created; a table created without it keeps
+    DuckDB's choice per checkpoint, since a column's compression cannot be changed.
     """
     con.execute(TABLES_DDL)
     for topic, table in tables.items():
@@ -476,15 +525,28 @@ def create_tables(con: duckdb.DuckDBPyConnection, tables: dict[str, LandingTable
             continue
         con.register("new_rows", table.rows(_no_records(topic)).to_arrow())
         try:
-            con.execute(f'CREATE TABLE IF NOT EXISTS "{table.name}" AS FROM new_rows')
+            columns = {
+                name: _column_definition(name, kind, table.compression)
+                for name, kind, *_ in con.execute("DESCRIBE new_rows").fetchall()
+            }
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS {identifier(table.name)} "
+                f"({', '.join(columns.values())})"
+            )
             have = {
                 r[0]
                 for r in con.execute(
                     "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table.name]
                 ).fetchall()
             }
-            for name, kind, *_ in con.execute("DESCRIBE new_rows").fetchall():
+            for name, definition in columns.items():
                 if name not in have:
-                    con.execute(f'ALTER TABLE "{table.name}" ADD COLUMN "{name}" {kind}')
+                    con.execute(f"ALTER TABLE {identifier(table.name)} ADD COLUMN {definition}")
         finally:
             con.unregister("new_rows")
+
+
+def _column_definition(name: str, kind: str, compression: Mapping[str, str]) -> str:
+    pinned = compression.get(name) if kind == "VARCHAR" else None
+    using = f" USING COMPRESSION {pinned}" if pinned else ""
+    return f"{identifier(name)} {kind}{using}"
