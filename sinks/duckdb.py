@@ -456,7 +456,7 @@ def text_compression(flow: Flow, output: Output) -> dict[str, str]:
     """The compression of each text column of an output's table, by column name.
 
     Unpinned, DuckDB tries both of its text compressions on every column at every
-    checkpoint and keeps the smaller, and the trying costs about a quarter of a live
+    checkpoint and keeps the smaller, and the trying costs a quarter to a third of a live
     checkpoint, during which writes to the table wait. So each text column is pinned,
     when its table is created, to the one DuckDB would keep. Text the event carries (its
     id, its trace context, the flow's key, a field lifted by `columns` or computed by
