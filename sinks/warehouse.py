@@ -762,6 +762,7 @@ class Warehouse:
             self.pg.stop()
             self.server.shutdown()
             self.con.close()
+        log.info("warehouse %s stopped", self.path)
 
     def stop(self) -> None:
         self.stopping.set()

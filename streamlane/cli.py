@@ -368,6 +368,7 @@ def serve(
     also to PostgreSQL clients (psql, Grafana, drivers)."""
     from sinks.warehouse import EndpointSettings
     from sinks.warehouse import Warehouse as WarehouseServer
+    from streamlane import shutdown
     from streamlane.metrics import serve_metrics
 
     if pg_auth not in ("scram-sha-256", "md5"):
@@ -386,10 +387,15 @@ def serve(
     server = WarehouseServer(
         warehouse, brokers, endpoint, broker_timeout_s=broker_timeout, threads=threads
     )
+    shutdown.install(on_stop=server.stop, doing="finishing the write in hand")
     try:
         server.serve()
     except KeyboardInterrupt:
         server.stop()
+    except RuntimeError as exc:
+        # Interrupted inside a DuckDB statement: that write rolled back, Kafka keeps it.
+        if not shutdown.interrupted(exc):
+            raise
 
 
 @topics_app.command("list")

@@ -6,7 +6,6 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -148,18 +147,10 @@ def wait_for_recovery(directory: Path, cluster_id: str, timeout_s: float = 60.0)
         time.sleep(0.1)
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """`exc` and the exceptions it was raised from or during, innermost last."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        yield seen
-        seen = seen.__cause__ or seen.__context__
-
-
 def _user_error(exc: BaseException) -> UserError | None:
     """The UserError a step raised (a broker outage past its limit, say), if that is what
     stopped bytewax: it is reported as one line, not as bytewax's wrapped traceback."""
-    return next((e for e in _causes(exc) if isinstance(e, UserError)), None)
+    return next((e for e in shutdown.causes(exc) if isinstance(e, UserError)), None)
 
 
 def _interrupted(exc: BaseException) -> bool:
@@ -169,6 +160,6 @@ def _interrupted(exc: BaseException) -> bool:
     step, wrapped in a runtime error. Both are clean stops: a half-processed epoch was
     never snapshotted, so the next start processes it again.
     """
-    return any(
-        isinstance(e, KeyboardInterrupt) or "signal received" in str(e) for e in _causes(exc)
+    return shutdown.interrupted(exc) or any(
+        "signal received" in str(e) for e in shutdown.causes(exc)
     )

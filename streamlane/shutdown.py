@@ -1,12 +1,14 @@
-"""Graceful stop of a flow process: finish the batch in hand, snapshot, exit.
+"""Graceful stop of a process: finish the work in hand, then exit.
 
-The first SIGINT or SIGTERM asks every input partition of the process to end (EOF)
-at its next poll. bytewax then closes the running epoch, which writes the recovery
-snapshot of every step, flushes the sinks and returns; the next start resumes
-exactly after the records of that last batch, reading nothing twice. When that has
+The first SIGINT or SIGTERM asks the process to stop. A flow's input partitions end (EOF)
+at their next poll: bytewax then closes the running epoch, which writes the recovery
+snapshot of every step, flushes the sinks and returns; the next start resumes exactly
+after the records of that last batch, reading nothing twice. The warehouse finishes the
+write in hand (its rows and its Kafka positions commit together) and stops. When that has
 not happened within the grace period (a cluster peer that keeps running holds the
-dataflow open, say), or on a second signal, the process is interrupted at once: the
-previous snapshot stays valid, and the next start reprocesses what came after it.
+dataflow open, say), or on a second signal, the process is interrupted at once: a flow's
+previous snapshot stays valid, and the next start reprocesses what came after it; the
+warehouse's write in hand rolls back, and the next start lands it again from Kafka.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import _thread
 import logging
 import signal
 import threading
+from collections.abc import Callable, Iterator
+from functools import partial
 from types import FrameType
 
 log = logging.getLogger(__name__)
@@ -42,17 +46,43 @@ def forget_stop_request() -> None:
     _requested.clear()
 
 
-def _on_signal(signum: int, _frame: FrameType | None) -> None:
+def _on_signal(
+    on_stop: Callable[[], None] | None, doing: str, signum: int, _frame: FrameType | None
+) -> None:
     if _requested.is_set():
         raise KeyboardInterrupt
     _requested.set()
-    log.info("%s: finishing the current batch and snapshotting", signal.Signals(signum).name)
+    log.info("%s: %s", signal.Signals(signum).name, doing)
+    if on_stop:
+        on_stop()
     timer = threading.Timer(GRACE_S, _thread.interrupt_main)
     timer.daemon = True
     timer.start()
 
 
-def install() -> None:
-    """Handle SIGINT and SIGTERM as described in the module docstring (main thread only)."""
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+def install(
+    on_stop: Callable[[], None] | None = None,
+    doing: str = "finishing the current batch and snapshotting",
+) -> None:
+    """Handle SIGINT and SIGTERM as described in the module docstring (main thread only).
+
+    `on_stop` is called at the first signal, besides ending input partitions (the
+    warehouse stops its loop there); `doing` is what the process logs it is doing then.
+    """
+    handler = partial(_on_signal, on_stop, doing)
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and the exceptions it was raised from or during, innermost last."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether `exc` comes of an interrupt (Ctrl-C again, or the grace period over): DuckDB
+    reports a statement it interrupted as an error raised from the KeyboardInterrupt."""
+    return any(isinstance(e, KeyboardInterrupt) for e in causes(exc))
