@@ -40,7 +40,7 @@ from sinks.duckdb import (
     prepare,
 )
 from sinks.quack import serve_quack
-from streamlane import metrics
+from streamlane import metrics, shutdown
 from streamlane.broker import free_port
 from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S, watch
 from streamlane.cloudevents import envelope_time_s
@@ -744,6 +744,7 @@ class Warehouse:
         )
         tmp.replace(announce)
         log.info("warehouse %s serving queries at %s", self.path, self.url)
+        how = "stopped"
         try:
             if self.brokers:
                 self.landing = Landing(
@@ -755,6 +756,11 @@ class Warehouse:
             else:
                 while not self.stopping.wait(0.5):  # a timed wait lets Ctrl-C through
                     pass
+        except (KeyboardInterrupt, RuntimeError) as exc:
+            # DuckDB reports a statement it interrupted as an error raised from the interrupt.
+            if not shutdown.interrupted(exc):
+                raise
+            how = "stopped at once (the write in hand rolled back; Kafka keeps its records)"
         finally:
             announce.unlink(missing_ok=True)
             if self.landing:
@@ -762,7 +768,7 @@ class Warehouse:
             self.pg.stop()
             self.server.shutdown()
             self.con.close()
-        log.info("warehouse %s stopped", self.path)
+        log.info("warehouse %s %s", self.path, how)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -390,12 +390,8 @@ def serve(
     shutdown.install(on_stop=server.stop, doing="finishing the write in hand")
     try:
         server.serve()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # one more, while it was closing
         server.stop()
-    except RuntimeError as exc:
-        # Interrupted inside a DuckDB statement: that write rolled back, Kafka keeps it.
-        if not shutdown.interrupted(exc):
-            raise
 
 
 @topics_app.command("list")
