@@ -270,10 +270,11 @@ def generate(
 ) -> None:
     """Produce realistic events for a flow: seeded, with duplicates, malformed and out-of-order ones."""
     from datetime import timedelta
+    from itertools import takewhile
 
     from rich.progress import Progress
 
-    from streamlane import metrics
+    from streamlane import metrics, shutdown
     from streamlane.flow import load_flow
     from streamlane.generator import GeneratorSettings, generator_for
     from streamlane.kafka import check_reachable
@@ -304,7 +305,13 @@ def generate(
     )
     if burst > 1 and rate is None:
         raise UserError("--burst needs --rate (a burst is a multiple of the live rate)")
-    blocks = make_generator(settings).blocks(live=rate is not None)
+    # Ctrl-C or SIGTERM ends the stream after the block in hand; what was handed to the
+    # producer is still delivered (a second signal interrupts at once).
+    shutdown.install(doing="ending the stream and delivering what was produced")
+    blocks = takewhile(
+        lambda _: not shutdown.stop_requested(),
+        make_generator(settings).blocks(live=rate is not None),
+    )
     metrics.serve_metrics(metrics_port)
     produced = metrics.EVENTS_OUT.labels(topic=topic)
     counted = 0
@@ -318,10 +325,21 @@ def generate(
 
     with Progress(transient=False) as bar:
         task = bar.add_task(f"producing to {topic}", total=count)
-        sent = publish_blocks(
-            brokers, topic, ([(r.key, r.value) for r in b] for b in blocks), on_progress=progress
-        )
+        try:
+            sent = publish_blocks(
+                brokers,
+                topic,
+                ([(r.key, r.value) for r in b] for b in blocks),
+                on_progress=progress,
+            )
+        except SystemError:
+            # The Kafka client reports an interrupt inside its own calls this way.
+            if shutdown.stop_requested():
+                raise KeyboardInterrupt from None
+            raise
     print(f"{sent} events produced to {topic}", file=sys.stderr)
+    if count is not None and sent < count:
+        raise typer.Exit(130)  # stopped before its count
 
 
 @app.command()
