@@ -470,7 +470,7 @@ class Landing:
             return
         except RuntimeError as exc:
             # Ctrl-C (or a stop signal) interrupts the statement; DuckDB checkpoints on close.
-            if "interrupted" in str(exc).lower():
+            if shutdown.interrupted(exc):
                 raise KeyboardInterrupt from None
             raise
         took = time.monotonic() - started
