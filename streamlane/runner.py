@@ -280,17 +280,28 @@ class Pipeline:
                     time.sleep(1)
                     live.update(self._progress())
         except KeyboardInterrupt:
+            if not self.console.is_terminal:
+                # Off a terminal the display's last frame ends without a line break.
+                self.console.line()
             self.console.print("stopping…")
+            killed = self.stop()
+            self.console.print(
+                f"stopped (killed after {STOP_TIMEOUT_S:.0f} s: {', '.join(killed)})"
+                if killed
+                else "stopped"
+            )
         finally:
             self.stop()
 
-    def stop(self) -> None:
+    def stop(self) -> list[str]:
         """Stop every child within the stop timeout, then the embedded broker.
 
         All children are asked at once (SIGINT): the flow finishes its batch and snapshots,
         the warehouse commits its batch, so none waits for another. A child still running
         at the deadline is killed; Kafka and the last snapshot keep what it had in hand.
+        Returns the names of the children it killed.
         """
+        killed: list[str] = []
         running = [c for c in reversed(self.children) if c.process.poll() is None]
         for child in running:
             child.process.send_signal(signal.SIGINT)
@@ -302,7 +313,9 @@ class Pipeline:
                 log.warning("%s did not stop within %.0f s; killing it", child.name, STOP_TIMEOUT_S)
                 child.process.kill()
                 child.process.wait()
+                killed.append(child.name)
         self.children.clear()
         if self.broker:
             self.broker.stop()
             self.broker = None
+        return killed

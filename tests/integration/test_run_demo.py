@@ -65,6 +65,9 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
             run.kill()
             run.wait()
     assert run.returncode == 0, out.read_text()[-2000:]
+    # Its output (a file here, as in a container's log) ends by saying it stopped, each on
+    # a line of its own after the progress display's last frame.
+    assert out.read_text().splitlines()[-2:] == ["stopping…", "stopped"], out.read_text()[-2000:]
     leftovers = [p for p in set(children) if Path(f"/proc/{p}").exists()]
     assert not leftovers, f"children still running after SIGTERM: {leftovers}"
     # Every child gets 10 s; the broker stops after them.
