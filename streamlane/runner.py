@@ -121,6 +121,13 @@ class Pipeline:
     def start(self) -> None:
         """Start broker (if embedded), topics, warehouse, flow and the demo generator."""
         s = self.settings
+        # What the command line alone decides is checked before anything starts.
+        if s.partitions % s.processes:
+            raise UserError(
+                f"{s.processes} flow processes cannot share {s.partitions} partitions evenly; "
+                f"use a process count that divides {s.partitions}"
+            )
+        flows = [load_flow(name) for name in s.flows]
         s.data_dir.mkdir(parents=True, exist_ok=True)
         brokers = s.flow.brokers
         if not brokers:
@@ -128,12 +135,6 @@ class Pipeline:
             brokers = self.broker.bootstrap
             self.console.print(f"embedded broker on {brokers}")
         cluster_id = check_reachable(brokers)
-        if s.partitions % s.processes:
-            raise UserError(
-                f"{s.processes} flow processes cannot share {s.partitions} partitions evenly; "
-                f"use a process count that divides {s.partitions}"
-            )
-        flows = [load_flow(name) for name in s.flows]
         created = ensure_topics(
             brokers,
             [t for f in flows for t in f.topics],

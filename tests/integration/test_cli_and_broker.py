@@ -70,3 +70,18 @@ def test_bad_sql_is_one_line_and_nonzero(tmp_path: Path) -> None:
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
     good = cli("query", "SELECT * FROM t", "--warehouse", str(warehouse), "--format", "csv")
     assert good.stdout.splitlines() == ["x,y", '1,"a,b"']
+
+
+def test_run_refuses_its_own_arguments_before_starting_anything(tmp_path: Path) -> None:
+    """A process count that cannot share the partitions, or a flow that does not exist, is
+    refused in one line before `run` starts a broker or writes anything."""
+    data = tmp_path / "data"
+    uneven = cli("run", "--processes", "3", "--partitions", "4", "--data-dir", str(data))
+    unknown = cli("run", "--flow", "no-such-flow", "--data-dir", str(data))
+    for out in (uneven, unknown):
+        assert out.returncode == 2, out.stderr
+        assert "embedded broker" not in out.stdout, out.stdout
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "3 flow processes cannot share 4 partitions" in uneven.stderr
+    assert "unknown flow 'no-such-flow'" in unknown.stderr
+    assert not data.exists()
