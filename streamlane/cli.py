@@ -7,6 +7,7 @@ line and exit with status 2; nothing prints a traceback for them.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 from datetime import UTC, datetime
@@ -872,6 +873,22 @@ def reference_put(
     print(
         f"{sent} record(s) sent to {spec.topic}: {rows.height} row(s), {len(delete or [])} removal(s)"
     )
+
+
+def _listed_on_one_line(*groups: typer.Typer) -> None:
+    """A group's command list shows each command's first docstring paragraph with its line
+    breaks as written, so a sentence broke off mid-line: give each the paragraph on one
+    line, which the list wraps to the terminal's width instead."""
+    for group in groups:
+        for command in group.registered_commands:
+            doc = command.help or inspect.getdoc(command.callback) or ""
+            if command.short_help is None and doc:
+                command.short_help = " ".join(doc.split("\n\n")[0].split())
+
+
+_listed_on_one_line(
+    app, topics_app, flow_app, dashboards_app, schemas_app, dlq_app, new_app, reference_app
+)
 
 
 def main() -> None:
