@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import queue
+import re
 import secrets
 import shutil
 import threading
@@ -660,6 +661,22 @@ class EndpointSettings:
     quack_port: int = 9494
 
 
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in .*\(PID (\d+)\)")
+
+
+def _open_failure(exc: duckdb.IOException) -> str:
+    """Why DuckDB could not open the warehouse, in one line: a file another process holds
+    is named as such, with what to do, instead of DuckDB's message and its pointer."""
+    message = str(exc).splitlines()[0]
+    holder = _LOCK_HOLDER.search(message)
+    if holder:
+        return (
+            f"another process (PID {holder.group(1)}) has it open; a running warehouse "
+            "answers queries itself (`streamlane query`), or stop it first"
+        )
+    return message
+
+
 class Warehouse:
     """Owns the DuckDB file: serves queries and runs the landing until stopped."""
 
@@ -676,7 +693,7 @@ class Warehouse:
         try:
             self.con = open_warehouse(path, threads)
         except duckdb.IOException as exc:
-            raise UserError(f"cannot open warehouse {path}: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"cannot open warehouse {path}: {_open_failure(exc)}") from None
         endpoint = endpoint or EndpointSettings()
         quack_token, _ = credential(path, "quack-token", "STREAMLANE_QUACK_TOKEN")
         self.quack_port = endpoint.quack_port or free_port(endpoint.quack_host)

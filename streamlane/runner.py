@@ -12,6 +12,7 @@ its own stops the run with a one-line error naming its log.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -64,6 +65,19 @@ class Child:
     metrics_port: int | None
     flow: str | None = None
     """The flow a flow process runs (None for the warehouse and generators)."""
+
+    def error_line(self) -> str | None:
+        """The one-line error the child stopped with (`streamlane: error: ...`, last in its
+        log, without that prefix), or None when it said none."""
+        prefix = "streamlane: error: "
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - 8192))
+                tail = log.read().decode("utf-8", "replace")
+        except OSError:
+            return None
+        said = [line for line in tail.splitlines() if line.startswith(prefix)]
+        return said[-1][len(prefix) :] if said else None
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -265,7 +279,12 @@ class Pipeline:
         for child in self.children:
             code = child.process.poll()
             if code is not None and not (child.name.startswith("generator") and code == 0):
-                raise UserError(f"{child.name} exited with status {code} (see {child.log_path})")
+                said = child.error_line()
+                raise UserError(
+                    f"{child.name} exited with status {code}"
+                    + (f": {said}" if said else "")
+                    + f" (see {child.log_path})"
+                )
 
     def run(self) -> None:
         """Start, show progress until Ctrl-C/SIGTERM or a child failure, then stop everything."""
@@ -275,15 +294,17 @@ class Pipeline:
             live = Live(
                 self._progress(), console=self.console, refresh_per_second=2, transient=False
             )
-            with live:
-                while True:
-                    self._check_children()
-                    time.sleep(1)
-                    live.update(self._progress())
+            try:
+                with live:
+                    while True:
+                        self._check_children()
+                        time.sleep(1)
+                        live.update(self._progress())
+            finally:
+                if not self.console.is_terminal:
+                    # Off a terminal the display's last frame ends without a line break.
+                    self.console.line()
         except KeyboardInterrupt:
-            if not self.console.is_terminal:
-                # Off a terminal the display's last frame ends without a line break.
-                self.console.line()
             self.console.print("stopping…")
             killed = self.stop()
             self.console.print(

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import duckdb
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from streamlane.broker import EmbeddedBroker, free_port
+from tests.helpers import the_error_line
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -63,8 +67,6 @@ def test_unreachable_broker_fails_fast_with_one_line() -> None:
 
 def test_bad_sql_is_one_line_and_nonzero(tmp_path: Path) -> None:
     warehouse = tmp_path / "w.duckdb"
-    import duckdb
-
     duckdb.connect(str(warehouse)).execute("CREATE TABLE t AS SELECT 1 AS x, 'a,b' AS y").close()
     bad = cli("query", "SELEC nonsense", "--warehouse", str(warehouse))
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
@@ -85,3 +87,25 @@ def test_run_refuses_its_own_arguments_before_starting_anything(tmp_path: Path) 
     assert "3 flow processes cannot share 4 partitions" in uneven.stderr
     assert "unknown flow 'no-such-flow'" in unknown.stderr
     assert not data.exists()
+
+
+@pytest.mark.timeout(120)
+def test_run_stops_with_the_error_its_failed_child_gave(tmp_path: Path) -> None:
+    """A child that stops on a user error (here the warehouse, whose file another process
+    holds) stops `run` with that child's own one-line error, on a line of its own."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    holder = duckdb.connect(str(warehouse))
+    try:
+        out = cli(
+            "run", "--warehouse", str(warehouse), "--data-dir", str(tmp_path / "data"),
+            "--pg-port", "0", "--quack-port", "0", timeout=90,
+        )  # fmt: skip
+    finally:
+        holder.close()
+    assert out.returncode == 2, out.stderr[-2000:]
+    error = the_error_line(out.stderr)
+    assert error == (
+        f"streamlane: error: warehouse exited with status 2: cannot open warehouse {warehouse}: "
+        f"another process (PID {os.getpid()}) has it open; a running warehouse answers queries "
+        f"itself (`streamlane query`), or stop it first (see {tmp_path / 'data/logs/warehouse.log'})"
+    )
