@@ -138,6 +138,22 @@ def _schema_for(event_type: Any, cache: dict[str, EventSchema | None]) -> EventS
     return cache[event_type]
 
 
+def _not_an_event(line: bytes) -> str | None:
+    """Why a line cannot be matched to a schema (not UTF-8, not JSON, not an object, no
+    `type`), or None when it names a type."""
+    try:
+        event = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 (byte {exc.start})"
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON: {exc.msg} (column {exc.colno})"
+    if not isinstance(event, dict):
+        return f"not a JSON object (got {type(event).__name__})"
+    if "type" not in event:
+        return "no `type`: a CloudEvent names its event type there"
+    return None
+
+
 def validate_file(path: Path) -> tuple[list[bytes], list[Rejected]]:
     """Each non-blank line of a JSONL file checked against the schema its `type` names.
 
@@ -153,10 +169,11 @@ def validate_file(path: Path) -> tuple[list[bytes], list[Rejected]]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            event_type = json.loads(line).get("type")
-        except (ValueError, AttributeError):
-            event_type = None
+        unreadable = _not_an_event(line)
+        if unreadable:
+            rejected.append(Rejected(number, unreadable))
+            continue
+        event_type = json.loads(line)["type"]
         schema = _schema_for(event_type, schemas)
         if schema is None:
             rejected.append(Rejected(number, f"no schema for type {event_type!r}"))

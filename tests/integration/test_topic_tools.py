@@ -36,12 +36,21 @@ def test_produce_validates_first_and_tail_filters(broker: EmbeddedBroker, tmp_pa
 
     bad = tmp_path / "bad.jsonl"
     broken = dict(events[1], data=dict(events[1]["data"], total="12"))
-    bad.write_text(json.dumps(events[0]) + "\n" + json.dumps(broken) + "\nnot json\n")
+    untyped = {k: v for k, v in events[2].items() if k != "type"}
+    bad.write_bytes(
+        (json.dumps(events[0]) + "\n" + json.dumps(broken) + "\nnot json\n[1]\n").encode()
+        + (json.dumps(untyped) + "\n" + json.dumps(dict(events[3], type="x.y.v9"))).encode()
+        + b"\n\xff{}\n"
+    )
     refused = cli("topics", "produce", topic, "--brokers", broker.bootstrap, "--file", str(bad))
     assert refused.returncode == 2, refused.stderr
     assert f"{bad}:2: data.total" in refused.stderr
-    assert f"{bad}:3: no schema for type None" in refused.stderr
-    assert "2 invalid line(s)" in refused.stderr and "Traceback" not in refused.stderr
+    assert f"{bad}:3: not valid JSON: Expecting value (column 1)" in refused.stderr
+    assert f"{bad}:4: not a JSON object (got list)" in refused.stderr
+    assert f"{bad}:5: no `type`: a CloudEvent names its event type there" in refused.stderr
+    assert f"{bad}:6: no schema for type 'x.y.v9'" in refused.stderr
+    assert f"{bad}:7: not UTF-8 (byte 0)" in refused.stderr
+    assert "6 invalid line(s)" in refused.stderr and "Traceback" not in refused.stderr
     assert read_to_end(broker.bootstrap, topic) == [], "nothing is sent from a bad file"
 
     sent = cli("topics", "produce", topic, "--brokers", broker.bootstrap, "--file", str(good))
