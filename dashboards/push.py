@@ -7,6 +7,7 @@ push updates what the first created.
 from __future__ import annotations
 
 import json
+import re
 
 import niquests
 from grafana_client import GrafanaApi
@@ -69,6 +70,26 @@ def push(url: str, token: str, pg_address: str, pg_user: str, pg_password: str) 
             pushed.append(str(board["uid"]))
         return pushed
     except GrafanaException as exc:
-        raise UserError(f"Grafana at {url} refused the push: {exc}") from None
+        raise UserError(f"Grafana at {url} refused the push: {refusal(exc)}") from None
     except niquests.exceptions.RequestException as exc:
         raise UserError(f"cannot reach Grafana at {url}: {type(exc).__name__}") from None
+
+
+def refusal(exc: GrafanaException) -> str:
+    """What Grafana (or whatever answered at its address) said, in one line: the message of
+    a JSON error, the text of an HTML page, with the status, and what to check for a
+    refused token."""
+    response = exc.response
+    if isinstance(response, dict) and "message" in response:
+        said = str(response["message"])
+    elif isinstance(response, str):
+        said = re.sub(r"<[^>]*>", " ", re.sub(r"(?is)<head>.*</head>", " ", response))
+    else:
+        said = str(exc.message or "")
+    said = " ".join(said.split())
+    said = said if len(said) <= 200 else said[:199] + "…"
+    if exc.status_code in (401, 403):
+        said += (
+            " (check --token: a service account's, of the Admin role, which a data source needs)"
+        )
+    return f"HTTP {exc.status_code}: {said}" if exc.status_code else said
