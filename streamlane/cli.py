@@ -729,11 +729,13 @@ def dlq_show(
     (pretty-printed when it is JSON)."""
     import json
 
-    from streamlane.dlq import read_dead_letters, select
+    from streamlane.dlq import parse_ref, read_dead_letters, select
     from streamlane.kafka import check_reachable
 
     if not refs:
         raise UserError("name the dead letters to show, as partition:offset (see `dlq list`)")
+    for ref in refs:  # a mistyped ref is named before Kafka is asked anything
+        parse_ref(ref)
     check_reachable(brokers)
     for d in select(read_dead_letters(brokers, topic, origin), refs=refs):
         print(f"dead letter {d.ref} in {topic}")
@@ -762,11 +764,13 @@ def dlq_replay(
 ) -> None:
     """Re-publish chosen dead letters, bytes and key unchanged (same event ids), to the topic
     each came from, after the cause is fixed. Choose by ref, by --reason, or --all."""
-    from streamlane.dlq import read_dead_letters, replay, select
+    from streamlane.dlq import parse_ref, read_dead_letters, replay, select
     from streamlane.kafka import check_reachable
 
     if not refs and reason is None and not all_:
         raise UserError("choose dead letters to replay: partition:offset refs, --reason, or --all")
+    for ref in refs or []:  # a mistyped ref is named before Kafka is asked anything
+        parse_ref(ref)
     check_reachable(brokers)
     chosen = select(read_dead_letters(brokers, topic, origin), reason, refs)
     if not chosen:

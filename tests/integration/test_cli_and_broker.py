@@ -109,3 +109,17 @@ def test_run_stops_with_the_error_its_failed_child_gave(tmp_path: Path) -> None:
         f"another process (PID {os.getpid()}) has it open; a running warehouse answers queries "
         f"itself (`streamlane query`), or stop it first (see {tmp_path / 'data/logs/warehouse.log'})"
     )
+
+
+def test_a_mistyped_dead_letter_ref_is_named_before_kafka_is_asked() -> None:
+    """`dlq show` and `dlq replay` name a ref that is not partition:offset at once, even
+    with no broker to ask (they used to wait for Kafka first, then report the broker)."""
+    nowhere = f"127.0.0.1:{free_port()}"
+    for command in ("show", "replay"):
+        started = time.monotonic()
+        out = cli("dlq", command, "0:1", "x:y", "--brokers", nowhere)
+        assert time.monotonic() - started < 5
+        assert out.returncode == 2
+        assert out.stderr.strip() == (
+            "streamlane: error: 'x:y' is not a dead letter reference (partition:offset, e.g. 0:17)"
+        ), out.stderr
