@@ -6,7 +6,8 @@ told otherwise) and, with `--demo`, each flow's generator, each as a child
 process with its log in `<data>/logs/`. Progress
 comes from the children's metrics endpoints. Ctrl-C or SIGTERM stops the
 children in order (generator, flow, warehouse, broker); a child that dies on
-its own stops the run with a one-line error naming its log.
+its own stops the run with a one-line error: the child's own error line, when it
+gave one, and its log.
 """
 
 from __future__ import annotations
