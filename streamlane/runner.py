@@ -37,6 +37,10 @@ from streamlane.settings import FlowSettings
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 10.0
+PLAIN_PROGRESS_S = 10.0
+"""How often progress is written as plain lines when the output is not a terminal (a log
+file, a service's journal), where a live display would show nothing until the end."""
+PROGRESS_COLUMNS = ("events in", "enriched", "windows", "dead letters", "late", "duplicates", "lag")
 
 
 @dataclass
@@ -110,6 +114,9 @@ class Pipeline:
     def __init__(self, settings: RunSettings, console: Console | None = None) -> None:
         self.settings = settings
         self.console = console or Console(stderr=True)
+        if not self.console.is_terminal:
+            # Lines in a log are not cut at an assumed width of 80 columns.
+            self.console.soft_wrap = True
         self.children: list[Child] = []
         self.broker: EmbeddedBroker | None = None
         self.stopping = False
@@ -211,7 +218,9 @@ class Pipeline:
                 metrics=False,
             )  # fmt: skip
 
-    def _progress(self) -> Table:
+    def _status(self) -> tuple[str, list[tuple[str, list[str]]]]:
+        """The progress title (run time, Kafka and warehouse state, rows landed) and, per
+        flow, its figures in `PROGRESS_COLUMNS` order, from the children's metrics."""
         wh = next((c for c in self.children if c.name == "warehouse"), None)
         per_flow: dict[str, dict[str, float]] = {}
         kafka_down = False
@@ -231,23 +240,11 @@ class Pipeline:
         if w.get("streamlane_landing_paused", 0.0) == 1:
             title += " · warehouse not writable: landing paused"
         title += f" · landed rows {w.get('streamlane_landed_rows_total', 0):,.0f}"
-        table = Table(title=title, expand=False)
-        table.add_column("flow")
-        for col in (
-            "events in",
-            "enriched",
-            "windows",
-            "dead letters",
-            "late",
-            "duplicates",
-            "lag",
-        ):
-            table.add_column(col, justify="right")
+        rows = []
         for name, m in per_flow.items():
             flow = load_flow(name)
             windows = sum(self._out(m, w.output.topic) for w in flow.windows)
-            table.add_row(
-                name,
+            figures = [
                 f"{m.get('streamlane_events_in_total', 0):,.0f}",
                 f"{self._out(m, flow.enriched.topic):,.0f}",
                 f"{windows:,.0f}",
@@ -255,8 +252,30 @@ class Pipeline:
                 f"{m.get('streamlane_late_events_total', 0):,.0f}",
                 f"{m.get('streamlane_duplicates_dropped_total', 0):,.0f}",
                 self._lag(m, flow.input_topic),
-            )
+            ]
+            rows.append((name, figures))
+        return title, rows
+
+    def _progress(self) -> Table:
+        title, rows = self._status()
+        table = Table(title=title, expand=False)
+        table.add_column("flow")
+        for column in PROGRESS_COLUMNS:
+            table.add_column(column, justify="right")
+        for name, figures in rows:
+            table.add_row(name, *figures)
         return table
+
+    def _progress_lines(self) -> str:
+        """The progress as plain lines, for output that is not a terminal: the title, then
+        one line per flow."""
+        title, rows = self._status()
+        flows = [
+            f"  {name}: "
+            + " · ".join(f"{c} {v}" for c, v in zip(PROGRESS_COLUMNS, figures, strict=True))
+            for name, figures in rows
+        ]
+        return "\n".join([title, *flows])
 
     def _lag(self, metrics: dict[str, float], topic: str, shown: int = 4) -> str:
         """Total input lag and the partitions furthest behind, most first (from fetch high
@@ -292,19 +311,10 @@ class Pipeline:
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             self.start()
-            live = Live(
-                self._progress(), console=self.console, refresh_per_second=2, transient=False
-            )
-            try:
-                with live:
-                    while True:
-                        self._check_children()
-                        time.sleep(1)
-                        live.update(self._progress())
-            finally:
-                if not self.console.is_terminal:
-                    # Off a terminal the display's last frame ends without a line break.
-                    self.console.line()
+            if self.console.is_terminal:
+                self._show_live()
+            else:
+                self._write_progress()
         except KeyboardInterrupt:
             self.console.print("stopping…")
             killed = self.stop()
@@ -315,6 +325,29 @@ class Pipeline:
             )
         finally:
             self.stop()
+
+    def _show_live(self) -> None:
+        """Redraw the progress table every second until interrupted or a child fails."""
+        live = Live(self._progress(), console=self.console, refresh_per_second=2, transient=False)
+        with live:
+            while True:
+                self._check_children()
+                time.sleep(1)
+                live.update(self._progress())
+
+    def _write_progress(self) -> None:
+        """Write the progress as plain lines every `PLAIN_PROGRESS_S`, and once more when
+        interrupted or a child fails."""
+        written = time.monotonic()
+        try:
+            while True:
+                self._check_children()
+                time.sleep(1)
+                if time.monotonic() - written >= PLAIN_PROGRESS_S:
+                    self.console.print(self._progress_lines())
+                    written = time.monotonic()
+        finally:
+            self.console.print(self._progress_lines())
 
     def stop(self) -> list[str]:
         """Stop every child within the stop timeout, then the embedded broker.

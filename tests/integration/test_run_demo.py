@@ -65,9 +65,17 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
             run.kill()
             run.wait()
     assert run.returncode == 0, out.read_text()[-2000:]
-    # Its output (a file here, as in a container's log) ends by saying it stopped, each on
-    # a line of its own after the progress display's last frame.
-    assert out.read_text().splitlines()[-2:] == ["stopping…", "stopped"], out.read_text()[-2000:]
+    # Its output is a file here, as under a service manager: progress comes as plain lines
+    # (the run's title, then a line per flow) and, after the last of them, it says it stopped.
+    lines = out.read_text().splitlines()
+    assert lines[-2:] == ["stopping…", "stopped"], lines[-10:]
+    assert re.fullmatch(r"streamlane · [\d,]+s · landed rows [\d,]+", lines[-4]), lines[-10:]
+    assert re.fullmatch(
+        r"  orders: events in [\d,]+ · enriched [\d,]+ · windows [\d,]+ · dead letters [\d,]+"
+        r" · late [\d,]+ · duplicates [\d,]+ · lag [\d,]+( \(.*\))?",
+        lines[-3],
+    ), lines[-10:]
+    assert int(lines[-3].split("enriched ")[1].split(" ")[0].replace(",", "")) > 0, lines[-3]
     leftovers = [p for p in set(children) if Path(f"/proc/{p}").exists()]
     assert not leftovers, f"children still running after SIGTERM: {leftovers}"
     # Every child gets 10 s; the broker stops after them.
