@@ -62,6 +62,14 @@ MetricsPort = Annotated[
         "--metrics-port", envvar="STREAMLANE_METRICS_PORT", help="Prometheus port (0: off)."
     ),
 ]
+MetricsHost = Annotated[
+    str,
+    typer.Option(
+        "--metrics-host",
+        envvar="STREAMLANE_METRICS_HOST",
+        help="Address the metrics listen on (0.0.0.0: every interface, as in a container).",
+    ),
+]
 Lateness = Annotated[
     float,
     typer.Option("--lateness", envvar="STREAMLANE_LATENESS", help="Allowed lateness, seconds."),
@@ -268,6 +276,7 @@ def generate(
         ),
     ] = 0.0,
     metrics_port: MetricsPort = 0,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Produce realistic events for a flow: seeded, with duplicates, malformed and out-of-order ones."""
     from datetime import timedelta
@@ -313,7 +322,7 @@ def generate(
         lambda _: not shutdown.stop_requested(),
         make_generator(settings).blocks(live=rate is not None),
     )
-    metrics.serve_metrics(metrics_port)
+    metrics.serve_metrics(metrics_port, metrics_host)
     produced = metrics.EVENTS_OUT.labels(topic=topic)
     counted = 0
 
@@ -372,6 +381,7 @@ def serve(
     quack_port: QuackPort = 9494,
     broker_timeout: BrokerTimeout = 120.0,
     metrics_port: MetricsPort = 0,
+    metrics_host: MetricsHost = "127.0.0.1",
     threads: Annotated[
         int | None,
         typer.Option(
@@ -394,7 +404,7 @@ def serve(
         raise UserError(f"--pg-auth must be scram-sha-256 or md5, not {pg_auth!r}")
 
     _logging()
-    serve_metrics(metrics_port)
+    serve_metrics(metrics_port, metrics_host)
     endpoint = EndpointSettings(
         host=pg_host,
         port=pg_port,
@@ -607,13 +617,14 @@ def flow_run(
     ] = FlowSettings.batch_size,
     broker_timeout: BrokerTimeout = FlowSettings.broker_timeout_s,
     metrics_port: MetricsPort = 0,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Run one flow on bytewax, resuming from its recovery store."""
     from streamlane.flowrun import run_flow
     from streamlane.metrics import serve_metrics
 
     _logging()
-    serve_metrics(metrics_port)
+    serve_metrics(metrics_port, metrics_host)
     settings = FlowSettings(
         brokers=brokers,
         lateness_s=lateness,

@@ -6,6 +6,8 @@ import re
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from streamlane.errors import UserError
+
 EVENTS_IN = Counter(
     "streamlane_events_in", "Records read from the input topic", ["topic", "partition"]
 )
@@ -91,9 +93,15 @@ LANDING_LAG = Gauge(
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
-    """Expose this process's metrics on http://host:port/metrics (0 disables)."""
+    """Expose this process's metrics on http://host:port/metrics (0 disables); UserError
+    when the port cannot be listened on (taken by another process, say)."""
     if port:
-        start_http_server(port, addr=host)
+        try:
+            start_http_server(port, addr=host)
+        except OSError as exc:
+            raise UserError(
+                f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
+            ) from None
 
 
 def reason_kind(reason: str) -> str:

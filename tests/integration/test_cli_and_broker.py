@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -123,3 +124,20 @@ def test_a_mistyped_dead_letter_ref_is_named_before_kafka_is_asked() -> None:
         assert out.stderr.strip() == (
             "streamlane: error: 'x:y' is not a dead letter reference (partition:offset, e.g. 0:17)"
         ), out.stderr
+
+
+def test_a_taken_metrics_port_is_one_line(tmp_path: Path) -> None:
+    """`--metrics-port` on a port another process listens on stops the command with one
+    line naming the address, not a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = cli(
+            "serve", "--warehouse", str(tmp_path / "w.duckdb"), "--pg-port", "0",
+            "--quack-port", "0", "--metrics-port", str(port),
+        )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert the_error_line(out.stderr) == (
+        f"streamlane: error: cannot serve metrics on 127.0.0.1:{port}: Address already in use"
+    )
