@@ -732,6 +732,7 @@ class Warehouse:
             else "password from STREAMLANE_PG_PASSWORD"
         )
         log.info("PostgreSQL endpoint %s (%s)", where, told)
+        self.pg_url, self.pg_password_from = where, told
         self.brokers = brokers
         self.stopping = threading.Event()
         self.landing: Landing | None = None
@@ -754,6 +755,8 @@ class Warehouse:
                     "pid": os.getpid(),
                     "pg_host": self.pg.tcp.server_address[0],
                     "pg_port": self.pg.port,
+                    "pg_url": self.pg_url,
+                    "pg_password_from": self.pg_password_from,
                     "quack_host": self.quack_host,
                     "quack_port": self.quack_port,
                 }

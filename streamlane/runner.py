@@ -12,6 +12,7 @@ gave one, and its log.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -32,6 +33,7 @@ from streamlane.errors import UserError
 from streamlane.flow import Flow, load_flow
 from streamlane.generator import generator_for
 from streamlane.kafka import check_reachable, ensure_topics
+from streamlane.query import endpoint_file
 from streamlane.settings import FlowSettings
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,7 @@ class Pipeline:
         self.broker: EmbeddedBroker | None = None
         self.stopping = False
         self.started = time.monotonic()
+        self.announced = False
 
     def _spawn(
         self, name: str, args: list[str], metrics: bool = True, flow: str | None = None
@@ -326,12 +329,30 @@ class Pipeline:
         finally:
             self.stop()
 
+    def _announce_endpoint(self) -> None:
+        """Once the warehouse serves, say where PostgreSQL clients (psql, Grafana, BI tools)
+        connect and where the password is: the port may have been chosen for it (0)."""
+        if self.announced:
+            return
+        warehouse = next((c for c in self.children if c.name == "warehouse"), None)
+        try:
+            served = json.loads(endpoint_file(self.settings.warehouse).read_text())
+        except (OSError, ValueError):
+            return
+        if warehouse is None or served.get("pid") != warehouse.process.pid:
+            return  # not yet written, or left by an earlier warehouse process
+        self.console.print(
+            f"PostgreSQL clients (psql, Grafana): {served['pg_url']} ({served['pg_password_from']})"
+        )
+        self.announced = True
+
     def _show_live(self) -> None:
         """Redraw the progress table every second until interrupted or a child fails."""
         live = Live(self._progress(), console=self.console, refresh_per_second=2, transient=False)
         with live:
             while True:
                 self._check_children()
+                self._announce_endpoint()
                 time.sleep(1)
                 live.update(self._progress())
 
@@ -342,6 +363,7 @@ class Pipeline:
         try:
             while True:
                 self._check_children()
+                self._announce_endpoint()
                 time.sleep(1)
                 if time.monotonic() - written >= PLAIN_PROGRESS_S:
                     self.console.print(self._progress_lines())

@@ -56,6 +56,22 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
         )
         # broker, warehouse, generator and each flow process
         assert len(set(children)) >= 3 + processes
+        # It says where PostgreSQL clients connect, and that address answers with the rows.
+        wait_until(lambda: b"PostgreSQL clients" in out.read_bytes(), 30, "the endpoint line")
+        said = re.search(
+            r"PostgreSQL clients \(psql, Grafana\): postgresql://streamlane@127\.0\.0\.1:(\d+)"
+            r"/warehouse \(password in (\S+)\)",
+            out.read_text(),
+        )
+        assert said, out.read_text()
+        assert Path(said.group(2)) == warehouse.with_name(warehouse.name + ".pg-password")
+        counted = subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", said.group(1), "-U", "streamlane", "-d", "warehouse",
+             "-X", "-A", "-t", "-c", "SELECT count(*) > 0 FROM orders_enriched"],
+            capture_output=True, text=True, timeout=30,
+            env={**os.environ, "PGPASSWORD": Path(said.group(2)).read_text().strip()},
+        )  # fmt: skip
+        assert counted.stdout.strip() == "t", counted.stderr
         stopping = time.monotonic()
         run.send_signal(signal.SIGTERM)
         run.wait(30)
