@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -96,15 +97,20 @@ def test_run_stops_with_the_error_its_failed_child_gave(tmp_path: Path) -> None:
     holds) stops `run` with that child's own one-line error, on a line of its own."""
     warehouse = tmp_path / "warehouse.duckdb"
     holder = duckdb.connect(str(warehouse))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "streamlane", "run", "--warehouse", str(warehouse),
+         "--data-dir", str(tmp_path / "data"), "--pg-port", "0", "--quack-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     try:
-        out = cli(
-            "run", "--warehouse", str(warehouse), "--data-dir", str(tmp_path / "data"),
-            "--pg-port", "0", "--quack-port", "0", timeout=90,
-        )  # fmt: skip
+        _, stderr = run.communicate(timeout=90)
     finally:
         holder.close()
-    assert out.returncode == 2, out.stderr[-2000:]
-    error = the_error_line(out.stderr)
+        if run.poll() is None:  # stopped as a user would, so it stops its children too
+            run.send_signal(signal.SIGTERM)
+            run.communicate(timeout=30)
+    assert run.returncode == 2, stderr[-2000:]
+    error = the_error_line(stderr)
     assert error == (
         f"streamlane: error: warehouse exited with status 2: cannot open warehouse {warehouse}: "
         f"another process (PID {os.getpid()}) has it open; a running warehouse answers queries "

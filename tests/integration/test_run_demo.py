@@ -77,9 +77,15 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
         run.wait(30)
         stop_s = time.monotonic() - stopping
     finally:
+        # Stopped as a user would stop it, so it stops its children (in sessions of their
+        # own, a kill of `run` alone would leave them running) even when the test failed.
         if run.poll() is None:
-            run.kill()
-            run.wait()
+            run.send_signal(signal.SIGTERM)
+            try:
+                run.wait(30)
+            except subprocess.TimeoutExpired:
+                run.kill()
+                run.wait()
     assert run.returncode == 0, out.read_text()[-2000:]
     # Its output is a file here, as under a service manager: progress comes as plain lines
     # (the run's title, then a line per flow) and, after the last of them, it says it stopped.
