@@ -7,6 +7,7 @@ line and exit with status 2; nothing prints a traceback for them.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import sys
@@ -282,12 +283,14 @@ def generate(
     from datetime import timedelta
     from itertools import takewhile
 
+    from rich.console import Console
     from rich.progress import Progress
 
     from streamlane import metrics, shutdown
     from streamlane.flow import load_flow
     from streamlane.generator import GeneratorSettings, generator_for
     from streamlane.kafka import check_reachable
+    from streamlane.plainprogress import PlainProgress
     from streamlane.publish import publish_blocks
 
     if count is None and rate is None:
@@ -325,16 +328,22 @@ def generate(
     metrics.serve_metrics(metrics_port, metrics_host)
     produced = metrics.EVENTS_OUT.labels(topic=topic)
     counted = 0
+    # Off a terminal (a container's log) the bar would show nothing until the end.
+    bar = Progress(transient=False) if Console().is_terminal else None
+    lines = PlainProgress(lambda: f"{counted} events produced to {topic}")
 
     def progress(sent: int) -> None:
         nonlocal counted
         # Counted as handed to the producer: what a benchmark compares landed rows with.
         produced.inc(sent - counted)
         counted = sent
-        bar.update(task, completed=sent)
+        if bar is not None and task is not None:
+            bar.update(task, completed=sent)
+        else:
+            lines.tick()
 
-    with Progress(transient=False) as bar:
-        task = bar.add_task(f"producing to {topic}", total=count)
+    with bar or contextlib.nullcontext():
+        task = bar.add_task(f"producing to {topic}", total=count) if bar is not None else None
         try:
             sent = publish_blocks(
                 brokers,

@@ -33,15 +33,13 @@ from streamlane.errors import UserError
 from streamlane.flow import Flow, load_flow
 from streamlane.generator import generator_for
 from streamlane.kafka import check_reachable, ensure_topics
+from streamlane.plainprogress import PLAIN_PROGRESS_S
 from streamlane.query import endpoint_file
 from streamlane.settings import FlowSettings
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 10.0
-PLAIN_PROGRESS_S = 10.0
-"""How often progress is written as plain lines when the output is not a terminal (a log
-file, a service's journal), where a live display would show nothing until the end."""
 PROGRESS_COLUMNS = ("events in", "enriched", "windows", "dead letters", "late", "duplicates", "lag")
 
 

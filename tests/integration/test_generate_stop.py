@@ -13,6 +13,7 @@ import pytest
 from flows import orders
 from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.kafka import ensure_topics
+from streamlane.plainprogress import PLAIN_PROGRESS_S
 from streamlane.topicread import read_to_end
 from tests.helpers import Processes, metric_values, wait_until
 
@@ -44,3 +45,27 @@ def test_a_stopped_live_generator_delivers_what_it_produced(
     assert said, log
     assert int(said[1]) >= 2_000
     assert len(read_to_end(brokers, TOPIC)) == int(said[1]), "every event produced was delivered"
+
+
+def test_a_live_generator_off_a_terminal_writes_a_progress_line_every_so_often(
+    fresh_broker: EmbeddedBroker, processes: Processes
+) -> None:
+    """Its output in a file (as in a container's log): a line every `PLAIN_PROGRESS_S` with
+    how many events it produced so far, where a progress bar showed nothing until the end."""
+    brokers = fresh_broker.bootstrap
+    ensure_topics(brokers, [TOPIC], 4)
+    generator = processes.start(
+        "generate-lines", "generate", "--brokers", brokers, "--seed", "4", "--rate", "500"
+    )
+    lines = re.compile(rf"^(\d+) events produced to {re.escape(TOPIC)}$", re.MULTILINE)
+    wait_until(
+        lambda: len(lines.findall(processes.log("generate-lines"))) >= 2,
+        3 * PLAIN_PROGRESS_S + 30,
+        "two progress lines",
+    )
+    generator.send_signal(signal.SIGTERM)
+    assert generator.wait(30) == 0
+    counts = [int(n) for n in lines.findall(processes.log("generate-lines"))]
+    assert len(counts) >= 3, counts  # two while it ran, the last when it stopped
+    assert counts == sorted(counts) and counts[0] > 0, counts
+    assert len(read_to_end(brokers, TOPIC)) == counts[-1]
