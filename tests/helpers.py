@@ -89,6 +89,19 @@ def metric_values(port: int, name: str, **labels: str) -> list[tuple[dict[str, s
     ]
 
 
+def stop_run(run: subprocess.Popen[bytes] | subprocess.Popen[str], timeout_s: float = 30) -> None:
+    """Stop a `streamlane run` as a user would (SIGTERM), so that it stops its children, which
+    run in sessions of their own: killing `run` alone would leave them running. It is killed
+    only if it has not stopped within `timeout_s`."""
+    if run.poll() is None:
+        run.send_signal(signal.SIGTERM)
+        try:
+            run.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.communicate()
+
+
 def the_error_line(log: str) -> str:
     """The one `streamlane: error:` line of a process that stopped on a user error, after
     checking that its log holds no traceback or panic besides it."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from nbclient import NotebookClient
 from dashboards.macros import expand
 from streamlane.query import endpoint_file, run_sql
 from tests.clients import Answer, run_go
-from tests.helpers import wait_until
+from tests.helpers import stop_run, wait_until
 
 PASSWORD = "dashboards-live"
 PROVISIONED = Path(__file__).parents[2] / "dashboards" / "provisioning" / "dashboards"
@@ -93,12 +92,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         address = f"host=127.0.0.1 port={port} dbname=warehouse sslmode=disable"
         yield {"dsn": f"{address} user=streamlane password={PASSWORD}", "warehouse": str(warehouse)}
     finally:
-        run.send_signal(signal.SIGTERM)
-        try:
-            run.wait(30)
-        except subprocess.TimeoutExpired:
-            run.kill()
-            run.wait()
+        stop_run(run)
 
 
 def _panels() -> list[tuple[str, str, str, str]]:

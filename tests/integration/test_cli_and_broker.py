@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from streamlane.broker import EmbeddedBroker, free_port
-from tests.helpers import the_error_line
+from tests.helpers import stop_run, the_error_line
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -106,9 +105,7 @@ def test_run_stops_with_the_error_its_failed_child_gave(tmp_path: Path) -> None:
         _, stderr = run.communicate(timeout=90)
     finally:
         holder.close()
-        if run.poll() is None:  # stopped as a user would, so it stops its children too
-            run.send_signal(signal.SIGTERM)
-            run.communicate(timeout=30)
+        stop_run(run)
     assert run.returncode == 2, stderr[-2000:]
     error = the_error_line(stderr)
     assert error == (

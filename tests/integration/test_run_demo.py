@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from streamlane.query import run_sql
-from tests.helpers import wait_until
+from tests.helpers import stop_run, wait_until
 
 
 def _processes_mentioning(text: str) -> list[int]:
@@ -77,15 +77,7 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
         run.wait(30)
         stop_s = time.monotonic() - stopping
     finally:
-        # Stopped as a user would stop it, so it stops its children (in sessions of their
-        # own, a kill of `run` alone would leave them running) even when the test failed.
-        if run.poll() is None:
-            run.send_signal(signal.SIGTERM)
-            try:
-                run.wait(30)
-            except subprocess.TimeoutExpired:
-                run.kill()
-                run.wait()
+        stop_run(run)  # also when the test failed
     assert run.returncode == 0, out.read_text()[-2000:]
     # Its output is a file here, as under a service manager: progress comes as plain lines
     # (the run's title, then a line per flow) and, after the last of them, it says it stopped.
