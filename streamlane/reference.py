@@ -251,6 +251,8 @@ def topic_references() -> dict[str, TopicReference]:
 
 def read_rows(spec: TopicReference, path: Path) -> pl.DataFrame:
     """Reference rows from a CSV or JSONL file, typed as the table's columns; UserError if not."""
+    if not path.is_file():
+        raise UserError(f"cannot read {path}: {'not a file' if path.exists() else 'no such file'}")
     try:
         if path.suffix == ".csv":
             return read_reference_csv(path, spec.columns)

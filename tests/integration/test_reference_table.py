@@ -101,6 +101,11 @@ def test_reference_put_checks_rows_then_sends_them(broker: EmbeddedBroker, tmp_p
     refused = put("--file", str(bad))
     assert refused.returncode == 2 and "not rows of stores" in refused.stderr
     assert "Traceback" not in refused.stderr
+    missing = put("--file", str(tmp_path / "nowhere.csv"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (
+        f"streamlane: error: cannot read {tmp_path / 'nowhere.csv'}: no such file"
+    ), missing.stderr
     sent = put("--file", str(rows), "--delete", "17")
     assert sent.returncode == 0, sent.stderr
     records = [(m.key(), m.value()) for m in read_to_end(broker.bootstrap, "pizza.stores")]
