@@ -860,8 +860,15 @@ def catalog(
     """Write the event catalog: a static site and Markdown of every event type and version."""
     from streamlane.catalog import build_catalog, write_catalog
 
+    if out.exists() and not out.is_dir():
+        raise UserError(f"cannot write the catalog to {out}: it is a file, not a folder")
     built = build_catalog()
-    written = write_catalog(out, built)
+    try:
+        written = write_catalog(out, built)
+    except OSError as exc:
+        raise UserError(
+            f"cannot write the catalog to {exc.filename or out}: {exc.strerror or exc}"
+        ) from None
     print(
         f"{len(built.events)} event types, {len(built.flows)} flows: "
         f"open {out / 'index.html'} ({len(written)} files; Markdown in {out / 'catalog.md'})"

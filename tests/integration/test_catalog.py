@@ -115,3 +115,17 @@ def test_every_link_resolves_and_the_markdown_agrees(site: Path) -> None:
     for event_type in schemas():
         assert f"## {event_type}\n" in markdown
     assert "## Flow clickstream" in markdown and "**Deprecated.**" in markdown
+
+
+def test_an_unwritable_destination_is_one_line(tmp_path: Path) -> None:
+    """`--out` naming a file, not a folder: one line saying where and why, no traceback."""
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    made = subprocess.run(
+        [sys.executable, "-m", "streamlane", "catalog", "--out", str(taken)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert made.returncode == 2
+    assert made.stderr.strip() == (
+        f"streamlane: error: cannot write the catalog to {taken}: it is a file, not a folder"
+    ), made.stderr
