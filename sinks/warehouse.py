@@ -550,7 +550,8 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
         cursor.execute("BEGIN TRANSACTION")
         try:
             result = cursor.execute(sql)
-            table = result.to_arrow_table() if result.description else pa.table({})
+            # No result at all for a statement that is only whitespace or comments.
+            table = result.to_arrow_table() if result and result.description else pa.table({})
         finally:
             cursor.execute("ROLLBACK")
         return table

@@ -37,6 +37,8 @@ def run_sql(warehouse: Path, sql: str, timeout_s: float = 60.0) -> pl.DataFrame:
     consistent snapshot, no lock conflict with the running landing); otherwise
     the file is opened read-only. Bad SQL raises UserError with DuckDB's message.
     """
+    if not sql.strip():
+        raise UserError('no SQL given (for example: streamlane query "SELECT 1")')
     announce = endpoint_file(warehouse)
     if announce.exists():
         url = json.loads(announce.read_text())["url"]
@@ -52,7 +54,7 @@ def run_sql(warehouse: Path, sql: str, timeout_s: float = 60.0) -> pl.DataFrame:
         raise UserError(f"cannot open {warehouse}: {str(exc).splitlines()[0]}") from None
     try:
         result = con.execute(sql)
-        if result.description is None:
+        if result is None or result.description is None:  # only comments, say
             return pl.DataFrame()
         return pl.DataFrame(pl.from_arrow(result.to_arrow_table()))
     except duckdb.Error as exc:

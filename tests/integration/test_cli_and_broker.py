@@ -13,6 +13,7 @@ import duckdb
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from sinks.warehouse import run_query
 from streamlane.broker import EmbeddedBroker, free_port
 from tests.helpers import stop_run, the_error_line
 
@@ -144,3 +145,21 @@ def test_a_taken_metrics_port_is_one_line(tmp_path: Path) -> None:
     assert the_error_line(out.stderr) == (
         f"streamlane: error: cannot serve metrics on 127.0.0.1:{port}: Address already in use"
     )
+
+
+def test_a_query_without_a_statement(tmp_path: Path) -> None:
+    """No SQL at all is one line; SQL that is only a comment runs and returns no rows, on
+    the file and through a warehouse process (whose query server raised on it)."""
+    warehouse = tmp_path / "w.duckdb"
+    duckdb.connect(str(warehouse)).close()
+    empty = cli("query", "  ", "--warehouse", str(warehouse))
+    assert empty.returncode == 2
+    assert (
+        empty.stderr.strip()
+        == 'streamlane: error: no SQL given (for example: streamlane query "SELECT 1")'
+    )
+    on_file = cli("query", "--warehouse", str(warehouse), "--format", "csv", "--", "-- nothing")
+    assert on_file.returncode == 0 and on_file.stdout.strip() == "", on_file.stderr
+    with duckdb.connect() as con:
+        assert run_query(con, "-- nothing").num_rows == 0
+        assert run_query(con, "SELECT 1 AS x -- one").to_pylist() == [{"x": 1}]
