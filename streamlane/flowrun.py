@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import time
 from datetime import timedelta
@@ -30,18 +31,44 @@ DEDUPE_RUNS = "dedupe-runs"
 """Folder of the recovery store holding the dedupe state's run files (incremental snapshots)."""
 
 
+_STORE_ENTRY = re.compile(rf"part-\d+\.sqlite3(-wal|-shm|-journal)?|broker\.json|{DEDUPE_RUNS}")
+"""Names a recovery store holds: bytewax's partitions (with SQLite's side files), the broker
+marker and the dedupe run files' folder."""
+
+
 def prepare_recovery(directory: Path, cluster_id: str) -> None:
-    """Create the recovery store, or reset it when it belongs to another broker (stale)."""
+    """Create the recovery store, or reset it when it belongs to another broker (stale).
+
+    Only a recovery store is ever reset: a folder that also holds anything else (a data
+    folder named by mistake, say) is refused with UserError, its contents untouched.
+    """
     marker = directory / "broker.json"
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"--recovery-dir {directory} is not a folder")
     if directory.exists():
         owner = json.loads(marker.read_text()).get("cluster_id") if marker.exists() else None
         if owner == cluster_id:
             return
-        log.warning("recovery state in %s belongs to another broker; starting fresh", directory)
+        foreign = sorted(p.name for p in directory.iterdir() if not _STORE_ENTRY.fullmatch(p.name))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (
+                f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+            )
+            raise UserError(
+                f"--recovery-dir {directory} is not a recovery store (it holds {shown}); "
+                "give a new or empty folder"
+            )
+        if any(directory.iterdir()):
+            log.warning("recovery state in %s belongs to another broker; starting fresh", directory)
         shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    init_db_dir(directory, RECOVERY_PARTITIONS)
-    marker.write_text(json.dumps({"cluster_id": cluster_id}))
+    try:
+        directory.mkdir(parents=True)
+        init_db_dir(directory, RECOVERY_PARTITIONS)
+        marker.write_text(json.dumps({"cluster_id": cluster_id}))
+    except OSError as exc:
+        raise UserError(
+            f"cannot create the recovery store in {directory}: {exc.strerror or exc}"
+        ) from None
 
 
 def run_flow(

@@ -80,3 +80,35 @@ def test_a_recovery_store_missing_a_dedupe_run_stops_the_flow_with_one_line(
     log = processes.log("flow-again")
     assert again.returncode == 2, log[-2000:]
     assert f"{runs[0]} is missing" in the_error_line(log), log[-2000:]
+
+
+@pytest.mark.parametrize("what", ["a data folder", "a file"])
+def test_a_recovery_dir_that_is_not_a_store_is_refused_and_left_alone(
+    fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path, what: str
+) -> None:
+    """`--recovery-dir` naming a folder that holds anything but a recovery store (a data
+    folder named by mistake), or a file, stops the flow with one line and deletes nothing:
+    a folder without the store's marker used to be taken for a stale store and removed."""
+    brokers = fresh_broker.bootstrap
+    ensure_topics(brokers, orders.FLOW.topics, 2)
+    if what == "a file":
+        named = tmp_path / "notes.txt"
+        named.write_text("precious")
+        expected = f"--recovery-dir {named} is not a folder"
+    else:
+        named = tmp_path / "data"
+        (named / "logs").mkdir(parents=True)
+        (named / "warehouse.duckdb").write_text("precious")
+        expected = (
+            f"--recovery-dir {named} is not a recovery store (it holds logs, warehouse.duckdb); "
+            "give a new or empty folder"
+        )
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    flow = start_flow(processes, brokers, named)
+    wait_until(lambda: flow.poll() is not None, 60, "the flow to refuse the folder")
+    log = processes.log("flow")
+    assert flow.returncode == 2, log[-2000:]
+    assert the_error_line(log) == f"streamlane: error: {expected}"
+    assert sorted(str(p) for p in tmp_path.rglob("*") if p.name != "flow.log") == [
+        p for p in before if not p.endswith("flow.log")
+    ]
