@@ -73,18 +73,26 @@ MetricsHost = Annotated[
 ]
 Lateness = Annotated[
     float,
-    typer.Option("--lateness", envvar="STREAMLANE_LATENESS", help="Allowed lateness, seconds."),
+    typer.Option(
+        "--lateness", envvar="STREAMLANE_LATENESS", min=0, help="Allowed lateness, seconds."
+    ),
 ]
 IdleTimeout = Annotated[
     float,
     typer.Option(
-        "--idle-timeout", envvar="STREAMLANE_IDLE_TIMEOUT", help="Partition idle timeout, seconds."
+        "--idle-timeout",
+        envvar="STREAMLANE_IDLE_TIMEOUT",
+        min=0,
+        help="Partition idle timeout, seconds.",
     ),
 ]
 DedupeHorizon = Annotated[
     float,
     typer.Option(
-        "--dedupe-horizon", envvar="STREAMLANE_DEDUPE_HORIZON", help="Dedupe horizon, seconds."
+        "--dedupe-horizon",
+        envvar="STREAMLANE_DEDUPE_HORIZON",
+        min=0,
+        help="Dedupe horizon, seconds.",
     ),
 ]
 MaxDrift = Annotated[

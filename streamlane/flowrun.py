@@ -141,6 +141,10 @@ def cluster_options(process_id: int | None, addresses: list[str] | None) -> dict
         raise UserError(
             f"--process-id {process_id} is not in the cluster of {len(addresses)} addresses"
         )
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise UserError(f"--addresses: {address!r} is not HOST:PORT")
     return {"process_id": process_id, "addresses": addresses}
 
 

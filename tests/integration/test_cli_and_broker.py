@@ -163,3 +163,18 @@ def test_a_query_without_a_statement(tmp_path: Path) -> None:
     with duckdb.connect() as con:
         assert run_query(con, "-- nothing").num_rows == 0
         assert run_query(con, "SELECT 1 AS x -- one").to_pylist() == [{"x": 1}]
+
+
+def test_flow_run_refuses_malformed_cluster_addresses_and_negative_durations() -> None:
+    """A cluster address that is not HOST:PORT is one line before anything starts (it
+    surfaced as the cluster's traceback); a negative lateness, idle timeout or dedupe
+    horizon is refused as a usage error."""
+    nowhere = f"127.0.0.1:{free_port()}"
+    bad = cli("flow", "run", "orders", "--brokers", nowhere, "--process-id", "0",
+              "--addresses", "flow-0:2101;nonsense")  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "streamlane: error: --addresses: 'nonsense' is not HOST:PORT"
+    for option in ("--lateness", "--idle-timeout", "--dedupe-horizon"):
+        negative = cli("flow", "run", "orders", "--brokers", nowhere, option, "-1")
+        assert negative.returncode == 2
+        assert f"Invalid value for '{option}'" in negative.stderr, negative.stderr
