@@ -850,12 +850,21 @@ def new_flow(
     from streamlane.paths import PROJECT_ROOT
     from streamlane.scaffold import new_flow as scaffold
 
-    base = root or PROJECT_ROOT
+    base = (root or PROJECT_ROOT).resolve()
+    here = Path.cwd().resolve()
+
+    def shown(path: Path) -> Path:
+        # Relative to where the command ran when the project is there, else in full: the
+        # project's root need not be the working folder.
+        return path.relative_to(here) if path.is_relative_to(here) else path
+
     for path in scaffold(name, base):
-        print(f"created {path.relative_to(base)}")
+        print(f"created {shown(path)}")
     print(
-        f"next: edit flows/{name}.py and schemas/{name}.*.json, then run "
-        f"pytest tests/e2e/test_{name}_flow.py, or: streamlane flow run {name}"
+        f"next: edit {shown(base / 'flows' / f'{name}.py')} and "
+        f"{shown(base / 'schemas')}/{name}.*.json, then run "
+        f"pytest {shown(base / 'tests' / 'e2e' / f'test_{name}_flow.py')}, "
+        f"or: streamlane flow run {name}"
     )
 
 

@@ -87,3 +87,15 @@ def test_new_flow_refuses_to_overwrite_or_a_bad_name(project: Path) -> None:
     assert bad.returncode == 2
     assert "must be a lower-case identifier" in bad.stderr
     assert "Traceback" not in bad.stderr + again.stderr
+
+
+def test_new_flow_run_elsewhere_names_the_files_in_full(project: Path, tmp_path: Path) -> None:
+    """Run from outside the project, it says where the files went in full: relative to the
+    project's root, as before, they read as if they were in the working folder."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    made = streamlane(elsewhere, "new", "flow", "payments", "--dir", str(project))
+    assert made.returncode == 0, made.stderr
+    assert f"created {project.resolve() / 'flows' / 'payments.py'}" in made.stdout.splitlines()
+    assert f"edit {project.resolve() / 'flows' / 'payments.py'} and" in made.stdout
+    assert not any(elsewhere.iterdir())
