@@ -56,7 +56,7 @@ from streamlane.kafka import (
 )
 from streamlane.pgwire.auth import Credentials
 from streamlane.pgwire.server import PgServer
-from streamlane.query import endpoint_file
+from streamlane.query import endpoint_file, result_table
 from streamlane.sqlquote import literal
 from streamlane.threadname import name_this_thread
 
@@ -549,9 +549,7 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
     try:
         cursor.execute("BEGIN TRANSACTION")
         try:
-            result = cursor.execute(sql)
-            # No result at all for a statement that is only whitespace or comments.
-            table = result.to_arrow_table() if result and result.description else pa.table({})
+            table = result_table(cursor, sql)
         finally:
             cursor.execute("ROLLBACK")
         return table

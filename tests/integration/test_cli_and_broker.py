@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -178,3 +179,35 @@ def test_flow_run_refuses_malformed_cluster_addresses_and_negative_durations() -
         negative = cli("flow", "run", "orders", "--brokers", nowhere, option, "-1")
         assert negative.returncode == 2
         assert f"Invalid value for '{option}'" in negative.stderr, negative.stderr
+
+
+ODD_TYPES = (
+    "SELECT now() - now() AS behind, INTERVAL 1 DAY + INTERVAL 90 MINUTE AS i, 5::BIT AS b, "
+    "'12'::VARINT AS v, union_value(k := 1) AS u, '\\xFFx'::BLOB AS bl, 2 AS n"
+)
+
+
+def test_results_of_types_a_frame_cannot_hold_print_as_duckdb_text(tmp_path: Path) -> None:
+    """An interval (as `now() - max(event_time)` gives), a union, a bit string or a big
+    number comes as DuckDB's text for it, and bytes as escaped text in CSV and JSON: each
+    made `streamlane query` print a traceback, in every format or in CSV and JSON."""
+    warehouse = tmp_path / "w.duckdb"
+    duckdb.connect(str(warehouse)).close()
+    csv = cli("query", ODD_TYPES, "--warehouse", str(warehouse), "--format", "csv")
+    assert csv.returncode == 0, csv.stderr
+    assert csv.stdout.splitlines() == [
+        "behind,i,b,v,u,bl,n",
+        "00:00:00,1 day 01:30:00,00000000000000000000000000000101,12,1,\\xffx,2",
+    ]
+    as_json = cli("query", ODD_TYPES, "--warehouse", str(warehouse), "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)[0]["bl"] == "\\xffx"
+    table = cli("query", ODD_TYPES, "--warehouse", str(warehouse))
+    assert table.returncode == 0 and "1 day 01:30:00" in table.stdout, table.stderr
+    # The warehouse process's query server answers with the same columns.
+    with duckdb.connect() as con:
+        served = run_query(con, ODD_TYPES).to_pylist()
+    assert served == [
+        {"behind": "00:00:00", "i": "1 day 01:30:00", "b": "00000000000000000000000000000101",
+         "v": "12", "u": "1", "bl": b"\xffx", "n": 2}
+    ]  # fmt: skip
