@@ -24,6 +24,7 @@ VARCHAR, DATE, TIME, TIMESTAMP, TIMESTAMPTZ, INTERVAL, NUMERIC, UUID = (
     1043, 1082, 1083, 1114, 1184, 1186, 1700, 2950,
 )  # fmt: skip
 UNKNOWN = 705
+VARBIT = 1562
 ARRAY_OF = {
     BOOL: 1000, BYTEA: 1001, INT2: 1005, INT4: 1007, TEXT: 1009, VARCHAR: 1015, INT8: 1016,
     FLOAT4: 1021, FLOAT8: 1022, TIMESTAMP: 1115, DATE: 1182, TIMESTAMPTZ: 1185, INTERVAL: 1187,
@@ -252,12 +253,42 @@ def column_type(arrow: pa.DataType) -> ColumnType:
     return TEXT_TYPE
 
 
+def _bits(v: bytes) -> str:
+    """A DuckDB bit string from its stored bytes: a count of padding bits, then the bits,
+    the padding first."""
+    return "".join(f"{byte:08b}" for byte in v[1:])[v[0] :]
+
+
+def _bin_varbit(v: bytes) -> bytes:
+    bits = _bits(v)
+    padded = bits + "0" * (-len(bits) % 8)
+    data = bytes(int(padded[i : i + 8], 2) for i in range(0, len(padded), 8))
+    return struct.pack("!i", len(bits)) + data
+
+
+def _bignum(v: bytes) -> int:
+    """A DuckDB big number from its stored bytes: a 3-byte header whose top bit says the sign
+    (set: not negative), then the magnitude's bytes, big-endian; a negative number's bytes
+    are all inverted."""
+    if v[0] & 0x80:
+        return int.from_bytes(v[3:], "big")
+    return -int.from_bytes(bytes(255 - b for b in v[3:]), "big")
+
+
 def result_type(arrow: pa.DataType, duckdb_type: str) -> ColumnType:
-    """Wire type of a result column; JSON and UUID are only visible in DuckDB's own type name."""
+    """Wire type of a result column. JSON, UUID, BIT and BIGNUM are only visible in DuckDB's
+    own type name; the last two arrive as their stored bytes, sent as `bit varying` and
+    `numeric`."""
     if duckdb_type == "JSON":
         return JSON_TYPE
     if duckdb_type == "UUID":
         return ColumnType(UUID, _TEXT_ONLY, lambda v: bytes.fromhex(str(v).replace("-", "")))
+    if duckdb_type == "BIT":
+        return ColumnType(VARBIT, _utf8(_bits), _bin_varbit)
+    if duckdb_type in ("BIGNUM", "VARINT"):
+        return ColumnType(
+            NUMERIC, _utf8(lambda v: str(_bignum(v))), lambda v: _bin_numeric(Decimal(_bignum(v)))
+        )
     return column_type(arrow)
 
 

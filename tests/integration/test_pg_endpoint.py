@@ -77,6 +77,27 @@ def test_psycopg_reads_every_type_in_each_mode(endpoint: dict[str, str], mode: s
         assert [d.name for d in cur.description][:2] == ["id", "name"]
 
 
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+def test_bit_strings_and_big_numbers_arrive_as_postgresql_types(
+    endpoint: dict[str, str], binary: bool
+) -> None:
+    """DuckDB's BIT and BIGNUM reach the server as their stored bytes: they go out as `bit
+    varying` and `numeric` (a bit string was sent as bytea, a big number as a Python repr)."""
+    sql = (
+        "SELECT '101'::BIT AS b, '-123456789012345678901234567890'::VARINT AS v, "
+        "0::VARINT AS z, '12'::VARINT AS p"
+    )
+    with psycopg.connect(dsn(endpoint)) as conn, conn.cursor(binary=binary) as cur:
+        row = cur.execute(sql).fetchone()
+        assert [d.type_code for d in cur.description] == [1562, 1700, 1700, 1700]
+    assert row is not None
+    # bit varying in binary: its length in bits, then the bits, padded at the end.
+    assert row[0] == (b"\x00\x00\x00\x03\xa0" if binary else "101")
+    assert row[1:] == (Decimal("-123456789012345678901234567890"), Decimal(0), Decimal(12))
+    shown = psql(endpoint, "-A", "-t", "-c", sql)
+    assert shown.stdout.strip() == "101|-123456789012345678901234567890|0|12", shown.stderr
+
+
 def test_psycopg_large_result_and_parameters(endpoint: dict[str, str]) -> None:
     with psycopg.connect(dsn(endpoint)) as conn:
         rows = conn.execute("SELECT id, ordered_at FROM sample ORDER BY id").fetchall()
