@@ -43,9 +43,9 @@ def prepare_recovery(directory: Path, cluster_id: str) -> None:
     folder named by mistake, say) is refused with UserError, its contents untouched.
     """
     marker = directory / "broker.json"
-    if directory.exists() and not directory.is_dir():
-        raise UserError(f"--recovery-dir {directory} is not a folder")
     if directory.exists():
+        if not directory.is_dir():
+            raise UserError(f"--recovery-dir {directory} is not a folder")
         owner = json.loads(marker.read_text()).get("cluster_id") if marker.exists() else None
         if owner == cluster_id:
             return

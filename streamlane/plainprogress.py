@@ -7,27 +7,30 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
 
 PLAIN_PROGRESS_S = 10.0
 """How often long-running commands write a progress line when their output is not a terminal."""
 
 
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 class PlainProgress:
-    """Writes the line `describe()` returns when `tick()` is called at least `every_s` after
-    the last line written (or after it was made)."""
+    """Writes (with `write`) the text `describe()` returns when `tick()` is called at least
+    `every_s` after the last was written (or after it was made)."""
 
     def __init__(
         self,
         describe: Callable[[], str],
-        stream: TextIO = sys.stderr,
+        write: Callable[[str], None] = _to_stderr,
         every_s: float = PLAIN_PROGRESS_S,
     ) -> None:
-        self.describe, self.stream, self.every_s = describe, stream, every_s
+        self.describe, self.write, self.every_s = describe, write, every_s
         self.written = time.monotonic()
 
     def tick(self) -> None:
-        """Write a line if one is due."""
+        """Write the progress if it is due."""
         if time.monotonic() - self.written >= self.every_s:
-            print(self.describe(), file=self.stream, flush=True)
+            self.write(self.describe())
             self.written = time.monotonic()

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from streamlane.errors import UserError
 from streamlane.flow import Flow, load_flow
 from streamlane.generator import generator_for
 from streamlane.kafka import check_reachable, ensure_topics
-from streamlane.plainprogress import PLAIN_PROGRESS_S
+from streamlane.plainprogress import PlainProgress
 from streamlane.query import endpoint_file
 from streamlane.settings import FlowSettings
 
@@ -219,10 +220,13 @@ class Pipeline:
                 metrics=False,
             )  # fmt: skip
 
+    def _warehouse(self) -> Child | None:
+        return next((c for c in self.children if c.name == "warehouse"), None)
+
     def _status(self) -> tuple[str, list[tuple[str, list[str]]]]:
         """The progress title (run time, Kafka and warehouse state, rows landed) and, per
         flow, its figures in `PROGRESS_COLUMNS` order, from the children's metrics."""
-        wh = next((c for c in self.children if c.name == "warehouse"), None)
+        wh = self._warehouse()
         per_flow: dict[str, dict[str, float]] = {}
         kafka_down = False
         for child in self.children:  # a cluster's processes each count their own partitions
@@ -332,7 +336,7 @@ class Pipeline:
         connect and where the password is: the port may have been chosen for it (0)."""
         if self.announced:
             return
-        warehouse = next((c for c in self.children if c.name == "warehouse"), None)
+        warehouse = self._warehouse()
         try:
             served = json.loads(endpoint_file(self.settings.warehouse).read_text())
         except (OSError, ValueError):
@@ -344,28 +348,26 @@ class Pipeline:
         )
         self.announced = True
 
+    def _supervise(self, refresh: Callable[[], None]) -> None:
+        """Every second: stop on a failed child, announce the endpoint once it serves, and
+        `refresh` the progress; until interrupted."""
+        while True:
+            self._check_children()
+            self._announce_endpoint()
+            time.sleep(1)
+            refresh()
+
     def _show_live(self) -> None:
         """Redraw the progress table every second until interrupted or a child fails."""
         live = Live(self._progress(), console=self.console, refresh_per_second=2, transient=False)
         with live:
-            while True:
-                self._check_children()
-                self._announce_endpoint()
-                time.sleep(1)
-                live.update(self._progress())
+            self._supervise(lambda: live.update(self._progress()))
 
     def _write_progress(self) -> None:
         """Write the progress as plain lines every `PLAIN_PROGRESS_S`, and once more when
         interrupted or a child fails."""
-        written = time.monotonic()
         try:
-            while True:
-                self._check_children()
-                self._announce_endpoint()
-                time.sleep(1)
-                if time.monotonic() - written >= PLAIN_PROGRESS_S:
-                    self.console.print(self._progress_lines())
-                    written = time.monotonic()
+            self._supervise(PlainProgress(self._progress_lines, self.console.print).tick)
         finally:
             self.console.print(self._progress_lines())
 
