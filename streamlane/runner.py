@@ -5,7 +5,8 @@ the warehouse (landing + queries), the chosen flows (the orders flow unless
 told otherwise) and, with `--demo`, each flow's generator, each as a child
 process with its log in `<data>/logs/`. Progress
 comes from the children's metrics endpoints. Ctrl-C or SIGTERM stops the
-children in order (generator, flow, warehouse, broker); a child that dies on
+children in order (generator, flow, warehouse, broker), then removes the recovery
+stores of flows that read the embedded broker; a child that dies on
 its own stops the run with a one-line error: the child's own error line, when it
 gave one, and its log.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,6 +122,9 @@ class Pipeline:
             self.console.soft_wrap = True
         self.children: list[Child] = []
         self.broker: EmbeddedBroker | None = None
+        self.embedded_stores: list[Path] = []
+        """Recovery stores of flows reading the embedded broker: nothing can resume from
+        them once it stops (it keeps topics in memory), so the run removes them then."""
         self.stopping = False
         self.started = time.monotonic()
         self.announced = False
@@ -190,9 +195,12 @@ class Pipeline:
     def _start_flow(self, flow: Flow, common: list[str], cluster_id: str) -> None:
         s = self.settings
         f = s.flow
+        recovery = s.data_dir / "recovery" / f"{flow.name}-{cluster_id}"
+        if self.broker is not None:
+            self.embedded_stores.append(recovery)
         flow_args = [
             "flow", "run", flow.name, *common,
-            "--recovery-dir", str(s.data_dir / "recovery" / f"{flow.name}-{cluster_id}"),
+            "--recovery-dir", str(recovery),
             "--lateness", str(f.lateness_s),
             "--idle-timeout", str(f.idle_timeout_s),
             "--dedupe-horizon", str(f.dedupe_horizon_s),
@@ -372,7 +380,8 @@ class Pipeline:
             self.console.print(self._progress_lines())
 
     def stop(self) -> list[str]:
-        """Stop every child within the stop timeout, then the embedded broker.
+        """Stop every child within the stop timeout, then the embedded broker, and remove the
+        recovery stores of the flows that read it.
 
         All children are asked at once (SIGINT): the flow finishes its batch and snapshots,
         the warehouse commits its batch, so none waits for another. A child still running
@@ -396,4 +405,8 @@ class Pipeline:
         if self.broker:
             self.broker.stop()
             self.broker = None
+        # Only once every flow process has exited: none still writes to its store.
+        for store in self.embedded_stores:
+            shutil.rmtree(store, ignore_errors=True)
+        self.embedded_stores.clear()
         return killed

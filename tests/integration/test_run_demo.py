@@ -72,6 +72,9 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
             env={**os.environ, "PGPASSWORD": Path(said.group(2)).read_text().strip()},
         )  # fmt: skip
         assert counted.stdout.strip() == "t", counted.stderr
+        # The flow keeps its state in a recovery store for this run's embedded broker.
+        stores = list((tmp_path / "data" / "recovery").glob("orders-embedded-*"))
+        assert len(stores) == 1 and (stores[0] / "broker.json").exists(), stores
         stopping = time.monotonic()
         run.send_signal(signal.SIGTERM)
         run.wait(30)
@@ -96,3 +99,5 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
     assert stop_s < 12, f"stopping took {stop_s:.1f} s"
     for log in (tmp_path / "data" / "logs").glob("flow*.log"):
         assert "stopped after a final snapshot" in log.read_text(), log.name
+    # Nothing can resume from that store once the embedded broker is gone: the run removed it.
+    assert not stores[0].exists(), sorted(p.name for p in stores[0].iterdir())
