@@ -187,7 +187,9 @@ def run(
             help="Flow processes, as one cluster; must divide --partitions.",
         ),
     ] = 1,
-    rate: Annotated[float, typer.Option("--rate", help="Demo events per second.")] = 200.0,
+    rate: Annotated[
+        float, typer.Option("--rate", min=0.001, help="Demo events per second.")
+    ] = 200.0,
     lateness: Lateness = FlowSettings.lateness_s,
     idle_timeout: IdleTimeout = FlowSettings.idle_timeout_s,
     dedupe_horizon: DedupeHorizon = FlowSettings.dedupe_horizon_s,

@@ -89,6 +89,12 @@ def test_run_refuses_its_own_arguments_before_starting_anything(tmp_path: Path) 
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "3 flow processes cannot share 4 partitions" in uneven.stderr
     assert "unknown flow 'no-such-flow'" in unknown.stderr
+    # A demo rate the generator would refuse (its child failed after everything started).
+    for rate in ("0", "-5"):
+        still = cli("run", "--demo", "--rate", rate, "--data-dir", str(data))
+        assert still.returncode == 2, still.stderr
+        assert "Invalid value for '--rate'" in still.stderr, still.stderr
+        assert "embedded broker" not in still.stdout + still.stderr
     assert not data.exists()
 
 
