@@ -62,8 +62,8 @@ from bench.run import (
 from flows import orders
 from streamlane.broker import EmbeddedBroker
 from streamlane.kafka import ensure_topics
+from streamlane.progresslines import scrape
 from streamlane.query import endpoint_file, run_sql
-from streamlane.runner import scrape
 
 WARM_UP_S = 5.0
 

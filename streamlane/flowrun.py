@@ -21,6 +21,7 @@ from streamlane.dataflow import build_dataflow
 from streamlane.errors import UserError
 from streamlane.flow import load_flow
 from streamlane.kafka import check_reachable, partitions_of
+from streamlane.progresslines import ProgressLog, flow_line, own_metrics
 from streamlane.settings import FlowSettings
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ def run_flow(
     On the first start the flow reads its input from the earliest offset; later
     starts continue after the last snapshot (records after it are processed
     again and their outputs re-emitted with the same ids, which the landing absorbs).
+    While it runs it logs what it has done (`progresslines.flow_line`) every 10 s, when
+    that changed, and once when it stops.
     With `addresses` (one `host:port` per process) this process is `process_id` of a
     cluster; every process runs `workers` threads and must see the same recovery store.
     The cluster's total worker count must divide the input partition count, so every
@@ -105,13 +108,14 @@ def run_flow(
     shutdown.install()
     collect_rarely()
     try:
-        cli_main(
-            flow,
-            workers_per_process=workers,
-            **cluster,
-            epoch_interval=timedelta(seconds=snapshot_interval_s),
-            recovery_config=RecoveryConfig(recovery_dir),
-        )
+        with ProgressLog(lambda: flow_line(declared, own_metrics())):
+            cli_main(
+                flow,
+                workers_per_process=workers,
+                **cluster,
+                epoch_interval=timedelta(seconds=snapshot_interval_s),
+                recovery_config=RecoveryConfig(recovery_dir),
+            )
         if shutdown.stop_requested():
             log.info("flow %s stopped after a final snapshot", name)
     except KeyboardInterrupt:

@@ -21,12 +21,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -37,13 +35,13 @@ from streamlane.flow import Flow, load_flow
 from streamlane.generator import generator_for
 from streamlane.kafka import check_reachable, ensure_topics
 from streamlane.plainprogress import PlainProgress
+from streamlane.progresslines import FLOW_COLUMNS, flow_figures, scrape
 from streamlane.query import endpoint_file
 from streamlane.settings import FlowSettings
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 10.0
-PROGRESS_COLUMNS = ("events in", "enriched", "windows", "dead letters", "late", "duplicates", "lag")
 
 
 @dataclass
@@ -86,29 +84,6 @@ class Child:
             return None
         said = [line for line in tail.splitlines() if line.startswith(prefix)]
         return said[-1][len(prefix) :] if said else None
-
-
-def scrape(port: int) -> dict[str, float]:
-    """A process's metrics summed by name, name|topic and name|topic/partition; {} when
-    unreachable."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as response:
-            text = response.read().decode()
-    except OSError:
-        return {}
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            keys = [sample.name]
-            if "topic" in sample.labels:
-                keys.append(f"{sample.name}|{sample.labels['topic']}")
-                if "partition" in sample.labels:
-                    keys.append(
-                        f"{sample.name}|{sample.labels['topic']}/{sample.labels['partition']}"
-                    )
-            for key in keys:
-                totals[key] = totals.get(key, 0.0) + sample.value
-    return totals
 
 
 class Pipeline:
@@ -233,7 +208,7 @@ class Pipeline:
 
     def _status(self) -> tuple[str, list[tuple[str, list[str]]]]:
         """The progress title (run time, Kafka and warehouse state, rows landed) and, per
-        flow, its figures in `PROGRESS_COLUMNS` order, from the children's metrics."""
+        flow, its figures in `FLOW_COLUMNS` order, from the children's metrics."""
         wh = self._warehouse()
         per_flow: dict[str, dict[str, float]] = {}
         kafka_down = False
@@ -253,27 +228,14 @@ class Pipeline:
         if w.get("streamlane_landing_paused", 0.0) == 1:
             title += " · warehouse not writable: landing paused"
         title += f" · landed rows {w.get('streamlane_landed_rows_total', 0):,.0f}"
-        rows = []
-        for name, m in per_flow.items():
-            flow = load_flow(name)
-            windows = sum(self._out(m, w.output.topic) for w in flow.windows)
-            figures = [
-                f"{m.get('streamlane_events_in_total', 0):,.0f}",
-                f"{self._out(m, flow.enriched.topic):,.0f}",
-                f"{windows:,.0f}",
-                f"{self._out(m, flow.dead_letter_topic):,.0f}",
-                f"{m.get('streamlane_late_events_total', 0):,.0f}",
-                f"{m.get('streamlane_duplicates_dropped_total', 0):,.0f}",
-                self._lag(m, flow.input_topic),
-            ]
-            rows.append((name, figures))
+        rows = [(name, flow_figures(load_flow(name), m)) for name, m in per_flow.items()]
         return title, rows
 
     def _progress(self) -> Table:
         title, rows = self._status()
         table = Table(title=title, expand=False)
         table.add_column("flow")
-        for column in PROGRESS_COLUMNS:
+        for column in FLOW_COLUMNS:
             table.add_column(column, justify="right")
         for name, figures in rows:
             table.add_row(name, *figures)
@@ -285,28 +247,10 @@ class Pipeline:
         title, rows = self._status()
         flows = [
             f"  {name}: "
-            + " · ".join(f"{c} {v}" for c, v in zip(PROGRESS_COLUMNS, figures, strict=True))
+            + " · ".join(f"{c} {v}" for c, v in zip(FLOW_COLUMNS, figures, strict=True))
             for name, figures in rows
         ]
         return "\n".join([title, *flows])
-
-    def _lag(self, metrics: dict[str, float], topic: str, shown: int = 4) -> str:
-        """Total input lag and the partitions furthest behind, most first (from fetch high
-        watermarks); every partition's lag is in the metrics."""
-        prefix = f"streamlane_consumer_lag|{topic}/"
-        per_partition = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
-        total = metrics.get("streamlane_consumer_lag", 0.0)
-        behind = sorted(
-            (p for p, v in per_partition.items() if v > 0), key=lambda p: -per_partition[p]
-        )
-        if not behind or total == 0:
-            return f"{total:,.0f}"
-        parts = ", ".join(f"p{p}: {per_partition[p]:,.0f}" for p in behind[:shown])
-        more = f", +{len(behind) - shown} more" if len(behind) > shown else ""
-        return f"{total:,.0f} ({parts}{more})"
-
-    def _out(self, metrics: dict[str, float], topic: str) -> float:
-        return metrics.get(f"streamlane_events_out_total|{topic}", 0.0)
 
     def _check_children(self) -> None:
         for child in self.children:

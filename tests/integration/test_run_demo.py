@@ -97,7 +97,13 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
     assert not leftovers, f"children still running after SIGTERM: {leftovers}"
     # Every child gets 10 s; the broker stops after them.
     assert stop_s < 12, f"stopping took {stop_s:.1f} s"
-    for log in (tmp_path / "data" / "logs").glob("flow*.log"):
+    logs = tmp_path / "data" / "logs"
+    for log in logs.glob("flow*.log"):
         assert "stopped after a final snapshot" in log.read_text(), log.name
+        # Each process says in its own log what it did, last when it stopped.
+        assert re.search(r"orders: events in [1-9][\d,]* · enriched [1-9]", log.read_text()), (
+            log.read_text()[-2000:]
+        )
+    assert re.search(r"landed rows [1-9][\d,]* · landing lag", (logs / "warehouse.log").read_text())
     # Nothing can resume from that store once the embedded broker is gone: the run removed it.
     assert not stores[0].exists(), sorted(p.name for p in stores[0].iterdir())

@@ -1,42 +1,83 @@
-"""The progress display's lag column: total input lag and the partitions furthest behind."""
+"""Progress lines: the lag figure (total input lag and the partitions furthest behind), a
+flow's line from its own metrics, and the progress log's pacing."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 
-from streamlane.runner import Pipeline, RunSettings
-from streamlane.settings import FlowSettings
+import pytest
 
-
-def _pipeline(tmp_path: Path) -> Pipeline:
-    return Pipeline(
-        RunSettings(flow=FlowSettings(brokers=""), warehouse=tmp_path / "w", data_dir=tmp_path)
-    )
+from flows import orders
+from streamlane.progresslines import ProgressLog, flow_line, lag_figure, landing_line
 
 
-def test_lag_names_the_partition_furthest_behind(tmp_path: Path) -> None:
+def test_lag_names_the_partition_furthest_behind() -> None:
     metrics = {
         "streamlane_consumer_lag": 1_530.0,
         "streamlane_consumer_lag|pizza.orders": 1_530.0,
         "streamlane_consumer_lag|pizza.orders/0": 30.0,
         "streamlane_consumer_lag|pizza.orders/5": 1_500.0,
     }
-    assert _pipeline(tmp_path)._lag(metrics, "pizza.orders") == "1,530 (p5: 1,500, p0: 30)"
+    assert lag_figure(metrics, "pizza.orders") == "1,530 (p5: 1,500, p0: 30)"
 
 
-def test_lag_lists_at_most_four_partitions(tmp_path: Path) -> None:
+def test_lag_lists_at_most_four_partitions() -> None:
     metrics = {"streamlane_consumer_lag": 15.0} | {
         f"streamlane_consumer_lag|pizza.orders/{p}": float(p) for p in range(6)
     }
-    assert (
-        _pipeline(tmp_path)._lag(metrics, "pizza.orders")
-        == "15 (p5: 5, p4: 4, p3: 3, p2: 2, +1 more)"
-    )
+    assert lag_figure(metrics, "pizza.orders") == "15 (p5: 5, p4: 4, p3: 3, p2: 2, +1 more)"
 
 
-def test_no_lag_is_a_plain_zero(tmp_path: Path) -> None:
-    assert _pipeline(tmp_path)._lag({}, "pizza.orders") == "0"
-    assert (
-        _pipeline(tmp_path)._lag({"streamlane_consumer_lag|pizza.orders/1": 0.0}, "pizza.orders")
-        == "0"
+def test_no_lag_is_a_plain_zero() -> None:
+    assert lag_figure({}, "pizza.orders") == "0"
+    assert lag_figure({"streamlane_consumer_lag|pizza.orders/1": 0.0}, "pizza.orders") == "0"
+
+
+def test_flow_line_counts_each_output_and_says_when_kafka_is_down() -> None:
+    flow = orders.FLOW
+    out = "streamlane_events_out_total|"
+    metrics = {
+        "streamlane_events_in_total": 1_200.0,
+        f"{out}{flow.enriched.topic}": 1_150.0,
+        f"{out}{flow.windows[0].output.topic}": 40.0,
+        f"{out}{flow.dead_letter_topic}": 12.0,
+        "streamlane_late_events_total": 3.0,
+        "streamlane_duplicates_dropped_total": 11.0,
+        "streamlane_consumer_lag": 7.0,
+        f"streamlane_consumer_lag|{flow.input_topic}/2": 7.0,
+    }
+    assert flow_line(flow, metrics) == (
+        "orders: events in 1,200 · enriched 1,150 · windows 40 · dead letters 12 · late 3"
+        " · duplicates 11 · lag 7 (p2: 7)"
     )
+    down = flow_line(flow, metrics | {"streamlane_broker_up": 0.0})
+    assert down.endswith(" · Kafka not answering: waiting")
+
+
+def test_landing_line_says_when_the_landing_is_paused() -> None:
+    metrics = {"streamlane_landed_rows_total": 2_500.0, "streamlane_landing_lag": 30.0}
+    assert landing_line(metrics) == "landed rows 2,500 · landing lag 30"
+    paused = landing_line(metrics | {"streamlane_landing_paused": 1.0})
+    assert paused.endswith(" · warehouse not writable: landing paused")
+
+
+def test_progress_log_writes_a_line_only_when_it_changed_and_once_on_exit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    said = iter(["events 0", "events 1", "events 1", "events 2", "events 2"])
+    caplog.set_level(logging.INFO, logger="streamlane.progresslines")
+    progress = ProgressLog(lambda: next(said), every_s=3600)  # ticked by hand below
+    with progress:
+        progress.tick()
+        progress.tick()
+        progress.tick()
+    assert [r.getMessage() for r in caplog.records] == ["events 1", "events 2", "events 2"]
+
+
+def test_progress_log_says_nothing_when_nothing_happened(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="streamlane.progresslines")
+    with ProgressLog(lambda: "events 0", every_s=3600):
+        pass
+    assert caplog.records == []
