@@ -59,7 +59,7 @@ from streamlane.dataflow import SHARD_STEP
 from streamlane.dedupe import RunFiles, keep_runs_in
 from streamlane.flowrun import DEDUPE_RUNS
 from streamlane.kafka import ensure_topics
-from streamlane.runner import scrape
+from streamlane.progresslines import scrape
 from streamlane.settings import FlowSettings
 
 MIB = 2**20

@@ -38,9 +38,9 @@ from streamlane.generator import GeneratorSettings, OrderGenerator
 from streamlane.kafka import ensure_topics
 from streamlane.paths import REFERENCE_DIR
 from streamlane.procmem import cpu_seconds, cpu_seconds_by_thread, memory_mib
+from streamlane.progresslines import scrape
 from streamlane.publish import publish
 from streamlane.query import run_sql
-from streamlane.runner import scrape
 from streamlane.settings import FlowSettings
 
 RESULTS = Path(__file__).parent / "results"

@@ -14,7 +14,7 @@ import pytest
 from flows import orders
 from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.kafka import ensure_topics
-from streamlane.runner import scrape
+from streamlane.progresslines import scrape
 from tests.helpers import Processes, memory_mib, wait_until
 
 RSS_BOUND_MIB = 1024

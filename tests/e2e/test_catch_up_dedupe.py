@@ -19,7 +19,7 @@ import pytest
 from flows import orders
 from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.kafka import ensure_topics
-from streamlane.runner import scrape
+from streamlane.progresslines import scrape
 from tests.helpers import Processes, wait_until
 from tests.unequal_partitions import orders_over_an_hour, produce_to_partitions
 

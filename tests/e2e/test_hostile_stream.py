@@ -18,8 +18,8 @@ from flows import orders
 from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.kafka import ensure_topics
 from streamlane.paths import REFERENCE_DIR
+from streamlane.progresslines import scrape
 from streamlane.publish import publish
-from streamlane.runner import scrape
 from tests.e2e.orders_run import start_flow
 from tests.helpers import Processes, memory_mib, wait_until
 from tests.hostile import base_event, dumps, expected, mutate

@@ -13,8 +13,8 @@ from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.flowrun import DEDUPE_RUNS
 from streamlane.generator import GeneratedRecord
 from streamlane.kafka import ensure_topics
+from streamlane.progresslines import scrape
 from streamlane.publish import publish
-from streamlane.runner import scrape
 from tests.e2e.orders_run import finish_and_check, order_stream, start_flow
 from tests.helpers import Processes, wait_until
 from tests.pipeline import count, event_id, start_warehouse

@@ -12,7 +12,8 @@ import pytest
 from flows import orders
 from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.kafka import ensure_topics
-from streamlane.runner import Child, Pipeline, RunSettings, scrape
+from streamlane.progresslines import scrape
+from streamlane.runner import Child, Pipeline, RunSettings
 from streamlane.settings import FlowSettings
 from tests.e2e.orders_run import start_flow
 from tests.helpers import Processes, the_error_line, wait_until

@@ -17,8 +17,8 @@ from streamlane.dlq import read_dead_letters
 from streamlane.generator import GeneratorSettings, OrderGenerator
 from streamlane.kafka import ensure_topics
 from streamlane.paths import REFERENCE_DIR
+from streamlane.progresslines import scrape
 from streamlane.publish import publish
-from streamlane.runner import scrape
 from streamlane.topicread import read_to_end
 from tests.e2e.orders_run import start_flow
 from tests.helpers import Processes, wait_until
