@@ -56,6 +56,7 @@ from streamlane.kafka import (
 )
 from streamlane.pgwire.auth import Credentials
 from streamlane.pgwire.server import PgServer
+from streamlane.progresslines import ProgressLog, landing_line, own_metrics
 from streamlane.query import endpoint_file, result_table
 from streamlane.sqlquote import literal
 from streamlane.threadname import name_this_thread
@@ -742,7 +743,9 @@ class Warehouse:
         return f"http://{host!s}:{port}"
 
     def serve(self) -> None:
-        """Serve queries and land topics until `stop()`; removes the endpoint file on the way out."""
+        """Serve queries and land topics until `stop()`, logging what the landing has done
+        (`progresslines.landing_line`) every 10 s while it changes and once when it stops;
+        removes the endpoint file on the way out."""
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.pg.serve_in_background()
         announce = endpoint_file(self.path)
@@ -770,8 +773,9 @@ class Warehouse:
                     self.con, self.brokers, landed_tables(), broker_timeout_s=self.broker_timeout_s
                 )
                 collect_rarely()
-                while not self.stopping.is_set():
-                    self.landing.poll_once()
+                with ProgressLog(lambda: landing_line(own_metrics())):
+                    while not self.stopping.is_set():
+                        self.landing.poll_once()
             else:
                 while not self.stopping.wait(0.5):  # a timed wait lets Ctrl-C through
                     pass

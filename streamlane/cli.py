@@ -418,7 +418,6 @@ def serve(
     from sinks.warehouse import Warehouse as WarehouseServer
     from streamlane import shutdown
     from streamlane.metrics import serve_metrics
-    from streamlane.progresslines import ProgressLog, landing_line, own_metrics
 
     if pg_auth not in ("scram-sha-256", "md5"):
         raise UserError(f"--pg-auth must be scram-sha-256 or md5, not {pg_auth!r}")
@@ -437,13 +436,8 @@ def serve(
         warehouse, brokers, endpoint, broker_timeout_s=broker_timeout, threads=threads
     )
     shutdown.install(on_stop=server.stop, doing="finishing the write in hand")
-    # A warehouse that lands topics says in its log what it has landed.
-    progress = (
-        ProgressLog(lambda: landing_line(own_metrics())) if brokers else contextlib.nullcontext()
-    )
     try:
-        with progress:
-            server.serve()
+        server.serve()
     except KeyboardInterrupt:  # one more, while it was closing
         server.stop()
 
