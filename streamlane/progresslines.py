@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 FLOW_COLUMNS = ("events in", "enriched", "windows", "dead letters", "late", "duplicates", "lag")
 LAG_PARTITIONS_SHOWN = 4
+KAFKA_DOWN = "Kafka not answering: waiting"
+LANDING_PAUSED = "warehouse not writable: landing paused"
 
 
 def metric_totals(families: Iterable[Metric]) -> dict[str, float]:
@@ -93,14 +95,26 @@ def flow_figures(flow: Flow, metrics: dict[str, float]) -> list[str]:
     ]
 
 
+def kafka_down(metrics: dict[str, float]) -> bool:
+    """Whether the process found Kafka not answering (`streamlane_broker_up` 0)."""
+    return metrics.get("streamlane_broker_up", 1.0) == 0
+
+
+def landing_paused(metrics: dict[str, float]) -> bool:
+    """Whether the landing has paused because the warehouse cannot be written."""
+    return metrics.get("streamlane_landing_paused", 0.0) == 1
+
+
+def figures_text(flow_name: str, figures: list[str]) -> str:
+    """A flow's `flow_figures` as text: `orders: events in 1,000 · enriched 980 · ...`."""
+    named = zip(FLOW_COLUMNS, figures, strict=True)
+    return f"{flow_name}: " + " · ".join(f"{column} {value}" for column, value in named)
+
+
 def flow_line(flow: Flow, metrics: dict[str, float]) -> str:
-    """`flow_figures` as one line: `orders: events in 1,000 · enriched 980 · ...`, and a
-    note while Kafka does not answer."""
-    figures = zip(FLOW_COLUMNS, flow_figures(flow, metrics), strict=True)
-    line = f"{flow.name}: " + " · ".join(f"{column} {value}" for column, value in figures)
-    if metrics.get("streamlane_broker_up", 1.0) == 0:
-        line += " · Kafka not answering: waiting"
-    return line
+    """`figures_text` of the flow's metrics, and a note while Kafka does not answer."""
+    line = figures_text(flow.name, flow_figures(flow, metrics))
+    return line + f" · {KAFKA_DOWN}" if kafka_down(metrics) else line
 
 
 def landing_line(metrics: dict[str, float]) -> str:
@@ -110,10 +124,10 @@ def landing_line(metrics: dict[str, float]) -> str:
         f"landed rows {metrics.get('streamlane_landed_rows_total', 0):,.0f}"
         f" · landing lag {metrics.get('streamlane_landing_lag', 0):,.0f}"
     )
-    if metrics.get("streamlane_landing_paused", 0.0) == 1:
-        line += " · warehouse not writable: landing paused"
-    if metrics.get("streamlane_broker_up", 1.0) == 0:
-        line += " · Kafka not answering: waiting"
+    if landing_paused(metrics):
+        line += f" · {LANDING_PAUSED}"
+    if kafka_down(metrics):
+        line += f" · {KAFKA_DOWN}"
     return line
 
 

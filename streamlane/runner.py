@@ -35,7 +35,16 @@ from streamlane.flow import Flow, load_flow
 from streamlane.generator import generator_for
 from streamlane.kafka import check_reachable, ensure_topics
 from streamlane.plainprogress import PlainProgress
-from streamlane.progresslines import FLOW_COLUMNS, flow_figures, scrape
+from streamlane.progresslines import (
+    FLOW_COLUMNS,
+    KAFKA_DOWN,
+    LANDING_PAUSED,
+    figures_text,
+    flow_figures,
+    kafka_down,
+    landing_paused,
+    scrape,
+)
 from streamlane.query import endpoint_file
 from streamlane.settings import FlowSettings
 
@@ -211,22 +220,22 @@ class Pipeline:
         flow, its figures in `FLOW_COLUMNS` order, from the children's metrics."""
         wh = self._warehouse()
         per_flow: dict[str, dict[str, float]] = {}
-        kafka_down = False
+        down = False
         for child in self.children:  # a cluster's processes each count their own partitions
             if child.flow is None or not child.metrics_port:
                 continue
             scraped = scrape(child.metrics_port)
-            kafka_down |= scraped.get("streamlane_broker_up", 1.0) == 0
+            down |= kafka_down(scraped)
             m = per_flow.setdefault(child.flow, {})
             for key, value in scraped.items():
                 m[key] = m.get(key, 0.0) + value
         w = scrape(wh.metrics_port) if wh and wh.metrics_port else {}
-        kafka_down |= w.get("streamlane_broker_up", 1.0) == 0
+        down |= kafka_down(w)
         title = f"streamlane · {time.monotonic() - self.started:,.0f}s"
-        if kafka_down:
-            title += " · Kafka not answering: waiting (see logs)"
-        if w.get("streamlane_landing_paused", 0.0) == 1:
-            title += " · warehouse not writable: landing paused"
+        if down:
+            title += f" · {KAFKA_DOWN} (see logs)"
+        if landing_paused(w):
+            title += f" · {LANDING_PAUSED}"
         title += f" · landed rows {w.get('streamlane_landed_rows_total', 0):,.0f}"
         rows = [(name, flow_figures(load_flow(name), m)) for name, m in per_flow.items()]
         return title, rows
@@ -245,11 +254,7 @@ class Pipeline:
         """The progress as plain lines, for output that is not a terminal: the title, then
         one line per flow."""
         title, rows = self._status()
-        flows = [
-            f"  {name}: "
-            + " · ".join(f"{c} {v}" for c, v in zip(FLOW_COLUMNS, figures, strict=True))
-            for name, figures in rows
-        ]
+        flows = [f"  {figures_text(name, figures)}" for name, figures in rows]
         return "\n".join([title, *flows])
 
     def _check_children(self) -> None:
