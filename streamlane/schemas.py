@@ -176,7 +176,8 @@ def _checks(node: dict[str, Any], expr: pl.Expr, path: str, merged: bool = False
         elif keyword == "maximum":
             out.append(Check(expr > arg, lit(f"{path} must be <= {arg}")))
         elif keyword == "minItems":
-            out.append(Check(expr.list.len() < arg, lit(f"{path} needs at least {arg} items")))
+            items = "item" if arg == 1 else "items"
+            out.append(Check(expr.list.len() < arg, lit(f"{path} needs at least {arg} {items}")))
         elif keyword == "format":
             if arg != "date-time":
                 raise ValueError(f"{path}: unsupported format {arg!r}")

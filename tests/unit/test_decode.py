@@ -64,6 +64,11 @@ def test_malformed_records_are_rejected_with_reason(record: bytes, reason: str) 
     assert reason in out.rejects["reason"][0]
 
 
+def test_an_empty_list_reason_names_one_item_in_the_singular() -> None:
+    out = decode_batch([variant(lambda e: e["data"].update(items=[]))], SCHEMA)
+    assert out.rejects["reason"].to_list() == ["data.items needs at least 1 item"]
+
+
 def test_tolerant_reader_ignores_unknown_fields() -> None:
     extra = variant(lambda e: (e.update(partnerid="x"), e["data"].update(coupon="LUNCH10")))
     out = decode_batch([extra], SCHEMA)
