@@ -56,7 +56,7 @@ from streamlane.kafka import (
 )
 from streamlane.pgwire.auth import Credentials
 from streamlane.pgwire.server import PgServer
-from streamlane.progresslines import ProgressLog, landing_line, own_metrics
+from streamlane.progresslines import ProgressLog, RateMeter, landing_line, own_metrics
 from streamlane.query import endpoint_file, result_table
 from streamlane.sqlquote import literal
 from streamlane.threadname import name_this_thread
@@ -773,7 +773,8 @@ class Warehouse:
                     self.con, self.brokers, landed_tables(), broker_timeout_s=self.broker_timeout_s
                 )
                 collect_rarely()
-                with ProgressLog(lambda: landing_line(own_metrics())):
+                rates = RateMeter()
+                with ProgressLog(lambda: landing_line(own_metrics(), rates)):
                     while not self.stopping.is_set():
                         self.landing.poll_once()
             else:

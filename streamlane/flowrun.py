@@ -21,7 +21,7 @@ from streamlane.dataflow import build_dataflow
 from streamlane.errors import UserError
 from streamlane.flow import load_flow
 from streamlane.kafka import check_reachable, partitions_of
-from streamlane.progresslines import ProgressLog, flow_line, own_metrics
+from streamlane.progresslines import ProgressLog, RateMeter, flow_line, own_metrics
 from streamlane.settings import FlowSettings
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,8 @@ def run_flow(
     shutdown.install()
     collect_rarely()
     try:
-        with ProgressLog(lambda: flow_line(declared, own_metrics())):
+        rates = RateMeter()
+        with ProgressLog(lambda: flow_line(declared, own_metrics(), rates)):
             cli_main(
                 flow,
                 workers_per_process=workers,

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Iterable
 from types import TracebackType
 
@@ -28,6 +30,44 @@ FLOW_COLUMNS = ("events in", "enriched", "windows", "dead letters", "late", "dup
 LAG_PARTITIONS_SHOWN = 4
 KAFKA_DOWN = "Kafka not answering: waiting"
 LANDING_PAUSED = "warehouse not writable: landing paused"
+
+
+class RateMeter:
+    """Per-second rates of growing totals (events read, rows landed) over about the last
+    `window_s`, for progress lines: a figure a second would jump with every batch.
+
+    Every total is taken to be 0 when the meter is made, as a process's counters start at
+    0, so the first reading already has a rate. A total below the last one (a scrape that
+    found no process to read) reads as 0 a second and is not kept, so the next reading's
+    rate is measured from real totals.
+    """
+
+    def __init__(
+        self, window_s: float = PLAIN_PROGRESS_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.window_s, self.clock = window_s, clock
+        self.started = clock()
+        self.readings: dict[str, deque[tuple[float, float]]] = {}
+
+    def per_s(self, name: str, total: float) -> float:
+        """Record `total` for `name` now; return how much it grew a second over the window."""
+        now = self.clock()
+        readings = self.readings.setdefault(name, deque([(self.started, 0.0)]))
+        if total < readings[-1][1]:
+            return 0.0
+        readings.append((now, total))
+        # Keep the newest reading at least a window old as the base of the rate.
+        while len(readings) > 2 and now - readings[1][0] >= self.window_s:
+            readings.popleft()
+        since, before = readings[0]
+        return max(0.0, (total - before) / (now - since)) if now > since else 0.0
+
+
+def with_rate(total: float, rates: RateMeter | None, name: str) -> str:
+    """`1,200`, or with `rates` `1,200 (120/s)`: a total and how fast it grows."""
+    if rates is None:
+        return f"{total:,.0f}"
+    return f"{total:,.0f} ({rates.per_s(name, total):,.0f}/s)"
 
 
 def metric_totals(families: Iterable[Metric]) -> dict[str, float]:
@@ -77,15 +117,19 @@ def lag_figure(metrics: dict[str, float], topic: str) -> str:
     return f"{total:,.0f} ({parts}{more})"
 
 
-def flow_figures(flow: Flow, metrics: dict[str, float]) -> list[str]:
-    """A flow's figures in `FLOW_COLUMNS` order: events read, records written to its
-    enriched, window and dead-letter topics, late events, duplicates dropped, input lag."""
+def flow_figures(
+    flow: Flow, metrics: dict[str, float], rates: RateMeter | None = None
+) -> list[str]:
+    """A flow's figures in `FLOW_COLUMNS` order: events read (with `rates`, and how many a
+    second), records written to its enriched, window and dead-letter topics, late events,
+    duplicates dropped, input lag."""
 
     def out(topic: str) -> float:
         return metrics.get(f"streamlane_events_out_total|{topic}", 0.0)
 
+    events_in = metrics.get("streamlane_events_in_total", 0.0)
     return [
-        f"{metrics.get('streamlane_events_in_total', 0):,.0f}",
+        with_rate(events_in, rates, f"{flow.name} events in"),
         f"{out(flow.enriched.topic):,.0f}",
         f"{sum(out(w.output.topic) for w in flow.windows):,.0f}",
         f"{out(flow.dead_letter_topic):,.0f}",
@@ -111,17 +155,22 @@ def figures_text(flow_name: str, figures: list[str]) -> str:
     return f"{flow_name}: " + " · ".join(f"{column} {value}" for column, value in named)
 
 
-def flow_line(flow: Flow, metrics: dict[str, float]) -> str:
+def flow_line(flow: Flow, metrics: dict[str, float], rates: RateMeter | None = None) -> str:
     """`figures_text` of the flow's metrics, and a note while Kafka does not answer."""
-    line = figures_text(flow.name, flow_figures(flow, metrics))
+    line = figures_text(flow.name, flow_figures(flow, metrics, rates))
     return line + f" · {KAFKA_DOWN}" if kafka_down(metrics) else line
 
 
-def landing_line(metrics: dict[str, float]) -> str:
-    """What the landing has done: rows landed and records it is behind, and a note while
-    the warehouse cannot be written or Kafka does not answer."""
+def landed_figure(metrics: dict[str, float], rates: RateMeter | None = None) -> str:
+    """Rows landed (with `rates`, and how many a second)."""
+    return with_rate(metrics.get("streamlane_landed_rows_total", 0.0), rates, "landed rows")
+
+
+def landing_line(metrics: dict[str, float], rates: RateMeter | None = None) -> str:
+    """What the landing has done: rows landed (with `rates`, how many a second) and records
+    it is behind, and a note while the warehouse cannot be written or Kafka does not answer."""
     line = (
-        f"landed rows {metrics.get('streamlane_landed_rows_total', 0):,.0f}"
+        f"landed rows {landed_figure(metrics, rates)}"
         f" · landing lag {metrics.get('streamlane_landing_lag', 0):,.0f}"
     )
     if landing_paused(metrics):

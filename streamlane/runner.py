@@ -39,9 +39,11 @@ from streamlane.progresslines import (
     FLOW_COLUMNS,
     KAFKA_DOWN,
     LANDING_PAUSED,
+    RateMeter,
     figures_text,
     flow_figures,
     kafka_down,
+    landed_figure,
     landing_paused,
     scrape,
 )
@@ -111,6 +113,7 @@ class Pipeline:
         them once it stops (it keeps topics in memory), so the run removes them then."""
         self.stopping = False
         self.started = time.monotonic()
+        self.rates = RateMeter()
         self.announced = False
 
     def _spawn(
@@ -236,8 +239,10 @@ class Pipeline:
             title += f" · {KAFKA_DOWN} (see logs)"
         if landing_paused(w):
             title += f" · {LANDING_PAUSED}"
-        title += f" · landed rows {w.get('streamlane_landed_rows_total', 0):,.0f}"
-        rows = [(name, flow_figures(load_flow(name), m)) for name, m in per_flow.items()]
+        title += f" · landed rows {landed_figure(w, self.rates)}"
+        rows = [
+            (name, flow_figures(load_flow(name), m, self.rates)) for name, m in per_flow.items()
+        ]
         return title, rows
 
     def _progress(self) -> Table:

@@ -86,10 +86,12 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
     # (the run's title, then a line per flow) and, after the last of them, it says it stopped.
     lines = out.read_text().splitlines()
     assert lines[-2:] == ["stopping…", "stopped"], lines[-10:]
-    assert re.fullmatch(r"streamlane · [\d,]+s · landed rows [\d,]+", lines[-4]), lines[-10:]
+    assert re.fullmatch(r"streamlane · [\d,]+s · landed rows [\d,]+ \([\d,]+/s\)", lines[-4]), (
+        lines[-10:]
+    )
     assert re.fullmatch(
-        r"  orders: events in [\d,]+ · enriched [\d,]+ · windows [\d,]+ · dead letters [\d,]+"
-        r" · late [\d,]+ · duplicates [\d,]+ · lag [\d,]+( \(.*\))?",
+        r"  orders: events in [\d,]+ \([\d,]+/s\) · enriched [\d,]+ · windows [\d,]+"
+        r" · dead letters [\d,]+ · late [\d,]+ · duplicates [\d,]+ · lag [\d,]+( \(.*\))?",
         lines[-3],
     ), lines[-10:]
     assert int(lines[-3].split("enriched ")[1].split(" ")[0].replace(",", "")) > 0, lines[-3]
@@ -101,9 +103,12 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
     for log in logs.glob("flow*.log"):
         assert "stopped after a final snapshot" in log.read_text(), log.name
         # Each process says in its own log what it did, last when it stopped.
-        assert re.search(r"orders: events in [1-9][\d,]* · enriched [1-9]", log.read_text()), (
-            log.read_text()[-2000:]
+        said = log.read_text()
+        assert re.search(r"orders: events in [1-9][\d,]* \([\d,]+/s\) · enriched [1-9]", said), (
+            said[-2000:]
         )
-    assert re.search(r"landed rows [1-9][\d,]* · landing lag", (logs / "warehouse.log").read_text())
+    assert re.search(
+        r"landed rows [1-9][\d,]* \([\d,]+/s\) · landing lag", (logs / "warehouse.log").read_text()
+    )
     # Nothing can resume from that store once the embedded broker is gone: the run removed it.
     assert not stores[0].exists(), sorted(p.name for p in stores[0].iterdir())

@@ -1,5 +1,5 @@
 """Progress lines: the lag figure (total input lag and the partitions furthest behind), a
-flow's line from its own metrics, and the progress log's pacing."""
+flow's line from its own metrics, rates over the last window, and the progress log's pacing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,23 @@ import logging
 import pytest
 
 from flows import orders
-from streamlane.progresslines import ProgressLog, flow_line, lag_figure, landing_line
+from streamlane.progresslines import (
+    ProgressLog,
+    RateMeter,
+    flow_line,
+    lag_figure,
+    landing_line,
+)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def test_lag_names_the_partition_furthest_behind() -> None:
@@ -59,6 +75,42 @@ def test_landing_line_says_when_the_landing_is_paused() -> None:
     assert landing_line(metrics) == "landed rows 2,500 · landing lag 30"
     paused = landing_line(metrics | {"streamlane_landing_paused": 1.0})
     assert paused.endswith(" · warehouse not writable: landing paused")
+
+
+def test_rate_covers_the_last_window_from_a_start_at_zero() -> None:
+    clock = Clock()
+    rates = RateMeter(window_s=10, clock=clock)
+    clock.now += 4
+    assert rates.per_s("rows", 400) == 100  # counted from 0 when the meter was made
+    clock.now += 6
+    assert rates.per_s("rows", 1_600) == 160
+    clock.now += 5
+    # The base is now the newest reading at least 10 s old (400, 11 s ago), not the start.
+    assert rates.per_s("rows", 1_600) == pytest.approx(1_200 / 11)
+    clock.now += 10
+    assert rates.per_s("rows", 1_600) == 0
+    assert rates.per_s("other", 0) == 0  # each name has its own readings
+
+
+def test_a_total_that_falls_reads_as_zero_and_is_not_kept() -> None:
+    clock = Clock()
+    rates = RateMeter(window_s=10, clock=clock)
+    clock.now += 10
+    assert rates.per_s("rows", 1_000) == 100
+    clock.now += 1
+    assert rates.per_s("rows", 0) == 0  # the process could not be read
+    clock.now += 9
+    assert rates.per_s("rows", 2_000) == 100  # from 1,000 at 10 s, not from the 0
+
+
+def test_lines_with_rates_say_how_fast_events_come_in_and_rows_land() -> None:
+    clock = Clock()
+    rates = RateMeter(window_s=10, clock=clock)
+    clock.now += 10
+    line = flow_line(orders.FLOW, {"streamlane_events_in_total": 25_000.0}, rates)
+    assert line.startswith("orders: events in 25,000 (2,500/s) · enriched 0 · "), line
+    landing = landing_line({"streamlane_landed_rows_total": 12_345.0}, rates)
+    assert landing == "landed rows 12,345 (1,234/s) · landing lag 0"
 
 
 def test_progress_log_writes_a_line_only_when_it_changed_and_once_on_exit(
