@@ -10,6 +10,7 @@ transaction that is rolled back, so a query cannot change the warehouse.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -634,6 +635,11 @@ def secret_file(warehouse: Path, kind: str) -> Path:
     return warehouse.with_name(f"{warehouse.name}.{kind}")
 
 
+_OTHER_PORT = "; choose another port with --{option} or STREAMLANE_{env}_PORT (0: any free)"
+"""What to do when an endpoint's port is taken: often by another server on a developer's
+machine (a second PostgreSQL, say)."""
+
+
 def credential(warehouse: Path, kind: str, env_var: str) -> tuple[str, bool]:
     """The credential from `env_var`, else one generated and written beside the warehouse (kept
     across restarts). Returns (value, whether it comes from the file)."""
@@ -703,7 +709,7 @@ class Warehouse:
         except duckdb.Error as exc:
             raise UserError(
                 f"cannot serve Quack on {endpoint.quack_host}:{self.quack_port}: "
-                f"{str(exc).splitlines()[0]}"
+                f"{str(exc).splitlines()[0]}{_OTHER_PORT.format(option='quack-port', env='QUACK')}"
             ) from None
         lock_down(self.con)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.con))
@@ -721,9 +727,10 @@ class Warehouse:
                 max_concurrent_queries=int(os.environ.get("STREAMLANE_PG_MAX_QUERIES", "0")),
             )
         except OSError as exc:
+            taken = exc.errno == errno.EADDRINUSE
             raise UserError(
                 f"cannot listen for PostgreSQL clients on {endpoint.host}:{endpoint.port}: "
-                f"{exc.strerror}"
+                f"{exc.strerror}{_OTHER_PORT.format(option='pg-port', env='PG') if taken else ''}"
             ) from None
         where = f"postgresql://{user}@{endpoint.host}:{self.pg.port}/warehouse"
         told = (

@@ -154,6 +154,36 @@ def test_a_taken_metrics_port_is_one_line(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("option", "env", "said"),
+    [
+        ("--pg-port", "PG", "cannot listen for PostgreSQL clients on 127.0.0.1:{port}: "
+         "Address already in use"),
+        ("--quack-port", "QUACK", "cannot serve Quack on 127.0.0.1:{port}: IO Error: "),
+    ],
+    ids=["pg", "quack"],
+)  # fmt: skip
+def test_a_taken_endpoint_port_says_how_to_choose_another(
+    tmp_path: Path, option: str, env: str, said: str
+) -> None:
+    """A warehouse endpoint's port taken by another server (a second PostgreSQL on a
+    developer's machine, say) stops `serve` with one line that names the address and the
+    option that picks another port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"--pg-port": "0", "--quack-port": "0"} | {option: str(port)}
+        args = [a for pair in ports.items() for a in pair]
+        out = cli("serve", "--warehouse", str(tmp_path / "w.duckdb"), *args)
+    assert out.returncode == 2, out.stderr
+    line = the_error_line(out.stderr)
+    assert line.startswith(f"streamlane: error: {said.format(port=port)}"), line
+    assert line.endswith(
+        f"; choose another port with {option} or STREAMLANE_{env}_PORT (0: any free)"
+    ), line
+
+
 def test_a_query_without_a_statement(tmp_path: Path) -> None:
     """No SQL at all is one line; SQL that is only a comment runs and returns no rows, on
     the file and through a warehouse process (whose query server raised on it)."""
