@@ -47,7 +47,7 @@ from streamlane.broker import free_port
 from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S, watch
 from streamlane.cloudevents import envelope_time_s
 from streamlane.collector import collect_rarely
-from streamlane.errors import UserError
+from streamlane.errors import UserError, make_folder
 from streamlane.flow import flow_names, load_flow
 from streamlane.kafka import (
     QUICK_REFETCH_CONFIG,
@@ -602,7 +602,7 @@ def open_warehouse(
 ) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) the warehouse file read-write, with `threads` DuckDB threads
     (None: DuckDB's default), and make sure the tables exist."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent, "warehouse's folder")
     con = duckdb.connect(str(path))
     if threads is not None:
         con.execute(f"SET threads = {int(threads)}")

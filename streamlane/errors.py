@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 log = logging.getLogger(__name__)
@@ -16,6 +17,17 @@ class UserError(Exception):
     The message names what is wrong and where; the CLI prints it on one line and
     exits with status 2.
     """
+
+
+def make_folder(path: Path, what: str) -> None:
+    """Create folder `path` and its parents unless it exists; UserError naming `what`, the
+    folder and why when it cannot be created (a file in the way, no permission)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        in_the_way = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        why = f"{in_the_way} is a file" if in_the_way else exc.strerror or str(exc)
+        raise UserError(f"cannot create the {what} {path}: {why}") from None
 
 
 def exit_from_step(error: UserError) -> NoReturn:

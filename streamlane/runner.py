@@ -30,7 +30,7 @@ from rich.live import Live
 from rich.table import Table
 
 from streamlane.broker import EmbeddedBroker, free_port
-from streamlane.errors import UserError
+from streamlane.errors import UserError, make_folder
 from streamlane.flow import Flow, load_flow
 from streamlane.generator import generator_for
 from streamlane.kafka import check_reachable, ensure_topics
@@ -121,7 +121,7 @@ class Pipeline:
         self, name: str, args: list[str], metrics: bool = True, flow: str | None = None
     ) -> Child:
         logs = self.settings.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        make_folder(logs, "log folder")
         log_path = logs / f"{name}.log"
         port = free_port() if metrics else None
         cmd = [sys.executable, "-m", "streamlane", *args]
@@ -149,7 +149,8 @@ class Pipeline:
                 f"use a process count that divides {s.partitions}"
             )
         flows = [load_flow(name) for name in s.flows]
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(s.data_dir, "data folder")
+        make_folder(s.warehouse.parent, "warehouse's folder")
         brokers = s.flow.brokers
         if not brokers:
             self.broker = EmbeddedBroker(log_path=s.data_dir / "broker.log").start()

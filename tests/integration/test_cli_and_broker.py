@@ -98,6 +98,30 @@ def test_run_refuses_its_own_arguments_before_starting_anything(tmp_path: Path) 
     assert not data.exists()
 
 
+def test_a_file_where_a_folder_must_be_is_one_line(tmp_path: Path) -> None:
+    """A data or warehouse folder that cannot be created (a file stands where it would be)
+    stops `run` before it starts anything, and `serve` at once, with one line naming it."""
+    in_the_way = tmp_path / "file"
+    in_the_way.write_text("not a folder")
+    data = cli("run", "--data-dir", str(in_the_way / "data"))
+    warehouse = cli(
+        "run", "--data-dir", str(tmp_path / "data"), "--warehouse", str(in_the_way / "w.duckdb")
+    )
+    served = cli("serve", "--warehouse", str(in_the_way / "w.duckdb"))
+    for out in (data, warehouse, served):
+        assert out.returncode == 2, out.stderr
+        assert "embedded broker" not in out.stdout, out.stdout
+    assert the_error_line(data.stderr) == (
+        f"streamlane: error: cannot create the data folder {in_the_way / 'data'}: "
+        f"{in_the_way} is a file"
+    )
+    for out in (warehouse, served):
+        assert the_error_line(out.stderr) == (
+            f"streamlane: error: cannot create the warehouse's folder {in_the_way}: "
+            f"{in_the_way} is a file"
+        )
+
+
 @pytest.mark.timeout(120)
 def test_run_stops_with_the_error_its_failed_child_gave(tmp_path: Path) -> None:
     """A child that stops on a user error (here the warehouse, whose file another process
