@@ -19,6 +19,8 @@ from streamlane.lifeline import stop_with_parent
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 15.0
+CLUSTER_ID_PREFIX = "embedded-"
+"""How an embedded broker's cluster id starts (a random part follows)."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -40,7 +42,7 @@ class EmbeddedBroker:
     def __init__(self, log_path: Path | None = None, host: str = "127.0.0.1") -> None:
         self.host = host
         self.port = free_port(host)
-        self.cluster_id = f"embedded-{uuid.uuid4().hex[:12]}"
+        self.cluster_id = f"{CLUSTER_ID_PREFIX}{uuid.uuid4().hex[:12]}"
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
 

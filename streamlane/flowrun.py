@@ -15,7 +15,7 @@ from bytewax.errors import BytewaxRuntimeError
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from streamlane import dedupe, shutdown
+from streamlane import dedupe, shutdown, storelock
 from streamlane.collector import collect_rarely
 from streamlane.dataflow import build_dataflow
 from streamlane.errors import UserError
@@ -43,7 +43,7 @@ def prepare_recovery(directory: Path, cluster_id: str) -> None:
     Only a recovery store is ever reset: a folder that also holds anything else (a data
     folder named by mistake, say) is refused with UserError, its contents untouched.
     """
-    marker = directory / "broker.json"
+    marker = directory / storelock.MARKER
     if directory.exists():
         if not directory.is_dir():
             raise UserError(f"--recovery-dir {directory} is not a folder")
@@ -102,6 +102,8 @@ def run_flow(
         prepare_recovery(recovery_dir, cluster_id)
     else:
         wait_for_recovery(recovery_dir, cluster_id)
+    # While this process runs, `streamlane run` does not take the store for abandoned.
+    storelock.hold(recovery_dir)
     # Snapshots then write only the ids seen since the last one, not the whole horizon.
     dedupe.keep_runs_in(recovery_dir / DEDUPE_RUNS)
     flow = build_dataflow(declared, settings)
@@ -171,7 +173,7 @@ def check_balanced(brokers: str, topic: str, total_workers: int) -> None:
 
 def wait_for_recovery(directory: Path, cluster_id: str, timeout_s: float = 60.0) -> None:
     """Wait until process 0 has prepared the shared recovery store for this broker."""
-    marker = directory / "broker.json"
+    marker = directory / storelock.MARKER
     deadline = time.monotonic() + timeout_s
     while True:
         if marker.exists() and json.loads(marker.read_text()).get("cluster_id") == cluster_id:

@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.broker import CLUSTER_ID_PREFIX, EmbeddedBroker, free_port
 from streamlane.errors import UserError, make_folder
 from streamlane.flow import Flow, load_flow
 from streamlane.generator import generator_for
@@ -50,6 +50,7 @@ from streamlane.progresslines import (
 )
 from streamlane.query import endpoint_file
 from streamlane.settings import FlowSettings
+from streamlane.storelock import remove_abandoned
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,13 @@ class Pipeline:
         flows = [load_flow(name) for name in s.flows]
         make_folder(s.data_dir, "data folder")
         make_folder(s.warehouse.parent, "warehouse's folder")
+        stores = s.data_dir / "recovery"
+        abandoned = remove_abandoned(stores, f"*-{CLUSTER_ID_PREFIX}*")
+        if abandoned:
+            self.console.print(
+                f"removed {len(abandoned)} recovery store(s) of embedded brokers gone since "
+                f"(from runs that were killed) in {stores}"
+            )
         brokers = s.flow.brokers
         if not brokers:
             self.broker = EmbeddedBroker(log_path=s.data_dir / "broker.log").start()

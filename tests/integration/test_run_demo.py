@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import re
 import signal
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from streamlane.query import run_sql
+from streamlane.storelock import remove_abandoned
 from tests.helpers import stop_run, wait_until
 
 
@@ -33,6 +36,16 @@ def _processes_mentioning(text: str) -> list[int]:
 def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -> None:
     warehouse = tmp_path / "warehouse.duckdb"
     out = tmp_path / "run.out"
+    # Stores of embedded brokers gone since: one that a killed run left, and one that a
+    # process still holds (this test, standing in for a flow of another run).
+    recovery = tmp_path / "data" / "recovery"
+    abandoned = recovery / "orders-embedded-0123456789ab"
+    held = recovery / "clickstream-embedded-ba9876543210"
+    for store in (abandoned, held):
+        store.mkdir(parents=True)
+        (store / "broker.json").write_text(json.dumps({"cluster_id": store.name.split("-", 1)[1]}))
+    holder = open(held / "broker.json", "rb")  # noqa: SIM115 - closed at the end
+    fcntl.flock(holder, fcntl.LOCK_SH)
     with open(out, "wb") as sink:
         run = subprocess.Popen(
             [sys.executable, "-m", "streamlane", "run", "--demo", "--warehouse", str(warehouse),
@@ -72,15 +85,21 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
             env={**os.environ, "PGPASSWORD": Path(said.group(2)).read_text().strip()},
         )  # fmt: skip
         assert counted.stdout.strip() == "t", counted.stderr
-        # The flow keeps its state in a recovery store for this run's embedded broker.
-        stores = list((tmp_path / "data" / "recovery").glob("orders-embedded-*"))
+        # The flow keeps its state in a recovery store for this run's embedded broker, and
+        # holds it: nothing takes it for abandoned while the flow runs.
+        stores = list(recovery.glob("orders-embedded-*"))
         assert len(stores) == 1 and (stores[0] / "broker.json").exists(), stores
+        assert remove_abandoned(recovery, "orders-embedded-*") == []
+        # The run removed the store nothing held, and kept the one held.
+        assert not abandoned.exists() and held.exists()
+        assert "removed 1 recovery store(s) of embedded brokers gone since" in out.read_text()
         stopping = time.monotonic()
         run.send_signal(signal.SIGTERM)
         run.wait(30)
         stop_s = time.monotonic() - stopping
     finally:
         stop_run(run)  # also when the test failed
+        holder.close()
     assert run.returncode == 0, out.read_text()[-2000:]
     # Its output is a file here, as under a service manager: progress comes as plain lines
     # (the run's title, then a line per flow) and, after the last of them, it says it stopped.
