@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -110,9 +109,6 @@ class Pipeline:
             self.console.soft_wrap = True
         self.children: list[Child] = []
         self.broker: EmbeddedBroker | None = None
-        self.embedded_stores: list[Path] = []
-        """Recovery stores of flows reading the embedded broker: nothing can resume from
-        them once it stops (it keeps topics in memory), so the run removes them then."""
         self.stopping = False
         self.started = time.monotonic()
         self.rates = RateMeter()
@@ -152,12 +148,11 @@ class Pipeline:
         flows = [load_flow(name) for name in s.flows]
         make_folder(s.data_dir, "data folder")
         make_folder(s.warehouse.parent, "warehouse's folder")
-        stores = s.data_dir / "recovery"
-        abandoned = remove_abandoned(stores, f"*-{CLUSTER_ID_PREFIX}*")
+        abandoned = self._remove_embedded_stores()
         if abandoned:
             self.console.print(
                 f"removed {len(abandoned)} recovery store(s) of embedded brokers gone since "
-                f"(from runs that were killed) in {stores}"
+                f"(from runs that were killed) in {self._recovery_folder}"
             )
         brokers = s.flow.brokers
         if not brokers:
@@ -196,12 +191,9 @@ class Pipeline:
     def _start_flow(self, flow: Flow, common: list[str], cluster_id: str) -> None:
         s = self.settings
         f = s.flow
-        recovery = s.data_dir / "recovery" / f"{flow.name}-{cluster_id}"
-        if self.broker is not None:
-            self.embedded_stores.append(recovery)
         flow_args = [
             "flow", "run", flow.name, *common,
-            "--recovery-dir", str(recovery),
+            "--recovery-dir", str(self._recovery_folder / f"{flow.name}-{cluster_id}"),
             "--lateness", str(f.lateness_s),
             "--idle-timeout", str(f.idle_timeout_s),
             "--dedupe-horizon", str(f.dedupe_horizon_s),
@@ -377,8 +369,16 @@ class Pipeline:
         if self.broker:
             self.broker.stop()
             self.broker = None
-        # Only once every flow process has exited: none still writes to its store.
-        for store in self.embedded_stores:
-            shutil.rmtree(store, ignore_errors=True)
-        self.embedded_stores.clear()
+        # Only once every flow process has exited: each held its store until then.
+        self._remove_embedded_stores()
         return killed
+
+    @property
+    def _recovery_folder(self) -> Path:
+        return self.settings.data_dir / "recovery"
+
+    def _remove_embedded_stores(self) -> list[Path]:
+        """Remove the recovery stores of embedded brokers that no flow process holds: the
+        broker keeps topics in memory, so nothing resumes from them once it is gone (this
+        run's, once its flows have exited, and those of runs that were killed)."""
+        return remove_abandoned(self._recovery_folder, f"*-{CLUSTER_ID_PREFIX}*")
