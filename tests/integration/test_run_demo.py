@@ -31,6 +31,28 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def _start_demo(tmp_path: Path, out: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """`streamlane run --demo` on a warehouse and data folder in `tmp_path`, on free ports,
+    its output in `out`."""
+    with open(out, "wb") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streamlane", "run", "--demo",
+             "--warehouse", str(tmp_path / "warehouse.duckdb"), "--data-dir", str(tmp_path / "data"),
+             "--rate", "100", "--pg-port", "0", "--quack-port", "0", *extra],
+            stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def _children(tmp_path: Path, out: Path) -> set[int]:
+    """The processes of a run started by `_start_demo`: those naming its folder or its
+    embedded broker's address."""
+    port = re.search(rb"embedded broker on 127\.0\.0\.1:(\d+)", out.read_bytes())
+    assert port, out.read_text()
+    return set(_processes_mentioning(str(tmp_path))) | set(
+        _processes_mentioning(f"127.0.0.1:{port.group(1).decode()}")
+    )
+
+
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("processes", [1, 2])
 def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -> None:
@@ -46,13 +68,7 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
         (store / "broker.json").write_text(json.dumps({"cluster_id": store.name.split("-", 1)[1]}))
     holder = open(held / "broker.json", "rb")  # noqa: SIM115 - closed at the end
     fcntl.flock(holder, fcntl.LOCK_SH)
-    with open(out, "wb") as sink:
-        run = subprocess.Popen(
-            [sys.executable, "-m", "streamlane", "run", "--demo", "--warehouse", str(warehouse),
-             "--data-dir", str(tmp_path / "data"), "--rate", "100", "--pg-port", "0", "--quack-port", "0",
-             "--processes", str(processes)],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    run = _start_demo(tmp_path, out, "--processes", str(processes))
     try:
 
         def rows(table: str) -> int:
@@ -62,13 +78,9 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
 
         wait_until(lambda: rows("orders_enriched") > 0, 90, "enriched orders", every_s=1)
         wait_until(lambda: rows("store_revenue_1m") > 0, 90, "window rows", every_s=1)
-        port = re.search(rb"embedded broker on 127\.0\.0\.1:(\d+)", out.read_bytes())
-        assert port, out.read_text()
-        children = _processes_mentioning(str(tmp_path)) + _processes_mentioning(
-            f"127.0.0.1:{port.group(1).decode()}"
-        )
+        children = _children(tmp_path, out)
         # broker, warehouse, generator and each flow process
-        assert len(set(children)) >= 3 + processes
+        assert len(children) >= 3 + processes
         # It says where PostgreSQL clients connect, and that address answers with the rows.
         wait_until(lambda: b"PostgreSQL clients" in out.read_bytes(), 30, "the endpoint line")
         said = re.search(
@@ -114,7 +126,7 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
         lines[-3],
     ), lines[-10:]
     assert int(lines[-3].split("enriched ")[1].split(" ")[0].replace(",", "")) > 0, lines[-3]
-    leftovers = [p for p in set(children) if Path(f"/proc/{p}").exists()]
+    leftovers = [p for p in children if Path(f"/proc/{p}").exists()]
     assert not leftovers, f"children still running after SIGTERM: {leftovers}"
     # Every child gets 10 s; the broker stops after them.
     assert stop_s < 12, f"stopping took {stop_s:.1f} s"
@@ -148,22 +160,12 @@ def test_run_leaves_no_child_running_when_its_terminal_closes_or_it_is_killed(
     tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
     out = tmp_path / "run.out"
-    with open(out, "wb") as sink:
-        run = subprocess.Popen(
-            [sys.executable, "-m", "streamlane", "run", "--demo",
-             "--warehouse", str(tmp_path / "warehouse.duckdb"), "--data-dir", str(tmp_path / "data"),
-             "--rate", "100", "--pg-port", "0", "--quack-port", "0"],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    run = _start_demo(tmp_path, out)
     children: set[int] = set()
     try:
         # Once the warehouse serves, every child has been started.
         wait_until(lambda: b"PostgreSQL clients" in out.read_bytes(), 90, "the endpoint line")
-        port = re.search(rb"embedded broker on 127\.0\.0\.1:(\d+)", out.read_bytes())
-        assert port, out.read_text()
-        children = set(_processes_mentioning(str(tmp_path))) | set(
-            _processes_mentioning(f"127.0.0.1:{port.group(1).decode()}")
-        )
+        children = _children(tmp_path, out)
         assert len(children) >= 4, children  # broker, warehouse, flow, generator
         run.send_signal(stop_signal)
         run.wait(30)
