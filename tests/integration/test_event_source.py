@@ -316,3 +316,42 @@ def test_a_free_decode_slot_goes_to_a_partition_the_worker_does_not_poll(
     finally:
         first.close()
         second.close()
+
+
+def test_the_lag_counts_records_that_arrive_while_the_reader_holds_earlier_ones(
+    fresh_broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lag comes from the high watermark of the client's last fetch. A partition read in
+    small polls holds the first round's records in its client for a long while; records
+    published meanwhile must count in its lag long before those are used up, as they do
+    during a burst."""
+    topic = "test.source.lag"
+    publish_orders(fresh_broker, topic, partitions=1, seed=29)
+    monkeypatch.setattr(source_module, "LAG_REPORT_S", 0.05)
+    source = EventSource(fresh_broker.bootstrap, topic, decoder(orders.FLOW), batch_size=10)
+    reader = source.build_part("read", "0", None)
+    deadline = time.monotonic() + 60
+    read = 0
+
+    def poll() -> float:
+        nonlocal read
+        assert time.monotonic() < deadline, "the partition did not read in time"
+        read += sum(batch.events.height for batch in reader.next_batch())
+        time.sleep(0.002)
+        return (
+            REGISTRY.get_sample_value("streamlane_consumer_lag", {"topic": topic, "partition": "0"})
+            or 0.0
+        )
+
+    try:
+        while read == 0:
+            poll()
+        publish_orders(fresh_broker, topic, partitions=1, seed=31)
+        # Every report is of a position at or before `read`: lag + read reaches the end of
+        # both rounds only once a fetch after the second round was answered.
+        while poll() + read < 2 * EVENTS:
+            assert read < EVENTS // 2, (
+                f"half the first round read and the lag still misses the second: {read:,} read"
+            )
+    finally:
+        reader.close()
