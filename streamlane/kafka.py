@@ -59,25 +59,26 @@ others were done, delivered one batch a second."""
 
 
 PARTITION_READER_CONFIG = {
-    "fetch.max.bytes": 8 * 1024 * 1024,
-    "max.partition.fetch.bytes": 8 * 1024 * 1024,
-    "queued.max.messages.kbytes": 8 * 1024,
+    "fetch.max.bytes": 2 * 1024 * 1024,
+    "max.partition.fetch.bytes": 2 * 1024 * 1024,
+    "queued.max.messages.kbytes": 6 * 1024,
     "queued.min.messages": 100_000,
     **QUICK_REFETCH_CONFIG,
 }
 """A consumer of one partition in a flow: the flow reads each partition in turn and
-processes a poll before the next. Refetched quickly, 8 MiB of prefetch per partition keeps
-a backlog's polls full while bounding what the flow holds in memory. It fetches again
-whenever its queue holds less than that (or 100,000 records), not only once it is empty:
-the partition's lag is computed from the high watermark of the last fetch response, and a
-reader whose queue never emptied during a burst (small polls, or a slow flow) kept
-reporting the watermark from before the burst, a fraction of the real backlog. Fetching
-on every answer costs the embedded broker about a tenth of a core more in
-`bench.freshness` (one small fetch after another at a steady 20,000 events/s), and in a
-backlog, whose queues now stay nearly full, the flow's peak memory in `bench.run` rose by
-about a tenth; the freshness and a backlog's rate did not change. The client's wait for a
-minimum fetch size, which would have spaced those fetches, cost the broker more than the
-fetches it saved."""
+processes a poll before the next. It holds at most 8 MiB of records ahead of the flow: a
+queue of 6 MiB, refilled by fetches of 2 MiB whenever it holds less (quickly, see
+`QUICK_REFETCH_CONFIG`), which keeps a backlog's polls full while bounding what the flow
+holds in memory. Refilled only once empty, the queue would sit on records for
+seconds while more arrived: the partition's lag is computed from the high watermark of the
+last fetch response, and a reader whose queue never emptied during a burst (small polls,
+or a slow flow) kept reporting the watermark from before the burst, a fraction of the real
+backlog. Fetches of the queue's full size on top of it raised the flow's peak memory in
+`bench.run` by about a fifth. Fetching whenever the queue is not full costs the embedded
+broker about a tenth of a core more in `bench.freshness` (one small fetch after another at
+a steady 20,000 events/s); the freshness did not change. The client's wait for a minimum
+fetch size, which would have spaced those fetches, cost the broker more than the fetches
+it saved."""
 
 
 def producer_config(brokers: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
