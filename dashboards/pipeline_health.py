@@ -8,6 +8,7 @@ from grafana_foundation_sdk.models import dashboard
 
 from dashboards.panels import time_series
 from dashboards.sql import WAREHOUSE, SqlTarget
+from streamlane.metrics import reason_kind_sql
 
 UID = "streamlane-pipeline-health"
 
@@ -36,9 +37,10 @@ LAG_PER_PARTITION = """
 SELECT topic, "partition", next_offset, lag
 FROM landing_offsets ORDER BY topic, "partition"
 """
-DEAD_LETTER_REASONS = """
+# Grouped as the flows' `streamlane_dead_letters_total{reason=...}` labels them.
+DEAD_LETTER_REASONS = f"""
 SELECT $__timeGroupAlias(received_at, '1m'),
-       regexp_replace(split_part(reason, ':', 1), '[0-9]+', 'N', 'g') AS metric,
+       {reason_kind_sql("reason")} AS metric,
        count(*) AS dead_letters
 FROM dead_letters WHERE $__timeFilter(received_at)
 GROUP BY 1, 2 ORDER BY 1, 2
