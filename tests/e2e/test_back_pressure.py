@@ -2,8 +2,8 @@
 
 The flow reads small polls here (`--max-poll`) so that it is slower than the burst (20,000
 events/s): 100 records a poll keep it well below that, where 200 left too thin a margin on
-a slower machine. Lag must rise while the generator bursts, and the flow's resident memory must
-stay under its bound the whole time, because records wait in Kafka, not in the flow.
+a slower machine. Lag must rise while the generator bursts, and the flow's resident memory
+must stay under its bound the whole time, because records wait in Kafka, not in the flow.
 """
 
 from __future__ import annotations
