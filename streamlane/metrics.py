@@ -7,6 +7,7 @@ import re
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from streamlane.errors import UserError
+from streamlane.sqlquote import literal
 
 EVENTS_IN = Counter(
     "streamlane_events_in", "Records read from the input topic", ["topic", "partition"]
@@ -104,24 +105,37 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
             ) from None
 
 
+REASON_KIND_STEPS = (
+    (r"""(?s)'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|['"].*""", "N"),
+    (r"([A-Z]{2,}[ -])([0-9]+)", r"\1<\2>"),
+    (r"(^|[^<0-9])[0-9]+", r"\1N"),
+    (r"<([0-9]+)>", r"\1"),
+)
+"""The replacements that make a reason's kind, in order, written so that Python's `re` and
+DuckDB's regular expressions read them alike (no look-behind: a standard's number is set
+off in angle brackets, kept from the replacement of numbers, then released). A quoted
+value is either quote's pair with escapes inside, as a value's repr has them, or a quote
+left open to the end, where the colon cut a value off."""
+REASON_KIND_LENGTH = 60
+
+
 def reason_kind(reason: str) -> str:
     """A dead-letter reason without its values, so it can label a metric without unbounded
     cardinality: the text before its first colon, each quoted value and each number in it
-    replaced by N (`unknown store_id 1308` -> `unknown store_id N`), cut to 60 characters.
-    The number of a standard named in capitals stays (`not UTF-8`, `not an RFC 3339
-    date-time`). `reason_kind_sql` does the same in SQL, step by step, for dashboards."""
-    kind = re.sub(r"'[^']*'", "N", reason.split(":", 1)[0])
-    kind = re.sub(r"([A-Z]{2,}[ -])([0-9]+)", r"\1<\2>", kind)
-    kind = re.sub(r"(^|[^<0-9])[0-9]+", r"\1N", kind)
-    return re.sub(r"<([0-9]+)>", r"\1", kind)[:60]
+    replaced by N (`unknown store_id 1308` -> `unknown store_id N`, `unknown event type
+    "it's"` -> `unknown event type N`), cut to 60 characters. The number of a standard
+    named in capitals stays (`not UTF-8`, `not an RFC 3339 date-time`). `reason_kind_sql`
+    makes the same kind in SQL, for dashboards."""
+    kind = reason.split(":", 1)[0]
+    for pattern, replacement in REASON_KIND_STEPS:
+        kind = re.sub(pattern, replacement, kind)
+    return kind[:REASON_KIND_LENGTH]
 
 
 def reason_kind_sql(column: str) -> str:
     """A DuckDB expression for `reason_kind` of the text in `column` (an identifier or an
-    expression), so that a dashboard groups dead letters as the metrics label them. Its
-    regular expressions have no look-behind, so a standard's number is first set off in
-    angle brackets, kept from the replacement of numbers, and then released."""
-    kind = f"regexp_replace(split_part({column}, ':', 1), '''[^'']*''', 'N', 'g')"
-    kind = f"regexp_replace({kind}, '([A-Z]{{2,}}[ -])([0-9]+)', '\\1<\\2>', 'g')"
-    kind = f"regexp_replace({kind}, '(^|[^<0-9])[0-9]+', '\\1N', 'g')"
-    return f"left(regexp_replace({kind}, '<([0-9]+)>', '\\1', 'g'), 60)"
+    expression), so that a dashboard groups dead letters as the metrics label them."""
+    kind = f"split_part({column}, ':', 1)"
+    for pattern, replacement in REASON_KIND_STEPS:
+        kind = f"regexp_replace({kind}, {literal(pattern)}, {literal(replacement)}, 'g')"
+    return f"left({kind}, {REASON_KIND_LENGTH})"
