@@ -21,8 +21,12 @@ class LookupEnricher:
     """Adds the reference table's columns to each event whose `key` matches `table_key`.
 
     An event without a match is a miss: it leaves the stream with `miss_reason`
-    (formatted with the key value as `{}`) so the flow can dead-letter it. Event
-    order is preserved; the table must hold each key once.
+    (formatted with the key value as `{}`) so the flow can dead-letter it. A text key
+    is shown in single quotes (a quote or backslash in it escaped with a backslash) and
+    a missing key as `null`, so every value reads apart from the reason's words and a
+    reason's kind (`streamlane.metrics.reason_kind`) stays the same whatever the value.
+    Event order is preserved; the table must hold each key once; an event whose key is
+    missing matches nothing.
     """
 
     table: pl.DataFrame
@@ -51,10 +55,25 @@ class LookupEnricher:
         )
         found = pl.col(hit).is_not_null()
         misses = joined.filter(~found).select(
-            "row", reason=pl.format(self.miss_reason, pl.col(self.key))
+            "row",
+            reason=pl.format(self.miss_reason, _shown(pl.col(self.key), events.schema[self.key])),
         )
         kept = joined if keep_misses else joined.filter(found)
         return Enriched(events=kept.drop(hit), misses=misses)
+
+
+def _shown(value: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A key value as a miss reason shows it: text quoted, a missing value as `null`."""
+    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
+        escaped = (
+            value.cast(pl.String)
+            .str.replace_all("\\", "\\\\", literal=True)
+            .str.replace_all("'", "\\'", literal=True)
+        )
+        value = pl.concat_str(pl.lit("'"), escaped, pl.lit("'"))
+    else:
+        value = value.cast(pl.String)
+    return value.fill_null(pl.lit("null"))
 
 
 def read_reference_csv(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:

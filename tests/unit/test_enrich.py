@@ -22,6 +22,26 @@ def test_store_and_fx_enrichment_with_misses() -> None:
     assert priced["total_usd"].to_list() == [10.0, 20.0 * 1.08]
 
 
+def test_a_miss_shows_text_keys_quoted_and_a_missing_key_as_null() -> None:
+    from streamlane.enrich import LookupEnricher
+    from streamlane.metrics import reason_kind
+
+    table = pl.DataFrame({"sku": ["margherita"], "price": [9.5]})
+    lookup = LookupEnricher(table=table, key="sku", table_key="sku", miss_reason="unknown sku {}")
+    events = pl.DataFrame(
+        {"row": [0, 1, 2, 3, 4], "sku": ["margherita", "it's", "a:b", "c\\", None]}
+    )
+    reasons = lookup.apply(events).misses["reason"].to_list()
+    assert reasons == [
+        "unknown sku 'it\\'s'",
+        "unknown sku 'a:b'",
+        "unknown sku 'c\\\\'",
+        "unknown sku null",
+    ]
+    # Whatever the value, the metric labels an unknown key alike, and a missing one apart.
+    assert {reason_kind(r) for r in reasons} == {"unknown sku N", "unknown sku null"}
+
+
 def _click_batch(shops: list[int]):  # type: ignore[no-untyped-def]
     import json
 
