@@ -34,6 +34,13 @@ from streamlane.shards import WindowDef
 from streamlane.windows import WindowKind
 
 MICROS = 1_000_000
+PYTHON_FUNCTION = "python_udf"
+"""How polars prints an expression that calls a Python function. Polars runs expressions
+on its own threads, where a Python function waits for the interpreter lock, and some
+polars calls hold that lock while they wait for those threads (pickling a frame, which
+bytewax does to snapshot state and to send batches between processes): the flow hangs.
+So a flow's expressions are polars' own, and a flow that calls a Python function in one
+is refused when loaded."""
 
 
 def minutes(n: float) -> int:
@@ -175,6 +182,21 @@ class Flow:
         topics += [o.topic for o in self.outputs()]
         return list(dict.fromkeys(topics))
 
+    def expressions(self) -> dict[str, pl.Expr]:
+        """Every expression the flow declares, by where it is declared (`columns['total']`)."""
+        found = {f"columns[{n!r}]": e for n, e in self.columns.items()}
+        found |= {f"derive[{n!r}]": e for n, e in self.derive.items()}
+        for output in self.outputs():
+            for i, item in enumerate(output.data):
+                if isinstance(item, pl.Expr):
+                    found[f"output {output.topic!r} data[{i}]"] = item
+        for windows in self.windows:
+            for aggregate in windows.aggregates:
+                found[f"windows {windows.name!r} aggregate {aggregate.name!r}"] = aggregate.partial
+            for n, e in windows.derive.items():
+                found[f"windows {windows.name!r} derive[{n!r}]"] = e
+        return found
+
     def window_defs(self) -> tuple[WindowDef, ...]:
         """The window sets as the state shards keep them."""
         return tuple(
@@ -200,4 +222,10 @@ def load_flow(name: str) -> Flow:
     if name not in known:
         raise UserError(f"unknown flow {name!r} (known: {', '.join(known) or 'none'})")
     flow: Flow = _module(name).FLOW
+    for where, expr in flow.expressions().items():
+        if PYTHON_FUNCTION in str(expr):
+            raise UserError(
+                f"flow {name!r}: {where} calls a Python function (map_elements, map_batches); "
+                "write it with polars expressions: a Python function there can hang the flow"
+            )
     return flow

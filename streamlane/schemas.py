@@ -19,11 +19,11 @@ from typing import Any
 import jsonschema
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from streamlane.paths import SCHEMAS_DIR
 
-RFC3339_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%:z"
+RFC3339_FORMAT = "%+"
+"""`%Y-%m-%dT%H:%M:%S%.f%:z`, read with `T` and `Z` in either case."""
 # What the parsers alone let through: years of other lengths, leap seconds, other layouts.
 _RFC3339_SHAPE = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
@@ -65,37 +65,19 @@ def parse_rfc3339(expr: pl.Expr) -> pl.Expr:
 
     Anything else, including a missing offset or a year not of four digits, becomes null.
     So does a leap second (`23:59:60`): RFC 3339 allows it, but no timestamp type
-    downstream can hold it, and the standard RFC 3339 validators refuse it too.
+    downstream can hold it, and the standard RFC 3339 validators refuse it too. A
+    fraction beyond microseconds is cut off.
+
+    Built from polars' own expressions only, never a Python function: polars runs a
+    query's expressions on its thread pool, and a Python function there needs the
+    interpreter lock, which some polars calls hold while they wait for that pool
+    (pickling a frame with unaligned chunks, as bytewax does to send a batch to another
+    process or to snapshot state). With the lock held by such a call and the pool's
+    threads waiting for it, the process hung: a two-process flow stopped for good within
+    seconds of starting, when its time parse was Arrow's cast in a Python function.
     """
     shaped = pl.when(expr.str.contains(_RFC3339_SHAPE)).then(expr)
-    return shaped.map_batches(_utc_micros, return_dtype=_UTC_MICROS, is_elementwise=True)
-
-
-_UTC_MICROS = pl.Datetime("us", "UTC")
-
-
-def _utc_micros(times: pl.Series) -> pl.Series:
-    """Times of RFC 3339 shape (or null) to UTC microseconds, null where not a time.
-
-    Arrow's ISO 8601 cast is tried first: it costs about a fifteenth of the format parser.
-    It refuses the whole column when one time is not one it converts exactly (a day past
-    the month's end, an hour of 24, more than six fraction digits, a lower-case `t`), and
-    such a batch takes the format parser, which makes each of those null (or truncates
-    the fraction). Where the cast succeeds, both give the same instant: the unit tests
-    compare them on every time they parse."""
-    try:
-        cast = pc.cast(times.to_arrow(), pa.timestamp("us", tz="UTC"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return _format_parsed(times)
-    converted = pl.Series(times.name, cast)
-    assert converted.dtype == _UTC_MICROS
-    return converted
-
-
-def _format_parsed(times: pl.Series) -> pl.Series:
-    """`_utc_micros` by the format parser, which reads neither `Z` nor lower case."""
-    normalized = times.str.to_uppercase().str.replace(r"Z$", "+00:00")
-    return normalized.str.to_datetime(RFC3339_FORMAT, time_zone="UTC", time_unit="us", strict=False)
+    return shaped.str.to_datetime(RFC3339_FORMAT, time_unit="us", time_zone="UTC", strict=False)
 
 
 def _arrow_type(node: dict[str, Any], where: str) -> pa.DataType:
