@@ -76,8 +76,10 @@ def parse_rfc3339(expr: pl.Expr) -> pl.Expr:
     threads waiting for it, the process hung: a two-process flow stopped for good within
     seconds of starting, when its time parse was Arrow's cast in a Python function.
     """
-    shaped = pl.when(expr.str.contains(_RFC3339_SHAPE)).then(expr)
-    return shaped.str.to_datetime(RFC3339_FORMAT, time_unit="us", time_zone="UTC", strict=False)
+    # The parse is outside the condition, where polars computes it once for every use
+    # in a query (the event time, and the schema's check of the same field).
+    parsed = expr.str.to_datetime(RFC3339_FORMAT, time_unit="us", time_zone="UTC", strict=False)
+    return pl.when(expr.str.contains(_RFC3339_SHAPE)).then(parsed)
 
 
 def _arrow_type(node: dict[str, Any], where: str) -> pa.DataType:
