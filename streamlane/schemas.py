@@ -68,13 +68,9 @@ def parse_rfc3339(expr: pl.Expr) -> pl.Expr:
     downstream can hold it, and the standard RFC 3339 validators refuse it too. A
     fraction beyond microseconds is cut off.
 
-    Built from polars' own expressions only, never a Python function: polars runs a
-    query's expressions on its thread pool, and a Python function there needs the
-    interpreter lock, which some polars calls hold while they wait for that pool
-    (pickling a frame with unaligned chunks, as bytewax does to send a batch to another
-    process or to snapshot state). With the lock held by such a call and the pool's
-    threads waiting for it, the process hung: a two-process flow stopped for good within
-    seconds of starting, when its time parse was Arrow's cast in a Python function.
+    Built from polars' own expressions only, never a Python function (why: see
+    `streamlane.flow.PYTHON_FUNCTION`): with Arrow's cast in a Python function here, a
+    two-process flow hung for good within seconds of starting.
     """
     # The parse is outside the condition, where polars computes it once for every use
     # in a query (the event time, and the schema's check of the same field).
