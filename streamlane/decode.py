@@ -43,6 +43,14 @@ _BLOCK_BYTES = 1 << 21
 _CHUNK_BYTES = 1 << 20
 _PARALLEL_BLOCK_BYTES = 1 << 20
 _ROW_IN_ERROR = re.compile(r"in row (\d+)")
+_RAW_LINE_BREAK = r"[\r\n][\s\S]"
+"""A raw line feed or carriage return with anything after it, in a row of the joined batch
+(a record and the line feed after it): a break inside the record. One at a record's very
+end leaves a last byte other than `}`, which the screen flags anyway. Outside strings such
+a break is insignificant whitespace, inside strings invalid JSON: only the exact path can
+tell, so those records take it, overwritten in the joined batch like every flagged record
+(the parser reads one record per line). Looked for in the screen's one query, beside its
+other scans."""
 
 
 @dataclass(frozen=True)
@@ -143,8 +151,9 @@ def _line_starts(values: list[bytes]) -> np.ndarray:
 
 
 def _suspects(lines: list[bytes], joined: bytes, starts: np.ndarray, pattern: str) -> np.ndarray:
-    """Rows the columnar parser would likely refuse: not an object, not UTF-8, nested too
-    deeply, or a declared field starting like the wrong JSON type.
+    """Rows the columnar parser would likely refuse, or could not be handed as they are:
+    not an object, not UTF-8, nested too deeply, a declared field starting like the wrong
+    JSON type, or a raw line break inside (`_RAW_LINE_BREAK`).
 
     Each refusal costs the columnar parser a failed call and a re-parse (and every call
     starts a thread), so a batch with a few hundred bad records would spend most of its
@@ -190,11 +199,12 @@ def _suspects(lines: list[bytes], joined: bytes, starts: np.ndarray, pattern: st
         .lazy()
         .select(
             wrong_type=line.str.contains(pattern).fill_null(True),
+            broken=line.str.contains(_RAW_LINE_BREAK),
             many_brackets=line.str.count_matches(r"[\[{]") > MAX_DEPTH,
         )
         .collect(engine=BATCH_ENGINE)
     )
-    flagged |= screened["wrong_type"].to_numpy()
+    flagged |= screened["wrong_type"].to_numpy() | screened["broken"].to_numpy()
     for row in np.flatnonzero(screened["many_brackets"].to_numpy()).tolist():
         if nesting_depth(lines[row]) > MAX_DEPTH:
             flagged[row] = True
@@ -208,32 +218,18 @@ def _line_breaks(joined: bytes) -> int:
     return int(np.count_nonzero(np.frombuffer(joined, dtype=np.uint8) == ord("\n")))
 
 
-def _has_carriage_return(joined: bytes) -> bool:
-    """Whether a joined batch holds a carriage return (compared as in `_line_breaks`)."""
-    return bool((np.frombuffer(joined, dtype=np.uint8) == ord("\r")).any())
-
-
 def _parse_columnar(
     values: list[bytes], schema: EventSchema
 ) -> tuple[list[pa.Table], list[np.ndarray], list[int], np.ndarray | None]:
     """Parse what Arrow accepts; return the tables, their row numbers, the rows it refused,
-    and which table rows (concatenated) are placeholders to drop (None when there are none)."""
-    lines = values
-    joined = b"\n".join(lines)
-    broken: np.ndarray | None = None
-    if _line_breaks(joined) != len(lines) - 1 or _has_carriage_return(joined):
-        # Blank raw line breaks so each record stays one line (checked on the joined batch,
-        # so clean batches pay nothing). Outside strings they are insignificant whitespace,
-        # inside strings invalid JSON: only the exact path can tell, so those records take it.
-        broken = np.fromiter((b"\n" in v or b"\r" in v for v in values), bool, len(values))
-        lines = [v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]
-        joined = b"\n".join(lines)
-    starts = _line_starts(lines)
-    suspects = _suspects(lines, joined, starts, schema.suspect_pattern)
-    if broken is not None:
-        suspects |= broken
+    and which table rows (concatenated) are placeholders to drop (None when there are none).
+    A record the screen flags is overwritten in the joined batch (or left out of it), so
+    the parser sees one record per line."""
+    joined = b"\n".join(values)
+    starts = _line_starts(values)
+    suspects = _suspects(values, joined, starts, schema.suspect_pattern)
     if not suspects.any():
-        tables, rows, refused = _parse_lines(lines, joined, starts, schema)
+        tables, rows, refused = _parse_lines(values, joined, starts, schema)
         return tables, rows, refused, None
     suspect_rows = np.flatnonzero(suspects)
     if (np.diff(starts)[suspect_rows] > 2).all():
@@ -244,13 +240,13 @@ def _parse_columnar(
         for row in suspect_rows.tolist():
             lo, hi = int(starts[row]), int(starts[row + 1]) - 1
             blanked[lo:hi] = b"{}" + b" " * (hi - lo - 2)
-        tables, rows, refused = _parse_lines(lines, blanked, starts, schema)
+        tables, rows, refused = _parse_lines(values, blanked, starts, schema)
         placeholders = suspects[np.concatenate(rows)] if rows else np.zeros(0, dtype=bool)
         # The parser can name the row after the one it refused (after `{}/{}`, say), which may
         # be a placeholder: each row is refused once, whichever way it was found.
         return tables, rows, sorted(set(refused) | set(suspect_rows.tolist())), placeholders
     kept = np.flatnonzero(~suspects)
-    kept_lines = [lines[i] for i in kept]
+    kept_lines = [values[i] for i in kept]
     tables, rows, refused = (
         _parse_lines(kept_lines, b"\n".join(kept_lines), _line_starts(kept_lines), schema)
         if len(kept)

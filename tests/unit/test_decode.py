@@ -113,3 +113,33 @@ def test_a_screened_record_after_one_the_parser_misplaces_is_a_dead_letter_once(
     assert out.valid["row"].to_list() == [0, 3]
     assert out.rejects["row"].to_list() == [1, 2]
     assert "not UTF-8" in out.rejects["reason"][1]
+
+
+@pytest.mark.parametrize("position", ["first", "middle", "last", "every"])
+@pytest.mark.parametrize("brk", [b"\n", b"\r", b"\r\n"])
+def test_raw_line_breaks_split_no_record_and_decide_like_the_exact_path(
+    position: str, brk: bytes
+) -> None:
+    """A raw line break between tokens is whitespace (the record is valid); inside a string
+    it is invalid JSON; at a record's end it is trailing whitespace. None of them may split
+    the record in two or shift another record's row, wherever it sits in the batch."""
+    plain = [variant(lambda e, i=i: e.update(id=f"id-{i}")) for i in range(6)]
+    spaced = json.dumps(GOOD, indent=1).encode().replace(b"\n", brk)
+    in_string = variant(lambda e: e.update(id="in-string")).replace(b"in-string", b"in" + brk)
+    trailing = variant(lambda e: e.update(id="trailing")) + brk
+    broken = [spaced, in_string, trailing]
+    slots = {"first": [0, 1, 2], "middle": [3, 4, 5], "last": [6, 7, 8], "every": [0, 4, 8]}
+    records = list(plain)
+    for slot, record in zip(slots[position], broken, strict=True):
+        records.insert(slot, record)
+    out = decode_batch(records, SCHEMA)
+    assert sorted(out.valid["row"].to_list() + out.rejects["row"].to_list()) == list(range(9))
+    in_string_row = slots[position][1]
+    assert out.rejects["row"].to_list() == [in_string_row]
+    assert "not valid JSON" in out.rejects["reason"][0]
+    ids = dict(zip(out.valid["row"].to_list(), out.valid["id"].to_list(), strict=True))
+    assert ids[slots[position][0]] == GOOD["id"]
+    assert ids[slots[position][2]] == "trailing"
+    assert [ids[r] for r in sorted(ids) if r not in (slots[position][0], slots[position][2])] == [
+        f"id-{i}" for i in range(6)
+    ]
