@@ -1,4 +1,4 @@
-"""What decoding and encoding cost per record, in one process, without Kafka in the way.
+"""What decoding, encoding and the Kafka clients cost per record, in one process.
 
     python -m bench.decode_costs --records 50000
 
@@ -9,7 +9,11 @@ split by state shard (with what each shard's step needs computed ahead), the flo
 worker's steps of every state shard on that batch (dedupe, windows, and the encoding of
 the windows its watermark closes), Arrow parsing those enriched records alone, and the
 landing's parse of them into table rows: inside DuckDB (what it does) and in Python (its
-fallback). A batch's size is `--records`: a flow's batches in a backlog hold up to 20,000
+fallback). Then, against an embedded broker, what the Kafka clients cost on top: the
+flow's partition readers taking the input records (one client per partition, as the
+flow reads them), its sink producing the enriched records until every one is delivered,
+and the landing's one client taking them back; the broker's own CPU is given beside.
+A batch's size is `--records`: a flow's batches in a backlog hold up to 20,000
 records, and about 4,000 at a steady 20,000 a second, where a batch's fixed costs count.
 Wall and CPU microseconds per record, with the machine's core count: the CPU column is
 what bounds a stage when every core is busy.
@@ -32,6 +36,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.json as pa_json
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from flows import orders
 from sinks.duckdb import (
@@ -43,6 +48,8 @@ from sinks.duckdb import (
     prepare,
     raw_records_registered,
 )
+from sinks.kafka import KafkaFrameSink
+from sinks.warehouse import MAX_BATCH
 from streamlane.broker import EmbeddedBroker
 from streamlane.dataflow import (
     closed_window_records,
@@ -54,7 +61,15 @@ from streamlane.dataflow import (
     window_spec,
 )
 from streamlane.generator import GeneratedRecord, GeneratorSettings, OrderGenerator
+from streamlane.kafka import (
+    PARTITION_READER_CONFIG,
+    QUICK_REFETCH_CONFIG,
+    consumer_config,
+    ensure_topics,
+)
 from streamlane.paths import REFERENCE_DIR
+from streamlane.procmem import cpu_seconds
+from streamlane.publish import publish
 from streamlane.reference import TopicTable
 from streamlane.settings import FlowSettings
 from streamlane.shards import ShardRows, ShardState, WindowSpec, route
@@ -97,6 +112,55 @@ def worker_steps(
         for windows in orders.FLOW.windows:
             closed_window_records(orders.FLOW, windows, outputs)
             late_event_records(orders.FLOW, windows, outputs)
+
+    return run
+
+
+KAFKA_PARTITIONS = 8
+"""Partitions of the Kafka stages' topics: as many as the benchmark's input topic has."""
+READ_TIMEOUT_S = 60.0
+KAFKA_REPEAT = 5
+"""Timed runs of a Kafka stage, which varies more from run to run than the others."""
+
+
+def kafka_reads(
+    readers: list[tuple[Consumer, list[TopicPartition]]], records: int, poll: int
+) -> Callable[[], None]:
+    """Taking all `records` records of some partitions from Kafka through `readers` (each
+    client with the partitions it reads, read from their start at every run) in polls of at
+    most `poll`, their values, keys and offsets read out as the flow and the landing read
+    them. A client is not polled again once it has taken what it took in the first run: a
+    poll of a client with nothing left would only wait."""
+    expected: list[int] = []
+
+    def run() -> None:
+        for consumer, partitions in readers:
+            consumer.assign(partitions)
+        taken, deadline = [0] * len(readers), time.monotonic() + READ_TIMEOUT_S
+        while sum(taken) < records:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"took {sum(taken):,} of {records:,} in {READ_TIMEOUT_S} s")
+            for i, (consumer, _) in enumerate(readers):
+                if expected and taken[i] >= expected[i]:
+                    continue
+                messages = consumer.consume(poll, 0.01)
+                values = list(map(Message.value, messages))
+                list(map(Message.key, messages))
+                np.fromiter(map(Message.offset, messages), dtype=np.int64, count=len(messages))
+                taken[i] += len(values)
+        expected[:] = taken
+
+    return run
+
+
+def kafka_writes(sink: KafkaFrameSink, records: pl.DataFrame) -> Callable[[], None]:
+    """Producing `records` (`key`, `value`) through one partition of the flow's sink, as the
+    flow's worker writes a batch, until every one is delivered (as before a snapshot)."""
+    part = sink.build_part("bench", "0", None)
+
+    def run() -> None:
+        part.write_batch([records])
+        part.snapshot()
 
     return run
 
@@ -174,14 +238,53 @@ def main() -> None:
                 len(output),
             ),
         }
+        input_topic, enriched_topic = "bench-input", orders.FLOW.enriched.topic
+        ensure_topics(broker.bootstrap, [input_topic, enriched_topic], KAFKA_PARTITIONS)
+        publish(broker.bootstrap, input_topic, ((r.key, r.value) for r in generated))
+        readers = [
+            (
+                Consumer(consumer_config(broker.bootstrap, PARTITION_READER_CONFIG)),
+                [TopicPartition(input_topic, p, 0)],
+            )
+            for p in range(KAFKA_PARTITIONS)
+        ]
+        landing_reader = Consumer(consumer_config(broker.bootstrap, QUICK_REFETCH_CONFIG))
+        everything = [TopicPartition(enriched_topic, p, 0) for p in range(KAFKA_PARTITIONS)]
+        sink = KafkaFrameSink(broker.bootstrap, enriched_topic)
+        # In this order: the landing's client reads everything the sink's runs produced.
+        written = (KAFKA_REPEAT + 1) * len(output)
+        kafka_stages = {
+            "flow read of the input (Kafka client)": (
+                kafka_reads(readers, len(values), FlowSettings(broker.bootstrap).batch_size),
+                len(values),
+            ),
+            "flow write of the enriched (Kafka sink)": (
+                kafka_writes(sink, enriched.events.select("key", "value")),
+                len(output),
+            ),
+            "landing read of the enriched (Kafka)": (
+                kafka_reads([(landing_reader, everything)], written, MAX_BATCH),
+                written,
+            ),
+        }
         print(f"cores: {os.cpu_count()}, records: {len(values):,}")
         print(f"input {np.mean([len(v) for v in values]):.0f} bytes/record, "
               f"enriched {np.mean([len(v) for v in output]):.0f}")  # fmt: skip
-        print(f"{'stage':<40} {'wall µs':>8} {'CPU µs':>8}  (per record)")
+        print(f"{'stage':<40} {'wall µs':>8} {'CPU µs':>8} {'broker CPU µs':>14}  (per record)")
         for name, (work, records) in stages.items():
             wall, cpu = per_record(work, records)
             print(f"{name:<40} {wall:>8.2f} {cpu:>8.2f}")
-        # The reference tables' readers would otherwise outlive the broker, retrying it.
+        for name, (work, records) in kafka_stages.items():
+            broker_from = cpu_seconds(broker.pid) or 0.0
+            wall, cpu = per_record(work, records, repeat=KAFKA_REPEAT)
+            # The broker's CPU over every run, the warm-up included: too little per run to
+            # be read from the clock ticks the system counts it in.
+            runs = (KAFKA_REPEAT + 1) * records
+            broker_cpu = ((cpu_seconds(broker.pid) or 0.0) - broker_from) / runs * 1e6
+            print(f"{name:<40} {wall:>8.2f} {cpu:>8.2f} {broker_cpu:>14.2f}")
+        # The clients would otherwise outlive the broker, retrying it.
+        for consumer, _ in [*readers, (landing_reader, everything)]:
+            consumer.close()
         for lookup in lookups(orders.FLOW, broker.bootstrap):
             if isinstance(lookup, TopicTable):
                 lookup.close()
