@@ -6,8 +6,9 @@ Times, on one batch of generated orders (1% malformed): Arrow parsing the valid 
 records alone (what the ceiling does), the orders flow's decode (screening, parsing,
 validation, upcasting), its enrichment and JSON encoding of the enriched events, their
 split by state shard (with what each shard's step needs computed ahead), the flow
-worker's steps of every state shard on that batch (dedupe, windows, and the encoding of
-the windows its watermark closes), Arrow parsing those enriched records alone, and the
+worker's steps of every state shard (dedupe, windows, and the encoding of the windows the
+watermark closes) on a stream of ten such batches, the state kept from one batch to the
+next as a running flow keeps it, Arrow parsing those enriched records alone, and the
 landing's parse of them into table rows: inside DuckDB (what it does) and in Python (its
 fallback). Then, against an embedded broker, what the Kafka clients cost on top: the
 flow's partition readers taking the input records (one client per partition, as the
@@ -100,20 +101,45 @@ def parse_in_duckdb(con: duckdb.DuckDBPyConnection, table: LandingTable, batch: 
         con.execute(f"CREATE OR REPLACE TEMP TABLE parsed AS {table.parsed}")
 
 
+STREAM_BATCHES = 10
+"""Batches of the stream the worker's steps are timed on: a running flow's state holds the
+ids and open windows of the batches before, which a batch's steps work against."""
+
+
 def worker_steps(
-    spec: WindowSpec, shards: dict[int, ShardRows], progress: PartitionProgress
+    spec: WindowSpec, stream: list[tuple[dict[int, ShardRows], PartitionProgress]]
 ) -> Callable[[], None]:
-    """The flow worker's share of one batch: every state shard's step (dedupe, windows,
-    closing the windows the batch's watermark passes) from fresh state, so each run sees
-    every id for the first time, and the encoding of the closed windows and late events."""
+    """The flow worker's share of a stream of batches, in order, on state kept from one batch
+    to the next as a running flow keeps it (fresh at each run): every state shard's step
+    (dedupe against the ids of the batches before, windows, closing those the batch's
+    watermark passes) and the encoding of the closed windows and late events."""
 
     def run() -> None:
-        outputs = [ShardState(spec).process(item) for _, item in route(spec, shards, (progress,))]
-        for windows in orders.FLOW.windows:
-            closed_window_records(orders.FLOW, windows, outputs)
-            late_event_records(orders.FLOW, windows, outputs)
+        states = [ShardState(spec) for _ in range(spec.shards)]
+        for shards, progress in stream:
+            outputs = [
+                states[int(shard)].process(item) for shard, item in route(spec, shards, (progress,))
+            ]
+            for windows in orders.FLOW.windows:
+                closed_window_records(orders.FLOW, windows, outputs)
+                late_event_records(orders.FLOW, windows, outputs)
 
     return run
+
+
+def stream_of_batches(
+    spec: WindowSpec, events: pl.DataFrame, size: int, progress: PartitionProgress
+) -> list[tuple[dict[int, ShardRows], PartitionProgress]]:
+    """Enriched `events` cut into batches of `size` in order, each split by state shard, with
+    its partition's progress after it (its newest event time so far)."""
+    stream = []
+    newest: int | None = None
+    for start in range(0, events.height, size):
+        batch = events.slice(start, size)
+        batch_newest = int(batch["event_time_us"].max())  # type: ignore[arg-type]
+        newest = batch_newest if newest is None else max(newest, batch_newest)
+        stream.append((shard_split(orders.FLOW, spec, batch), replace(progress, newest_us=newest)))
+    return stream
 
 
 KAFKA_PARTITIONS = 8
@@ -202,8 +228,10 @@ def main() -> None:
     with TemporaryDirectory() as tmp, EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker:
         enriched = enrich_batch(orders.FLOW, batch, broker.bootstrap)
         spec = window_spec(orders.FLOW, FlowSettings(broker.bootstrap), (progress.partition,))
-        # The partition's progress after the batch: its watermark closes the windows before it.
-        newest = replace(progress, newest_us=int(batch.events["event_time_us"].to_numpy().max()))
+        _, longer = decoded_orders(args.records * STREAM_BATCHES, duplicates=0.01, malformed=0.01)
+        stream = stream_of_batches(
+            spec, enrich_batch(orders.FLOW, longer, broker.bootstrap).events, args.records, progress
+        )
         output = [v.encode() for v in enriched.events["value"].to_list()]
         landed = TopicBatch(
             orders.FLOW.enriched.topic, output, [], [0] * len(output), list(range(len(output))),
@@ -224,9 +252,9 @@ def main() -> None:
                 lambda: shard_split(orders.FLOW, spec, enriched.events),
                 len(values),
             ),
-            f"flow worker's steps ({spec.shards} shards)": (
-                worker_steps(spec, shard_split(orders.FLOW, spec, enriched.events), newest),
-                len(values),
+            f"flow worker's steps ({spec.shards} shards, running)": (
+                worker_steps(spec, stream),
+                len(longer.values),
             ),
             "arrow parse of the enriched output": (arrow_parse(output), len(output)),
             "landing parse into table rows (DuckDB)": (
