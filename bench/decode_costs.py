@@ -52,6 +52,7 @@ from sinks.duckdb import (
 from sinks.kafka import KafkaFrameSink
 from sinks.warehouse import MAX_BATCH
 from streamlane.broker import EmbeddedBroker
+from streamlane.collector import collect_rarely
 from streamlane.dataflow import (
     closed_window_records,
     decoder,
@@ -295,6 +296,8 @@ def main() -> None:
                 written,
             ),
         }
+        # As the flow and the landing collect (whose clients' records these stages time).
+        collect_rarely()
         print(f"cores: {os.cpu_count()}, records: {len(values):,}")
         print(f"input {np.mean([len(v) for v in values]):.0f} bytes/record, "
               f"enriched {np.mean([len(v) for v in output]):.0f}")  # fmt: skip
