@@ -146,6 +146,7 @@ def stream_of_batches(
 KAFKA_PARTITIONS = 8
 """Partitions of the Kafka stages' topics: as many as the benchmark's input topic has."""
 READ_TIMEOUT_S = 60.0
+"""A read stage that has not taken its records by then fails, rather than wait for ever."""
 KAFKA_REPEAT = 5
 """Timed runs of a Kafka stage, which varies more from run to run than the others."""
 
@@ -171,6 +172,7 @@ def kafka_reads(
                 if expected and taken[i] >= expected[i]:
                     continue
                 messages = consumer.consume(poll, 0.01)
+                # Read out as the flow reads them; only their number is kept here.
                 values = list(map(Message.value, messages))
                 list(map(Message.key, messages))
                 np.fromiter(map(Message.offset, messages), dtype=np.int64, count=len(messages))
