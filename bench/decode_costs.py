@@ -156,9 +156,10 @@ def kafka_reads(
 ) -> Callable[[], None]:
     """Taking all `records` records of some partitions from Kafka through `readers` (each
     client with the partitions it reads, read from their start at every run) in polls of at
-    most `poll`, their values, keys and offsets read out as the flow and the landing read
-    them. A client is not polled again once it has taken what it took in the first run: a
-    poll of a client with nothing left would only wait."""
+    most `poll`, their values, keys and offsets read out as the flow's reader reads them (the
+    landing reads as many fields of each record: values, partitions, offsets and times). A
+    client is not polled again once it has taken what it took in the first run: a poll of
+    a client with nothing left would only wait."""
     expected: list[int] = []
 
     def run() -> None:
@@ -172,7 +173,7 @@ def kafka_reads(
                 if expected and taken[i] >= expected[i]:
                     continue
                 messages = consumer.consume(poll, 0.01)
-                # Read out as the flow reads them; only their number is kept here.
+                # Read out as the flow's reader does; only their number is kept here.
                 values = list(map(Message.value, messages))
                 list(map(Message.key, messages))
                 np.fromiter(map(Message.offset, messages), dtype=np.int64, count=len(messages))
@@ -230,7 +231,8 @@ def main() -> None:
     progress = batch.progress[0]
     with TemporaryDirectory() as tmp, EmbeddedBroker(log_path=Path(tmp) / "broker.log") as broker:
         enriched = enrich_batch(orders.FLOW, batch, broker.bootstrap)
-        spec = window_spec(orders.FLOW, FlowSettings(broker.bootstrap), (progress.partition,))
+        settings = FlowSettings(broker.bootstrap)
+        spec = window_spec(orders.FLOW, settings, (progress.partition,))
         _, longer = decoded_orders(args.records * STREAM_BATCHES, duplicates=0.01, malformed=0.01)
         stream = stream_of_batches(
             spec, enrich_batch(orders.FLOW, longer, broker.bootstrap).events, args.records, progress
@@ -286,7 +288,7 @@ def main() -> None:
         written = (KAFKA_REPEAT + 1) * len(output)
         kafka_stages = {
             "flow read of the input (Kafka client)": (
-                kafka_reads(readers, len(values), FlowSettings(broker.bootstrap).batch_size),
+                kafka_reads(readers, len(values), settings.batch_size),
                 len(values),
             ),
             "flow write of the enriched (Kafka sink)": (
