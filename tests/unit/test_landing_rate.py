@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from bench.run import landing_rate_from_log
+from bench.run import landing_writes_from_log
 from sinks.duckdb import TABLES_DDL
 
 
@@ -32,10 +32,12 @@ def test_the_first_write_is_left_out_and_the_rest_timed_from_its_end(tmp_path: P
     warehouse = _warehouse(
         tmp_path / "w.duckdb", [(1.0, 0.1, 50_000), (0.0, 0.1, 100_000), (0.5, 0.2, 100_000)]
     )
-    assert landing_rate_from_log(warehouse) == pytest.approx(150_000, rel=1e-6)
+    rows, seconds = landing_writes_from_log(warehouse)
+    assert rows == 150_000
+    assert seconds == pytest.approx(1.0, rel=1e-6)
 
 
 def test_one_write_cannot_be_timed(tmp_path: Path) -> None:
     warehouse = _warehouse(tmp_path / "w.duckdb", [(0.0, 0.4, 100_000)])
     with pytest.raises(SystemExit, match="one batch"):
-        landing_rate_from_log(warehouse)
+        landing_writes_from_log(warehouse)
