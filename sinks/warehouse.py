@@ -155,6 +155,54 @@ def _records_by_topic(messages: list[Any]) -> dict[str, list[Any]]:
     }
 
 
+class WholeRowGroups:
+    """Which of a poll's records a landing writes: in a backlog, an output's records in
+    whole row groups, the rest held back for the next write.
+
+    A transaction that appends a whole row group to a table has DuckDB write it to the
+    file, compressed, as it inserts it, and log only where it is. Fewer rows are logged in
+    full and written again by the next checkpoint, which a backlog defers until the log
+    reaches `CHECKPOINT_THRESHOLD` (writes then wait for it), and rows beyond whole row
+    groups leave partial groups that checkpoints rewrite together. Records held back are
+    not part of the positions the write commits, so a landing stopped meanwhile reads them
+    again: nothing is lost, nothing landed twice.
+    """
+
+    def __init__(self, row_group_rows: int, max_batch: int, topics: set[str]) -> None:
+        self.row_group_rows = row_group_rows
+        # Held records and a poll could never make a whole row group out of less.
+        self.most_held = min(row_group_rows, max_batch) if 2 * max_batch >= row_group_rows else 0
+        self.topics = topics
+        self.held: dict[str, list[Any]] = {}
+
+    def take(self, by_topic: dict[str, list[Any]], full_poll: bool) -> dict[str, list[Any]]:
+        """The records to write from a poll's `by_topic` (records by topic, each topic's in
+        the order consumed), after the records held back from earlier polls, which come
+        first. After a full poll, the records of each of `topics` beyond its last whole row
+        group are held back, largest topic first, as long as no more than `most_held`
+        records are held in all (a poll's, at most one row group's); after any other poll
+        (the backlog is read) every record is written.
+        """
+        for topic, held in self.held.items():
+            by_topic[topic] = held + by_topic.get(topic, [])
+        self.held = {}
+        if not full_poll:
+            return by_topic
+        room = self.most_held
+        for topic, records in sorted(by_topic.items(), key=lambda item: -len(item[1])):
+            whole = len(records) - len(records) % self.row_group_rows
+            if topic not in self.topics or len(records) - whole > room:
+                continue
+            room -= len(records) - whole
+            if whole < len(records):
+                self.held[topic] = records[whole:]
+            if whole:
+                by_topic[topic] = records[:whole]
+            else:
+                del by_topic[topic]
+        return by_topic
+
+
 @dataclass(frozen=True)
 class PreparedBatch:
     """One poll, ready to write: per table its records and what `prepare` made of them, the
@@ -164,6 +212,9 @@ class PreparedBatch:
     offsets: dict[tuple[str, int], int]
     lags: dict[tuple[str, int], int]
     records: int
+    """Records written by this batch (an output's records held back are not among them)."""
+    full_poll: bool = False
+    """Whether the poll it came from was full: the landing is working through a backlog."""
     newest_event_s: float | None = None
     """Event time of the newest output record (the last of each topic's), if any."""
 
@@ -178,6 +229,10 @@ class Landing:
     records wait between the two: a backlog stays in Kafka. DuckDB wrote a backlog's rows at
     the same cost per row in batches of 100,000 as of 200,000, so the default is the
     smaller, which holds less in memory.
+
+    In a backlog an output's rows are written in whole row groups of `row_group_rows`
+    (`WholeRowGroups`), so DuckDB writes them to the file as they are inserted
+    instead of logging them and writing them again at a checkpoint.
     """
 
     def __init__(
@@ -192,8 +247,12 @@ class Landing:
         live_checkpoint_bytes: int = LIVE_CHECKPOINT_BYTES,
         live_checkpoint_busy_share: float = LIVE_CHECKPOINT_BUSY_SHARE,
         live_checkpoint_rows: int = LIVE_CHECKPOINT_ROWS,
+        row_group_rows: int = ROW_GROUP_ROWS,
     ) -> None:
         self.con = con
+        self._whole_row_groups = WholeRowGroups(
+            row_group_rows, max_batch, {t for t, table in tables.items() if table.parsed}
+        )
         self.live_checkpoint_rows = live_checkpoint_rows
         self._new_rows: dict[str, int] = {}
         self._logged_after_write = 0
@@ -284,7 +343,8 @@ class Landing:
         if self._waiting and time.monotonic() >= self._look_again_at:
             self._discover()
         messages = self.consumer.consume(self.max_batch, self.poll_timeout_s)
-        by_topic = _records_by_topic(messages)
+        full_poll = len(messages) >= self.max_batch
+        by_topic = self._whole_row_groups.take(_records_by_topic(messages), full_poll)
         if not by_topic:
             return None
         batches = [self._topic_batch(topic, records) for topic, records in by_topic.items()]
@@ -296,7 +356,8 @@ class Landing:
                 for p, o in zip(batch.partitions, batch.offsets, strict=True)
             }
         lags = self._lags(offsets)
-        return self._decoder.submit(self._decoded, batches, offsets, lags, len(messages))
+        records = sum(len(batch.values) for batch in batches)
+        return self._decoder.submit(self._decoded, batches, offsets, lags, records, full_poll)
 
     def _topic_batch(self, topic: str, records: list[Any]) -> TopicBatch:
         dead_letters = self.tables[topic].name == "dead_letters"
@@ -326,12 +387,13 @@ class Landing:
         offsets: dict[tuple[str, int], int],
         lags: dict[tuple[str, int], int],
         records: int,
+        full_poll: bool,
     ) -> PreparedBatch:
         rows = [(self.tables[b.topic], b, prepare(self.tables[b.topic], b)) for b in batches]
         # One record a topic tells live rows from history: a poll's records are of a moment.
         times = [envelope_time_s(b.values[-1]) for table, b, _ in rows if table.parsed and b.values]
         newest = max((s for s in times if s is not None), default=None)
-        return PreparedBatch(rows, offsets, lags, records, newest)
+        return PreparedBatch(rows, offsets, lags, records, full_poll, newest)
 
     def poll_once(self, timeout_s: float = 0.5) -> int:
         """Write the next decoded batch, if one is ready within `timeout_s`; return its records.
@@ -438,7 +500,7 @@ class Landing:
         deferring them, and so does a writer landing history too busy to afford them:
         there the rate matters, not how fresh the last row is.
         """
-        backlog = item.records >= self.max_batch or sum(item.lags.values()) >= self.max_batch
+        backlog = item.full_poll or sum(item.lags.values()) >= self.max_batch
         busy = self._busy_share > self.live_checkpoint_busy_share
         if backlog or (busy and not _live(item)):
             return
