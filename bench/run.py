@@ -360,23 +360,27 @@ CHECKPOINTS = "streamlane_landing_checkpoint_duration_seconds_sum"
 """Seconds the landing's checkpoints took, in all (the sum of its histogram of durations)."""
 
 
-def checkpoint_seconds(port: int) -> float:
-    """Seconds the landing answering on `port` has spent on checkpoints so far."""
-    return scrape(port).get(CHECKPOINTS, 0.0)
-
-
-def checkpointed(warehouse: Path, timeout_s: float) -> None:
-    """Until the landing has checkpointed its log (which it does once it is idle), moving
-    every landed row from DuckDB's log into the warehouse file. A backlog defers that (see
-    the README's "Benchmark"): a million events leave less log than the size at which DuckDB
-    checkpoints on its own, so the timed writes never include a checkpoint, while a longer
-    backlog waits for one each time the log reaches that size."""
+def checkpoint_seconds(warehouse: Path, port: int, timeout_s: float) -> float:
+    """Seconds the landing answering on `port` spent checkpointing, from its start until it
+    had checkpointed its log (which it does once it is idle), moving every landed row from
+    DuckDB's log into the warehouse file. A backlog defers that (see the README's
+    "Benchmark"): a million events leave less log than the size at which DuckDB checkpoints
+    on its own, so the timed writes never include a checkpoint, while a longer backlog
+    waits for one each time the log reaches that size. Read once the log is empty and the
+    sum has stayed put for a poll: DuckDB empties the log before its checkpoint returns and
+    the landing counts it."""
     wal = warehouse.with_name(f"{warehouse.name}.wal")
     deadline = time.perf_counter() + timeout_s
-    while wal.exists() and wal.stat().st_size > 0:
+    seconds = -1.0
+    while True:
+        saved = not wal.exists() or wal.stat().st_size == 0
+        latest = scrape(port).get(CHECKPOINTS, 0.0)
+        if saved and latest == seconds:
+            return seconds
         if time.perf_counter() > deadline:
             raise SystemExit(f"benchmark: the landing left {wal} unsaved for {timeout_s} s")
-        time.sleep(0.1)
+        seconds = latest if saved else -1.0
+        time.sleep(0.25)
 
 
 def run_landing(brokers: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -502,10 +506,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             {"landing": [landing.pid], "broker": [broker.pid]},
         )
         landing_threads = cpu_seconds_by_thread(landing.pid)
-        # Read before its idle checkpoint starts, half a second after its last write.
-        checkpoint_from = checkpoint_seconds(landing_port)
-        checkpointed(work / "separate" / "warehouse.duckdb", 300)
-        checkpoint_s = checkpoint_seconds(landing_port) - checkpoint_from
+        checkpoint_s = checkpoint_seconds(work / "separate" / "warehouse.duckdb", landing_port, 300)
         landed, writing_s = landing_writes_from_log(work / "separate" / "warehouse.duckdb")
         landing_rss = stop(landing)
         total_cpu = cpu_of_children() - sampling_cpu
@@ -534,9 +535,10 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         busy = {"flow": flow.pids, "landing": [landing.pid], "broker": [broker.pid]}
         cpu_from = cpu_used(busy)
         together_s, cpu_to = time_to_land_all(flow.ports, landing_port, args.events, busy, 900)
-        checkpointed(work / "together" / "warehouse.duckdb", 300)
         # Its checkpoints of these rows, while it landed them (if it found the time) and after.
-        result["together_landing_checkpoint_s"] = round(checkpoint_seconds(landing_port), 2)
+        result["together_landing_checkpoint_s"] = round(
+            checkpoint_seconds(work / "together" / "warehouse.duckdb", landing_port, 300), 2
+        )
         flow.stop()
         stop(landing)
     result["flow_plus_landing_events_per_s"] = round(args.events / together_s)
