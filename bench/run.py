@@ -32,6 +32,7 @@ from pathlib import Path
 from bench.baselines.bare_consumer import consume_and_decode
 from bench.profile import Sampler, sampler_path
 from flows import orders
+from sinks.warehouse import logged_bytes
 from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.collector import collect_rarely
 from streamlane.generator import GeneratorSettings, OrderGenerator
@@ -369,16 +370,17 @@ def checkpoint_seconds(warehouse: Path, port: int, timeout_s: float) -> float:
     waits for one each time the log reaches that size. Read once the log is empty and the
     sum has stayed put for a poll: DuckDB empties the log before its checkpoint returns and
     the landing counts it."""
-    wal = warehouse.with_name(f"{warehouse.name}.wal")
     deadline = time.perf_counter() + timeout_s
     seconds = -1.0
     while True:
-        saved = not wal.exists() or wal.stat().st_size == 0
+        saved = logged_bytes(warehouse) == 0
         latest = scrape(port).get(CHECKPOINTS, 0.0)
         if saved and latest == seconds:
             return seconds
         if time.perf_counter() > deadline:
-            raise SystemExit(f"benchmark: the landing left {wal} unsaved for {timeout_s} s")
+            raise SystemExit(
+                f"benchmark: the landing left {warehouse}'s log unsaved for {timeout_s} s"
+            )
         seconds = latest if saved else -1.0
         time.sleep(0.25)
 
@@ -506,8 +508,9 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             {"landing": [landing.pid], "broker": [broker.pid]},
         )
         landing_threads = cpu_seconds_by_thread(landing.pid)
-        checkpoint_s = checkpoint_seconds(work / "separate" / "warehouse.duckdb", landing_port, 300)
-        landed, writing_s = landing_writes_from_log(work / "separate" / "warehouse.duckdb")
+        warehouse = work / "separate" / "warehouse.duckdb"
+        checkpoint_s = checkpoint_seconds(warehouse, landing_port, 300)
+        landed, writing_s = landing_writes_from_log(warehouse)
         landing_rss = stop(landing)
         total_cpu = cpu_of_children() - sampling_cpu
         report_profile("landing", landing_sampler, stamp)

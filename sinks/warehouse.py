@@ -548,10 +548,7 @@ class Landing:
 
     def _logged_bytes(self) -> int:
         """What the warehouse's log holds (0 for a warehouse in memory)."""
-        if self.path == "in memory":
-            return 0
-        wal = Path(f"{self.path}.wal")
-        return wal.stat().st_size if wal.exists() else 0
+        return 0 if self.path == "in memory" else logged_bytes(Path(self.path))
 
     def _room_to_checkpoint(self) -> bool:
         """Whether the disk holds what a checkpoint writes (at most what the log holds, plus
@@ -650,6 +647,13 @@ def _handler(con: duckdb.DuckDBPyConnection) -> type[BaseHTTPRequestHandler]:
             log.debug(format, *args)
 
     return QueryHandler
+
+
+def logged_bytes(warehouse: Path) -> int:
+    """What DuckDB's log beside the warehouse file `warehouse` holds (0 when there is none):
+    rows committed but not yet checkpointed into the file."""
+    wal = Path(f"{warehouse}.wal")
+    return wal.stat().st_size if wal.exists() else 0
 
 
 def _live(item: PreparedBatch) -> bool:
