@@ -4,9 +4,9 @@
 
 Generates the events (1% duplicates, 1% malformed) into a fresh embedded broker,
 measures a bare confluent-kafka consumer that only JSON-decodes them into Arrow
-(the ceiling, before and after the flow), then runs the orders flow and the landing as
-real processes and reads their progress from their metrics. CPU seconds and peak RSS are those of
-the flow and landing processes. Results print as a table and go to
+(the ceiling, before and after the flow), then runs the orders flow and the landing
+as real processes and reads their progress from their metrics. CPU seconds and peak
+RSS are those of the flow and landing processes. Results print as a table and go to
 bench/results/<timestamp>.json.
 """
 
