@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 RECOVERY_PARTITIONS = 8
 """Fixed when a recovery store is created: enough for the largest cluster we run."""
+CLUSTER_EXIT_AFTER_S = 1.5
+"""How long an interrupted cluster process waits to end before it exits on its own: with the
+grace period, below the 10 s every child of `streamlane run` gets to stop."""
 DEDUPE_RUNS = "dedupe-runs"
 """Folder of the recovery store holding the dedupe state's run files (incremental snapshots)."""
 
@@ -107,7 +110,18 @@ def run_flow(
     # Snapshots then write only the ids seen since the last one, not the whole horizon.
     dedupe.keep_runs_in(recovery_dir / DEDUPE_RUNS)
     flow = build_dataflow(declared, settings)
-    shutdown.install()
+    if cluster:
+        shutdown.install(
+            doing="finishing the current batch and snapshotting, once every process of the "
+            "cluster is asked to stop",
+            exit_after=shutdown.ExitAfterInterrupt(
+                CLUSTER_EXIT_AFTER_S,
+                f"flow {name} stopped without a final snapshot: another process of the cluster "
+                "is still running; the next start resumes from the last snapshot",
+            ),
+        )
+    else:
+        shutdown.install()
     collect_rarely()
     try:
         rates = RateMeter()

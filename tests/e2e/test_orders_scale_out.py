@@ -4,6 +4,7 @@ spread over every worker."""
 
 from __future__ import annotations
 
+import signal
 import urllib.request
 from pathlib import Path
 
@@ -11,12 +12,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from flows import orders
+from streamlane import shutdown
 from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.flowrun import CLUSTER_EXIT_AFTER_S
 from streamlane.kafka import ensure_topics
 from streamlane.publish import publish
 from streamlane.settings import FlowSettings
 from tests.e2e.orders_run import finish_and_check, order_stream, start_flow
-from tests.helpers import Processes
+from tests.helpers import Processes, metric_values, wait_until
 from tests.pipeline import start_warehouse
 
 PARTITIONS = 8
@@ -76,3 +79,36 @@ def test_uneven_worker_count_is_refused(
     assert flow.wait(60) == 2
     log = processes.log("flow").strip().splitlines()
     assert log[-1].startswith("streamlane: error: 3 workers cannot share the 8 partitions")
+
+
+def test_a_cluster_process_stopped_alone_exits_on_its_own(
+    fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
+) -> None:
+    """A process of a cluster cannot take its final snapshot while another one runs: stopped
+    alone, it exits on its own once the grace period is over, saying why in one line, and
+    the other process stops on losing it."""
+    brokers = fresh_broker.bootstrap
+    ensure_topics(brokers, orders.FLOW.topics, PARTITIONS)
+    ports = [free_port(), free_port()]
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in ports)
+    flows = []
+    for index, port in enumerate(ports):
+        flows.append(start_flow(
+            processes, brokers, tmp_path / "recovery", "--process-id", str(index),
+            "--addresses", addresses, "--metrics-port", str(port), name=f"flow-{index}",
+        ))  # fmt: skip
+    wait_until(
+        lambda: all(metric_values(port, "streamlane_state_shards") for port in ports),
+        120,
+        "both processes of the cluster running",
+    )
+    flows[1].send_signal(signal.SIGINT)
+    assert flows[1].wait(shutdown.GRACE_S + CLUSTER_EXIT_AFTER_S + 30) == shutdown.EXIT_STATUS
+    log = processes.log("flow-1")
+    assert "Traceback" not in log, log[-3000:]
+    assert log.splitlines()[-1].endswith(
+        "flow orders stopped without a final snapshot: another process of the cluster is "
+        "still running; the next start resumes from the last snapshot"
+    ), log[-3000:]
+    assert flows[0].wait(60) == 1
+    assert "another process of the cluster went away" in processes.log("flow-0")
