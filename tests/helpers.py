@@ -55,20 +55,29 @@ class Processes:
     def stop(self, proc: subprocess.Popen[bytes], timeout_s: float = 15) -> int:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return _wait_or_kill(proc, timeout_s)
 
-    def stop_all(self) -> None:
-        for proc in reversed(self.running):
-            self.stop(proc)
+    def stop_all(self, timeout_s: float = 15) -> None:
+        """Signal every child at once, then wait for each: the processes of a flow cluster
+        finish only once all of them are asked to stop."""
+        running = [proc for proc in self.running if proc.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGINT)
+        for proc in running:
+            _wait_or_kill(proc, timeout_s)
         self.running.clear()
 
     def log(self, name: str) -> str:
         return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+
+def _wait_or_kill(proc: subprocess.Popen[bytes], timeout_s: float) -> int:
+    """`proc`'s exit status, once it has exited; killed if it has not within `timeout_s`."""
+    try:
+        return proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
 def metric_values(port: int, name: str, **labels: str) -> list[tuple[dict[str, str], float]]:
