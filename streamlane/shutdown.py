@@ -13,8 +13,8 @@ warehouse's write in hand rolls back, and the next start lands it again from Kaf
 A process of a flow cluster cannot be interrupted that way while another process of the
 cluster runs: its dataflow waits for its peers to close their connections, outside the
 interpreter, where neither the interrupt nor a second signal reaches it. Such a process
-installs the handler with `exit_after_s`: once interrupted, it exits that much later if
-it is still running, saying so in one line. Its previous snapshot stays valid, as after
+installs the handler with `exit_after`: once interrupted, it exits that much later if it
+is still running, saying so in one line. Its previous snapshot stays valid, as after
 any interrupt.
 """
 
