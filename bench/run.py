@@ -422,6 +422,14 @@ class CeilingRun:
     """CPU seconds of this process, where the ceiling's consumer runs."""
     cores_busy_with_broker: float
 
+    def mean(self, other: CeilingRun) -> CeilingRun:
+        """Each figure's mean over this run and `other`."""
+        return CeilingRun(
+            (self.events_per_s + other.events_per_s) / 2,
+            (self.cpu_s + other.cpu_s) / 2,
+            (self.cores_busy_with_broker + other.cores_busy_with_broker) / 2,
+        )
+
 
 def ceiling_run(
     broker: EmbeddedBroker, partitions: int, events: int, malformed: frozenset[bytes]
@@ -497,17 +505,15 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
         sampling_cpu = report_profile("flow", flow_sampler, stamp)
         print("measuring the ceiling again…", file=sys.stderr)
         after = ceiling_run(broker, args.partitions, args.events, malformed)
-        ceiling_eps = (before.events_per_s + after.events_per_s) / 2
+        ceiling = before.mean(after)
         result |= {
-            "ceiling_events_per_s": round(ceiling_eps),
+            "ceiling_events_per_s": round(ceiling.events_per_s),
             "ceiling_before_events_per_s": round(before.events_per_s),
             "ceiling_after_events_per_s": round(after.events_per_s),
-            "ceiling_cpu_s": round((before.cpu_s + after.cpu_s) / 2, 1),
-            "ceiling_cores_busy_with_broker": round(
-                (before.cores_busy_with_broker + after.cores_busy_with_broker) / 2, 2
-            ),
+            "ceiling_cpu_s": round(ceiling.cpu_s, 1),
+            "ceiling_cores_busy_with_broker": round(ceiling.cores_busy_with_broker, 2),
             "flow_events_per_s": round(flow_eps),
-            "flow_ratio_to_ceiling": round(flow_eps / ceiling_eps, 3),
+            "flow_ratio_to_ceiling": round(flow_eps / ceiling.events_per_s, 3),
             "flow_cpu_s": round(flow_cpu, 1),
             "flow_cores_busy": round(flow_cores["flow"], 2),
             "flow_cores_busy_with_broker": round(sum(flow_cores.values()), 2),
