@@ -227,8 +227,8 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="sample every thread of the flow and the landing while they run, print where "
-        "each spends its time and keep the stacks (bench/results/*.folded)",
+        help="sample every thread of the flow and the landing until their timed part ends, "
+        "print where each spends its time and keep the stacks (bench/results/*.folded)",
     )
     parser.add_argument("--workers", type=int, default=1, help="flow worker threads per process")
     parser.add_argument(
@@ -497,12 +497,14 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             900,
             {"flow": flow.pids, "broker": [broker.pid]},
         )
+        # Sampling stops with the timed part: the flow then waits idle for its last outputs
+        # and for the signal to stop, which would read as time the worker spent waiting. The
+        # sampler is a child too: its CPU is left out of the flow's and the landing's figures.
+        sampling_cpu = report_profile("flow", flow_sampler, stamp)
         outputs = settled(flow.ports, "streamlane_events_out_total")
         flow_threads = summed(cpu_seconds_by_thread(pid) for pid in flow.pids)
         flow_rss = flow.stop()
-        flow_cpu = cpu_of_children()
-        # The sampler is a child too: its CPU is left out of the landing's figure below.
-        sampling_cpu = report_profile("flow", flow_sampler, stamp)
+        flow_cpu = cpu_of_children() - sampling_cpu
         print("measuring the ceiling again…", file=sys.stderr)
         after = ceiling_run(broker, args.partitions, args.events, malformed)
         ceiling = before.mean(after)
@@ -533,13 +535,13 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             900,
             {"landing": [landing.pid], "broker": [broker.pid]},
         )
+        sampling_cpu += report_profile("landing", landing_sampler, stamp)
         landing_threads = cpu_seconds_by_thread(landing.pid)
         warehouse = work / "separate" / "warehouse.duckdb"
         checkpoint_s = checkpoint_seconds(warehouse, landing_port, 300)
         landed, writing_s = landing_writes_from_log(warehouse)
         landing_rss = stop(landing)
         total_cpu = cpu_of_children() - sampling_cpu
-        report_profile("landing", landing_sampler, stamp)
         result |= {
             "landing_rows_per_s": round(landed / writing_s),
             "landing_rows_per_s_polled": round(landing_rps),
