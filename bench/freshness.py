@@ -32,7 +32,9 @@ was held back by its generators.
 many a second, their median records, their write time), which shows what a caught-up
 landing spends per batch. `landing_checkpoints` counts the landing's checkpoints after
 the warm-up, their mean duration and the share of the time they took: writes wait while
-one runs, so they set much of the tail of `event_output_to_visible_s`.
+one runs, so they set much of the tail of `event_output_to_visible_s`. The warehouse
+runs as `streamlane run` runs it beside the flows, with one DuckDB thread fewer than the
+cores unless `STREAMLANE_WAREHOUSE_THREADS` says otherwise (`warehouse_threads`).
 Percentiles print as a table and go to bench/results/freshness-<timestamp>.json with the
 machine's core count.
 """
@@ -64,6 +66,7 @@ from streamlane.broker import EmbeddedBroker
 from streamlane.kafka import ensure_topics
 from streamlane.progresslines import scrape
 from streamlane.query import endpoint_file, run_sql
+from streamlane.runner import warehouse_thread_args, warehouse_threads_under_run
 
 WARM_UP_S = 5.0
 
@@ -95,9 +98,11 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
     with EmbeddedBroker(log_path=work / "broker.log") as broker:
         brokers = broker.bootstrap
         ensure_topics(brokers, orders.FLOW.topics, args.partitions)
+        # The warehouse shares the machine with the flow, as under `streamlane run`.
         landing, landing_port = child(
             ["serve", "--brokers", brokers, "--warehouse", str(warehouse),
-             "--pg-port", "0", "--quack-port", "0"], work / "warehouse.log",
+             "--pg-port", "0", "--quack-port", "0", *warehouse_thread_args()],
+            work / "warehouse.log",
         )  # fmt: skip
         wait_ready(landing_port, 120)
         flow, flow_port = child(
@@ -188,6 +193,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, object]:
         "seconds": args.seconds,
         "lateness_s": args.lateness,
         "poll_s": args.poll,
+        "warehouse_threads": warehouse_threads_under_run(),
         "event_produce_to_visible_s": percentiles(event_delays),
         "event_produce_to_output_s": percentiles(flow_delays),
         "event_output_to_visible_s": percentiles(landing_delays),

@@ -42,6 +42,11 @@ from streamlane.procmem import cpu_seconds, cpu_seconds_by_thread, memory_mib
 from streamlane.progresslines import scrape
 from streamlane.publish import publish
 from streamlane.query import run_sql
+from streamlane.runner import (
+    WAREHOUSE_THREADS_ENV,
+    warehouse_thread_args,
+    warehouse_threads_under_run,
+)
 from streamlane.settings import FlowSettings
 
 RESULTS = Path(__file__).parent / "results"
@@ -385,10 +390,15 @@ def checkpoint_seconds(warehouse: Path, port: int, timeout_s: float) -> float:
         time.sleep(0.25)
 
 
-def run_landing(brokers: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """The warehouse (landing plus query endpoints on free ports) as the CLI runs it."""
+def run_landing(
+    brokers: str, work: Path, beside_flows: bool = False
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The warehouse (landing plus query endpoints on free ports) as the CLI runs it: alone,
+    as `streamlane serve` does, or `beside_flows`, with the DuckDB threads `streamlane run`
+    gives it."""
     args = ["serve", "--brokers", brokers, "--warehouse", str(work / "warehouse.duckdb"),
-            "--pg-port", "0", "--quack-port", "0"]  # fmt: skip
+            "--pg-port", "0", "--quack-port", "0",
+            *(warehouse_thread_args() if beside_flows else [])]  # fmt: skip
     return child(args, work / "warehouse.log")
 
 
@@ -552,12 +562,13 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
             "landing_cores_busy": round(landing_cores["landing"], 2),
             "landing_cores_busy_with_broker": round(sum(landing_cores.values()), 2),
             "landing_peak_rss_mib": landing_rss,
+            "landing_warehouse_threads": os.environ.get(WAREHOUSE_THREADS_ENV) or "one per core",
             **by_thread("landing", landing_threads),
         }
 
     with fresh_input(work / "together", records, args.partitions) as broker:
         print("running the flow and the landing together…", file=sys.stderr)
-        landing, landing_port = run_landing(broker.bootstrap, work / "together")
+        landing, landing_port = run_landing(broker.bootstrap, work / "together", True)
         wait_ready(landing_port, 120)
         flow = run_flow(
             broker.bootstrap, work / "together", args.workers, args.max_poll, args.processes
@@ -578,6 +589,7 @@ def measure(args: argparse.Namespace, work: Path, stamp: str) -> dict[str, objec
     together_cpu = {name: cpu_to[name] - cpu_from[name] for name in busy}
     result |= {f"together_{name}_cpu_s": round(cpu, 1) for name, cpu in together_cpu.items()}
     result["together_cores_busy"] = round(sum(together_cpu.values()) / together_s, 2)
+    result["together_warehouse_threads"] = warehouse_threads_under_run()
     if not args.no_baseline:
         with fresh_input(work / "per-event", records, args.partitions) as broker:
             print("running the per-event bytewax baseline…", file=sys.stderr)

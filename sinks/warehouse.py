@@ -112,7 +112,9 @@ WAREHOUSE_THREADS: int | None = None
 query also runs on the thread that asked for it, so concurrent queries run side by side with
 one thread too. On the 2-core machine, one thread cost the landing about a fifth less CPU at
 a live rate, but with eight dashboard readers it landed about a quarter fewer rows a second
-and the heaviest panels took longer (see the README's "Benchmark"), so the default stays."""
+and the heaviest panels took longer (see the README's "Benchmark"), so a warehouse on its
+own keeps the default; `streamlane run`, which runs it beside the flows, gives it one thread
+fewer than the cores (`streamlane.runner.warehouse_threads_beside_flows`)."""
 
 MAX_BATCH = 100_000
 """Records the landing takes in one poll and writes in one transaction, by default."""

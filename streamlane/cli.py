@@ -407,8 +407,9 @@ def serve(
             "--threads",
             envvar="STREAMLANE_WAREHOUSE_THREADS",
             min=1,
-            help="DuckDB's threads (default: one per core). Fewer cost the landing less CPU "
-            "per row at a live rate; more serve dashboards and one large query faster.",
+            help="DuckDB's threads (default: one per core; under `streamlane run`, beside the "
+            "flows, one fewer). Fewer cost the landing less CPU per row at a live rate; more "
+            "serve dashboards and one large query faster.",
         ),
     ] = None,
 ) -> None:

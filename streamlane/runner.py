@@ -56,6 +56,37 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 10.0
 
 
+WAREHOUSE_THREADS_ENV = "STREAMLANE_WAREHOUSE_THREADS"
+
+
+def warehouse_threads_beside_flows(cores: int | None = None) -> int:
+    """DuckDB's threads for a warehouse that shares its machine with the flows and the broker,
+    as under `streamlane run`: one fewer than `cores` (the machine's when None), and at least
+    one.
+
+    DuckDB sizes its pool for a machine of its own. Beside a flow at a steady rate, its
+    threads took the cores the flow and the broker were waiting for: on two cores, at 20,000
+    events/s, rows became visible later with two threads than with one, and the landing's
+    writes and checkpoints took longer (see the README's "Benchmark"). A warehouse on a
+    machine of its own (`streamlane serve`) keeps one thread per core.
+    """
+    return max(1, (cores if cores is not None else os.cpu_count() or 1) - 1)
+
+
+def warehouse_threads_under_run() -> str:
+    """The DuckDB threads `streamlane run` gives its warehouse: `STREAMLANE_WAREHOUSE_THREADS`
+    as set, else `warehouse_threads_beside_flows()`."""
+    return os.environ.get(WAREHOUSE_THREADS_ENV) or str(warehouse_threads_beside_flows())
+
+
+def warehouse_thread_args() -> list[str]:
+    """`serve`'s `--threads` for a warehouse beside the flows (`warehouse_threads_beside_flows`),
+    or none when `STREAMLANE_WAREHOUSE_THREADS` sets them, which `serve` reads itself."""
+    if os.environ.get(WAREHOUSE_THREADS_ENV):
+        return []
+    return ["--threads", str(warehouse_threads_beside_flows())]
+
+
 @dataclass
 class RunSettings:
     """What `streamlane run` starts."""
@@ -176,6 +207,7 @@ class Pipeline:
                 "--pg-host", s.pg_host, "--pg-port", str(s.pg_port),
                 "--quack-port", str(s.quack_port),
                 "--broker-timeout", str(s.flow.broker_timeout_s),
+                *warehouse_thread_args(),
             ],
         )  # fmt: skip
         for flow in flows:

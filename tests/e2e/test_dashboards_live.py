@@ -20,6 +20,7 @@ from nbclient import NotebookClient
 
 from dashboards.macros import expand
 from streamlane.query import endpoint_file, run_sql
+from streamlane.runner import warehouse_threads_under_run
 from tests.clients import Answer, run_go
 from tests.helpers import stop_run, wait_until
 
@@ -192,6 +193,13 @@ def test_notebook_runs_against_the_live_pipeline(
     NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
     printed = [o.get("text", "") for c in notebook.cells for o in c.get("outputs", [])]
     assert any("windows" in text and "regions" in text for text in printed)
+
+
+def test_the_warehouse_beside_the_flows_leaves_them_a_core(live: dict[str, str]) -> None:
+    """Under `streamlane run` the warehouse's DuckDB has one thread fewer than the cores (at
+    least one), unless STREAMLANE_WAREHOUSE_THREADS says otherwise."""
+    threads = run_sql(Path(live["warehouse"]), "SELECT current_setting('threads') AS n")["n"][0]
+    assert str(threads) == warehouse_threads_under_run()
 
 
 def test_readers_never_see_half_a_landing_batch(live: dict[str, str]) -> None:
