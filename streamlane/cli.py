@@ -251,11 +251,42 @@ def generate(
     rate: Annotated[
         float | None, typer.Option("--rate", min=0.001, help="Events per second (wall clock).")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 42,
-    duplicates: Annotated[float, typer.Option("--duplicates", min=0, max=1)] = 0.01,
-    malformed: Annotated[float, typer.Option("--malformed", min=0, max=1)] = 0.01,
-    out_of_order: Annotated[float, typer.Option("--out-of-order", min=0, max=1)] = 0.03,
-    too_late: Annotated[float, typer.Option("--too-late", min=0, max=1)] = 0.002,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed: the same seed makes the same events.")
+    ] = 42,
+    duplicates: Annotated[
+        float,
+        typer.Option(
+            "--duplicates", min=0, max=1, help="Share of records that re-send an earlier event."
+        ),
+    ] = 0.01,
+    malformed: Annotated[
+        float,
+        typer.Option(
+            "--malformed",
+            min=0,
+            max=1,
+            help="Share of records that must be rejected (dead letters), in several ways.",
+        ),
+    ] = 0.01,
+    out_of_order: Annotated[
+        float,
+        typer.Option(
+            "--out-of-order",
+            min=0,
+            max=1,
+            help="Share of events stamped up to 10 s before the newest (on time, out of order).",
+        ),
+    ] = 0.03,
+    too_late: Annotated[
+        float,
+        typer.Option(
+            "--too-late",
+            min=0,
+            max=1,
+            help="Share of events stamped 10 to 15 minutes back: late for the default lateness.",
+        ),
+    ] = 0.002,
     start: Annotated[
         datetime | None,
         typer.Option("--start", help="Event time of the first event (with --count)."),
@@ -457,7 +488,13 @@ def topics_list(brokers: RequiredBrokers) -> None:
 def topics_create(
     brokers: RequiredBrokers,
     partitions: Annotated[
-        int, typer.Option("--partitions", envvar="STREAMLANE_PARTITIONS", min=1)
+        int,
+        typer.Option(
+            "--partitions",
+            envvar="STREAMLANE_PARTITIONS",
+            min=1,
+            help="Partitions of each topic created (the flows' unit of parallelism).",
+        ),
     ] = 4,
     names: Annotated[
         list[str] | None, typer.Argument(help="Topics (default: every flow's).")
@@ -624,7 +661,14 @@ def flow_run(
     dedupe_horizon: DedupeHorizon = FlowSettings.dedupe_horizon_s,
     max_drift: MaxDrift = FlowSettings.max_drift_s,
     snapshot_interval: Annotated[
-        float, typer.Option("--snapshot-interval", envvar="STREAMLANE_SNAPSHOT_INTERVAL", min=0.1)
+        float,
+        typer.Option(
+            "--snapshot-interval",
+            envvar="STREAMLANE_SNAPSHOT_INTERVAL",
+            min=0.1,
+            help="Seconds between recovery snapshots: a restart processes again what came "
+            "after the last one.",
+        ),
     ] = 5.0,
     max_poll: Annotated[
         int,
@@ -827,7 +871,9 @@ def dashboards_push(
             "--pg-address", help="The warehouse's PostgreSQL endpoint as Grafana reaches it."
         ),
     ] = "warehouse:5433",
-    pg_user: Annotated[str, typer.Option("--pg-user", envvar="STREAMLANE_PG_USER")] = "streamlane",
+    pg_user: Annotated[
+        str, typer.Option("--pg-user", envvar="STREAMLANE_PG_USER", help="Endpoint user.")
+    ] = "streamlane",
     pg_password: Annotated[
         str,
         typer.Option("--pg-password", envvar="STREAMLANE_PG_PASSWORD", help="Endpoint password."),

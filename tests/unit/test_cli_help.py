@@ -1,4 +1,5 @@
-"""`streamlane --help` and each group's help list every command with its summary whole."""
+"""`streamlane --help` and each group's help list every command with its summary whole, and
+every command describes each of its options and arguments."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import inspect
 import os
 import subprocess
 import sys
+import typing
 
 import pytest
 import typer
@@ -33,3 +35,32 @@ def test_each_listed_command_shows_its_first_paragraph_on_one_line(name: str) ->
         doc = command.help or inspect.getdoc(command.callback) or ""
         summary = " ".join(doc.split("\n\n")[0].split())
         assert any(summary in line for line in shown.splitlines()), (summary, shown)
+
+
+def _commands(group: typer.Typer, path: str) -> list[typer.models.CommandInfo]:
+    """Every command of `group` and of its subgroups, each as a test case named by its path."""
+    found = []
+    for command in group.registered_commands:
+        assert command.callback is not None
+        name = f"{path} {command.name or command.callback.__name__.replace('_', '-')}"
+        found.append(pytest.param(command, id=name.strip()))
+    for sub in group.registered_groups:
+        assert sub.typer_instance is not None
+        found += _commands(sub.typer_instance, f"{path} {sub.name}")
+    return found
+
+
+@pytest.mark.parametrize("command", _commands(cli.app, ""))
+def test_every_option_and_argument_says_what_it_is(command: typer.models.CommandInfo) -> None:
+    """`--help` describes every flag a command takes: options without a description showed
+    only their name and default, and a user had to read the code for what they meant."""
+    assert command.callback is not None
+    hints = typing.get_type_hints(command.callback, include_extras=True)
+    for parameter in inspect.signature(command.callback).parameters.values():
+        infos = [
+            info
+            for info in (*getattr(hints[parameter.name], "__metadata__", ()), parameter.default)
+            if isinstance(info, typer.models.ParameterInfo)
+        ]
+        assert infos, parameter.name
+        assert all(info.help for info in infos), parameter.name
