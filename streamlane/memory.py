@@ -1,16 +1,11 @@
 """Allocator settings for long-running processes that allocate and free per batch.
 
 A flow allocates and frees tens of megabytes per batch (the joined records, the parsed
-columns, the encoded outputs). polars' jemalloc keeps freed pages for reuse and gives
-them back to the system over ten seconds (jemalloc's default decay), each outright rather
-than first marked reclaimable ("muzzy"). Giving them back within one second, as the flow
-once did, kept its resident memory a little lower, but a page given back is one the
-system must map and zero again when the next batch asks for it: in alternating runs of
-the benchmark the flow ran more slowly and on more CPU that way, while its peak memory
-with a full dedupe horizon stayed the same within the spread. The setting is read from the
-environment when polars first allocates, so this module is imported before polars; one
-given in the environment is kept. Returning glibc's and Arrow's freed blocks sooner
-likewise slowed the flow, so it is not done either.
+columns, the encoded outputs). polars' jemalloc keeps freed pages dirty for ten seconds
+by default; returning them after one second (read from the environment when polars
+first allocates, so this module is imported before polars) keeps a flow's resident
+memory near what it uses. Returning glibc's and Arrow's freed blocks as well saved a
+little more memory but slowed the flow noticeably in the benchmark, so it is not done.
 
 glibc gives each thread that contends for the allocator an arena of its own, up to eight
 per core, and an arena keeps what its thread freed. A flow's threads (the worker, the
@@ -24,7 +19,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:10000,muzzy_decay_ms:0")
+os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:1000,muzzy_decay_ms:0")
 
 M_ARENA_MAX = -8
 """glibc's `mallopt` parameter for the most arenas it creates."""
