@@ -37,9 +37,9 @@ def test_each_listed_command_shows_its_first_paragraph_on_one_line(name: str) ->
         assert any(summary in line for line in shown.splitlines()), (summary, shown)
 
 
-def _commands(group: typer.Typer, path: str) -> list[typer.models.CommandInfo]:
+def _commands(group: typer.Typer, path: str) -> list[object]:
     """Every command of `group` and of its subgroups, each as a test case named by its path."""
-    found = []
+    found: list[object] = []
     for command in group.registered_commands:
         assert command.callback is not None
         name = f"{path} {command.name or command.callback.__name__.replace('_', '-')}"
