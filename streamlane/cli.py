@@ -50,6 +50,13 @@ Brokers = Annotated[
         help="Kafka bootstrap servers HOST:PORT[,...]; without it `run` starts the embedded broker.",
     ),
 ]
+
+
+def _share(flag: str, help: str) -> typer.models.OptionInfo:
+    """An option for a fraction of the generated records, from 0 to 1."""
+    return typer.Option(flag, min=0, max=1, help=help)
+
+
 RequiredBrokers = Annotated[
     str, typer.Option("--brokers", envvar="STREAMLANE_BROKERS", help="Kafka bootstrap servers.")
 ]
@@ -255,36 +262,26 @@ def generate(
         int, typer.Option("--seed", help="Random seed: the same seed makes the same events.")
     ] = 42,
     duplicates: Annotated[
-        float,
-        typer.Option(
-            "--duplicates", min=0, max=1, help="Share of records that re-send an earlier event."
-        ),
+        float, _share("--duplicates", "Share of records that re-send an earlier event.")
     ] = 0.01,
     malformed: Annotated[
         float,
-        typer.Option(
-            "--malformed",
-            min=0,
-            max=1,
-            help="Share of records that must be rejected (dead letters), in several ways.",
+        _share(
+            "--malformed", "Share of records that must be rejected (dead letters), in several ways."
         ),
     ] = 0.01,
     out_of_order: Annotated[
         float,
-        typer.Option(
+        _share(
             "--out-of-order",
-            min=0,
-            max=1,
-            help="Share of events stamped up to 10 s before the newest (on time, out of order).",
+            "Share of events stamped up to 10 s before the newest (on time, out of order).",
         ),
     ] = 0.03,
     too_late: Annotated[
         float,
-        typer.Option(
+        _share(
             "--too-late",
-            min=0,
-            max=1,
-            help="Share of events stamped 10 to 15 minutes back: late for the default lateness.",
+            "Share of events stamped 10 to 15 minutes back: late for the default lateness.",
         ),
     ] = 0.002,
     start: Annotated[
@@ -312,10 +309,7 @@ def generate(
         float, typer.Option("--burst-for", min=0, help="How long the burst lasts, in seconds.")
     ] = 60.0,
     v2_share: Annotated[
-        float,
-        typer.Option(
-            "--v2-share", min=0, max=1, help="Orders: share sent as version 2 (total+currency)."
-        ),
+        float, _share("--v2-share", "Orders: share sent as version 2 (total+currency).")
     ] = 0.0,
     metrics_port: MetricsPort = 0,
     metrics_host: MetricsHost = "127.0.0.1",
