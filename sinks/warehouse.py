@@ -53,7 +53,7 @@ from streamlane.kafka import (
     QUICK_REFETCH_CONFIG,
     check_reachable,
     consumer_config,
-    existing_partitions,
+    partitions_by_topic,
 )
 from streamlane.pgwire.auth import Credentials
 from streamlane.pgwire.server import PgServer
@@ -272,6 +272,7 @@ class Landing:
         self._stored = self._stored_positions()
         self._waiting = set(tables)
         self._look_again_at = 0.0
+        self._lookup_failing = False
         self.consumer.assign([])
         self._discover()
         for topic in sorted(self._waiting):
@@ -310,17 +311,32 @@ class Landing:
         return {key: offset for key, (offset, _) in stored.items()}
 
     def _discover(self) -> None:
-        """Start landing the topics that exist now; the others are looked for again later."""
+        """Start landing the topics that exist now; the others are looked for again later.
+
+        While Kafka does not answer they are looked for again later too: the broker watch
+        tells of the outage and ends the landing once it outlasts its limit, so a lookup
+        that fails meanwhile must not end it sooner.
+        """
+        self._look_again_at = time.monotonic() + TOPIC_LOOKUP_S
+        try:
+            existing = partitions_by_topic({"bootstrap.servers": self.brokers}, self._waiting)
+        except UserError:
+            if not self._lookup_failing:
+                log.info(
+                    "landing: looking for topics %s again once Kafka answers",
+                    ", ".join(sorted(self._waiting)),
+                )
+            self._lookup_failing = True
+            return
+        self._lookup_failing = False
         found = []
-        for topic in sorted(self._waiting):
-            indexes = existing_partitions({"bootstrap.servers": self.brokers}, topic)
+        for topic, indexes in sorted(existing.items()):
             if indexes is None:
                 continue
             self._waiting.discard(topic)
             found += [TopicPartition(topic, i, self._stored.get((topic, i), 0)) for i in indexes]
         if found:
             self.consumer.incremental_assign(found)
-        self._look_again_at = time.monotonic() + TOPIC_LOOKUP_S
 
     def _read(self) -> None:
         name_this_thread("land-read")

@@ -117,22 +117,36 @@ def partitions_of(config: dict[str, Any], topic: str) -> list[int]:
 
 
 def existing_partitions(config: dict[str, Any], topic: str) -> list[int] | None:
-    """Partition indexes of a topic, or None when it does not exist (yet).
+    """Partition indexes of a topic, or None when it does not exist (yet); UserError when
+    Kafka does not answer."""
+    return partitions_by_topic(config, [topic])[topic]
 
-    All topics are listed: asking for one by name lets a broker that creates topics on
-    first use (the embedded one does) create it, with its default partition count.
+
+def partitions_by_topic(
+    config: dict[str, Any], topics: Collection[str]
+) -> dict[str, list[int] | None]:
+    """Partition indexes of each of `topics`, None for one that does not exist (yet), from
+    one listing; UserError naming the topics when Kafka does not answer.
+
+    All topics are listed: asking for some by name lets a broker that creates topics on
+    first use (the embedded one does) create them, with its default partition count.
     """
     try:
         metadata = AdminClient(config).list_topics(timeout=REACH_TIMEOUT_S)
     except KafkaException as exc:
+        names = ", ".join(repr(t) for t in sorted(topics))
         raise UserError(
             f"cannot reach Kafka at {config['bootstrap.servers']} to list the partitions of "
-            f"{topic!r} ({exc.args[0].str()})"
+            f"{names} ({exc.args[0].str()})"
         ) from None
-    info = metadata.topics.get(topic)
-    if info is None or info.error is not None or not info.partitions:
-        return None
-    return sorted(info.partitions)
+    found: dict[str, list[int] | None] = {}
+    for topic in topics:
+        info = metadata.topics.get(topic)
+        if info is None or info.error is not None or not info.partitions:
+            found[topic] = None
+        else:
+            found[topic] = sorted(info.partitions)
+    return found
 
 
 def _admin(brokers: str) -> KafkaAdminClient:

@@ -38,6 +38,8 @@ from streamlane.threadname import name_this_thread
 log = logging.getLogger(__name__)
 
 BOOTSTRAP_TIMEOUT_S = 60.0
+LOOK_AGAIN_S = 5.0
+"""How often a topic that did not exist when the flow started is looked for."""
 
 
 @dataclass(frozen=True)
@@ -150,14 +152,23 @@ class TopicTable:
     def _follow(self) -> None:
         name_this_thread("reference")
         assigned = bool(self._consumer.assignment())
+        unanswered = False
         while not self._stopping.is_set():
             try:
                 if not assigned:  # a topic created after the flow started is picked up
                     assigned = bool(self._assign())
+                    unanswered = False
                     if not assigned:
-                        self._stopping.wait(5.0)
+                        self._stopping.wait(LOOK_AGAIN_S)
                     continue
                 self._poll()
+            except UserError as exc:  # Kafka does not answer: told once, looked for again
+                if not unanswered:
+                    log.warning(
+                        "reference %s: %s; looked for again once it answers", self.spec.name, exc
+                    )
+                unanswered = True
+                self._stopping.wait(LOOK_AGAIN_S)
             except Exception:  # the table stays as it is; the next poll tries again
                 log.exception("reference %s: reading %s failed", self.spec.name, self.spec.topic)
                 time.sleep(1)

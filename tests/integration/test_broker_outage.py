@@ -1,5 +1,6 @@
 """A Kafka outage longer than --broker-timeout stops the flow and the warehouse with one line
-each and exit status 2, and the flow's state is still there for the next start."""
+each and exit status 2, and the flow's state is still there for the next start; a shorter one
+is waited out, also by the landing while it looks for topics that do not exist yet."""
 
 from __future__ import annotations
 
@@ -9,15 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from flows import orders
+from flows import clickstream, orders
 from streamlane.broker import EmbeddedBroker, free_port
 from streamlane.kafka import ensure_topics
 from streamlane.progresslines import scrape
+from streamlane.publish import publish
 from streamlane.runner import Child, Pipeline, RunSettings
 from streamlane.settings import FlowSettings
 from tests.e2e.orders_run import start_flow
 from tests.helpers import Processes, the_error_line, wait_until
-from tests.pipeline import start_warehouse
+from tests.pipeline import count, start_warehouse
 
 
 @pytest.mark.timeout(180)
@@ -64,3 +66,40 @@ def test_outage_past_the_limit_stops_with_one_line(
         assert f"Kafka at {brokers} has not answered for" in the_error_line(log)
         assert log.count("does not answer; waiting up to 5 s") == 1, "the outage is told once"
     assert (tmp_path / "recovery" / "broker.json").exists(), "the flow's state is kept"
+
+
+@pytest.mark.timeout(180)
+def test_the_landing_waits_out_an_outage_while_a_topic_is_missing(
+    fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
+) -> None:
+    brokers = fresh_broker.bootstrap
+    ensure_topics(brokers, orders.FLOW.topics, 2)  # the clickstream flow's are not there yet
+    missing = clickstream.FLOW.dead_letter_topic
+    warehouse_path = tmp_path / "warehouse.duckdb"
+    warehouse = start_warehouse(processes, brokers, warehouse_path, "--broker-timeout", "60")
+    wait_until(
+        lambda: f"once topic {missing} is created" in processes.log("warehouse"),
+        30,
+        "the warehouse to wait for the missing topic",
+    )
+    os.kill(fresh_broker.pid, signal.SIGSTOP)
+    try:
+        wait_until(
+            lambda: (
+                "again once Kafka answers" in processes.log("warehouse")
+                or warehouse.poll() is not None
+            ),
+            60,
+            "the landing to look for the missing topic during the outage",
+        )
+    finally:
+        os.kill(fresh_broker.pid, signal.SIGCONT)
+    assert warehouse.poll() is None, processes.log("warehouse")[-2000:]
+    wait_until(lambda: "answers again" in processes.log("warehouse"), 30, "Kafka to answer again")
+    # The topic created after the outage is found and landed.
+    ensure_topics(brokers, [missing], 2)
+    publish(brokers, missing, [(None, b"not an event")])
+    wait_until(
+        lambda: count(warehouse_path, "dead_letters") == 1, 60, "the new topic's record to land"
+    )
+    assert "Traceback" not in processes.log("warehouse")

@@ -4,8 +4,12 @@ updates, deletions and malformed records as they arrive; and the pass-through mi
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
 
 import polars as pl
+import pytest
 
 from streamlane.broker import EmbeddedBroker
 from streamlane.kafka import ensure_topics
@@ -130,3 +134,31 @@ def test_a_reference_topic_created_later_is_followed(broker: EmbeddedBroker) -> 
         assert looked_up(table, [1]).events["country"].to_list() == ["PL"]
     finally:
         table.close()
+
+
+def test_an_outage_while_the_topic_is_missing_is_told_in_one_line(
+    fresh_broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    topic = "test.reference.outage"
+    table = spec(topic).start(fresh_broker.bootstrap)  # no topic yet: looked for again and again
+    try:
+        with caplog.at_level(logging.WARNING, logger="streamlane.reference"):
+            os.kill(fresh_broker.pid, signal.SIGSTOP)
+            try:
+                wait_until(
+                    lambda: any(r.name == "streamlane.reference" for r in caplog.records),
+                    60,
+                    "the failed look for the topic to be told",
+                )
+            finally:
+                os.kill(fresh_broker.pid, signal.SIGCONT)
+            told = [r for r in caplog.records if r.name == "streamlane.reference"]
+            assert told[0].exc_info is None, "no traceback"
+            assert f"cannot reach Kafka at {fresh_broker.bootstrap}" in told[0].getMessage()
+            # Looked for again once Kafka answers.
+            ensure_topics(fresh_broker.bootstrap, [topic], 1, compacted=[topic])
+            publish(fresh_broker.bootstrap, topic, [row(1, "PL")])
+            wait_until(lambda: table.updates >= 1, 60, "the topic to be followed")
+    finally:
+        table.close()
+    assert len([r for r in caplog.records if r.name == "streamlane.reference"]) == 1
