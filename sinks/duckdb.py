@@ -13,7 +13,8 @@ that inserts them: that costs about half the CPU of parsing them in Python and h
 the columns over, and the landing is bound by its CPU. Records it cannot parse that way
 (a timestamp written in another RFC 3339 form, a field missing, as in records written
 before it was added to the schema, bytes that are not UTF-8, anything not of the
-output's type) take the exact Python path, which lands them or names what is wrong.
+output's type) take the exact Python path, which lands them, or keeps those not of the
+output's type in `dead_letters` with what is wrong (`land_batches`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeAlias
@@ -67,17 +68,33 @@ class TopicBatch:
     headers: list[dict[str, str]]
 
 
+class RecordsNotOfType(ValueError):
+    """Records of an output topic that are not of the output's event type (written there by
+    something else): their positions in the batch and why each is not."""
+
+    def __init__(self, topic: str, event_type: str, rows: list[int], reasons: list[str]) -> None:
+        super().__init__(
+            f"{topic}: {len(rows)} record(s) are not {event_type} (first: {reasons[0]})"
+        )
+        self.topic = topic
+        self.event_type = event_type
+        self.rows = rows
+        self.reasons = reasons
+
+
 def _events(batch: TopicBatch, event_type: str) -> pl.DataFrame:
-    """Decoded output records plus `produced_at`, the Kafka timestamp of each record.
+    """Decoded output records plus `produced_at`, the Kafka timestamp of each record;
+    RecordsNotOfType when some are not of `event_type`.
 
     The record timestamp, unlike the time of landing, is the same on every replay.
     """
     decoded = decode_own_output(batch.values, load_schema(event_type))
     if decoded.rejects.height:
-        first = decoded.rejects.row(0, named=True)
-        raise ValueError(
-            f"{batch.topic}: {decoded.rejects.height} record(s) are not {event_type} "
-            f"(first: {first['reason']})"
+        raise RecordsNotOfType(
+            batch.topic,
+            event_type,
+            decoded.rejects["row"].to_list(),
+            decoded.rejects["reason"].to_list(),
         )
     produced = pl.Series(batch.timestamps_ms, dtype=pl.Int64).gather(decoded.valid["row"])
     return decoded.valid.with_columns(
@@ -99,18 +116,76 @@ def output_rows(output: Output, batch: TopicBatch) -> pl.DataFrame:
     return _events(batch, output.event_type).select(*columns, *output.table.envelope, "produced_at")
 
 
+def _integer(text: str | None) -> int | None:
+    """A header's integer; None when it is missing or not an integer."""
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
 def dead_letter_rows(batch: TopicBatch) -> pl.DataFrame:
-    """dead_letters rows: origin and reason from the record headers, original bytes as `raw`."""
-    headers = batch.headers
+    """dead_letters rows: origin (topic, partition, offset) and reason from the record
+    headers, original bytes as `raw`. A record whose headers do not name its origin (one
+    another writer sent to the dead-letter topic) is landed under its own topic, partition
+    and offset, which are as unique, so no two such records are taken for copies."""
+    topics: list[str | None] = []
+    partitions: list[int] = []
+    offsets: list[int] = []
+    for i, headers in enumerate(batch.headers):
+        topic = headers.get("topic")
+        partition, offset = _integer(headers.get("partition")), _integer(headers.get("offset"))
+        if topic is None or partition is None or offset is None:
+            topic, partition, offset = batch.topic, batch.partitions[i], batch.offsets[i]
+        topics.append(topic)
+        partitions.append(partition)
+        offsets.append(offset)
+    return _dead_letters(
+        topics=topics,
+        partitions=partitions,
+        offsets=offsets,
+        reasons=[h.get("reason") for h in batch.headers],
+        raw=batch.values,
+        keys=batch.keys,
+        received_ms=batch.timestamps_ms,
+    )
+
+
+def not_of_type_rows(batch: TopicBatch, refused: RecordsNotOfType) -> pl.DataFrame:
+    """dead_letters rows of the records of an output's `batch` that are not of its type: the
+    output topic, partition and offset they were read at, why, their bytes and Kafka time
+    (their keys are not read from output topics, so `key` is null)."""
+    rows = refused.rows
+    return _dead_letters(
+        topics=[batch.topic] * len(rows),
+        partitions=[batch.partitions[i] for i in rows],
+        offsets=[batch.offsets[i] for i in rows],
+        reasons=[f"not {refused.event_type}: {reason}" for reason in refused.reasons],
+        raw=[batch.values[i] for i in rows],
+        keys=[None] * len(rows),
+        received_ms=[batch.timestamps_ms[i] for i in rows],
+    )
+
+
+def _dead_letters(
+    *,
+    topics: Sequence[str | None],
+    partitions: Sequence[int],
+    offsets: Sequence[int],
+    reasons: Sequence[str | None],
+    raw: Sequence[bytes],
+    keys: Sequence[bytes | None],
+    received_ms: Sequence[int],
+) -> pl.DataFrame:
     return pl.DataFrame(
         {
-            "topic": [h.get("topic") for h in headers],
-            "partition": [int(h.get("partition", -1)) for h in headers],
-            "offset": [int(h.get("offset", -1)) for h in headers],
-            "reason": [h.get("reason") for h in headers],
-            "raw": batch.values,
-            "key": batch.keys,
-            "received_at": batch.timestamps_ms,
+            "topic": topics,
+            "partition": partitions,
+            "offset": offsets,
+            "reason": reasons,
+            "raw": raw,
+            "key": keys,
+            "received_at": received_ms,
         },
         schema={
             "topic": pl.String,
@@ -264,17 +339,31 @@ class LandingTable:
     compression: Mapping[str, str] = field(default_factory=dict)
 
 
-Prepared: TypeAlias = pl.DataFrame | pa.Table
-"""A batch of one topic made ready off the writer: its rows, or its raw records for DuckDB."""
+DEAD_LETTERS = LandingTable(
+    "dead_letters", dead_letter_rows, ("topic", "partition", "offset"), near="offset"
+)
+"""The table every flow's dead-letter topic lands in, with the records of output topics
+that are not of their output's type."""
+_NO_DEAD_LETTERS = dead_letter_rows(TopicBatch("", [], [], [], [], [], []))
+
+
+Prepared: TypeAlias = pl.DataFrame | pa.Table | None
+"""A batch of one topic made ready off the writer: its rows, or its raw records for DuckDB;
+None leaves building its rows to the writer."""
 
 
 def prepare(table: LandingTable, batch: TopicBatch) -> Prepared:
-    """What the writer lands: for an output, the raw records DuckDB parses; else the rows."""
+    """What the writer lands: for an output, the raw records DuckDB parses; else the rows.
+    None when some records are not of the output's type: the writer sets them aside
+    (`land_batches`)."""
     if table.parsed is not None:
         raw = raw_records(batch)
         if raw is not None:
             return raw
-    return table.rows(batch)
+    try:
+        return table.rows(batch)
+    except RecordsNotOfType:
+        return None
 
 
 @contextlib.contextmanager
@@ -349,7 +438,7 @@ def insert_parsed(con: duckdb.DuckDBPyConnection, table: LandingTable) -> int:
     once, in memory, for the statement (writing them to a staging table and inserting
     from it in a second statement took about a third longer). Raises RecordsRefused when
     the parse refuses a record: the caller's transaction is then aborted, and
-    `table.rows` builds the rows in Python instead (or names what is wrong with them).
+    `land_batches` builds the rows in Python instead (`rows_setting_aside`).
     """
     assert table.parsed is not None  # `prepare` hands over raw records only for these
     keys, name = ", ".join(identifier(c) for c in table.key), identifier(table.name)
@@ -376,17 +465,46 @@ def land_batches(
     return the rows inserted, by table name.
 
     A table whose records DuckDB's parse refuses rolls the transaction back, and it is
-    run again with that table's rows built in Python (`table.rows`, which raises
-    ValueError naming what is wrong with records not of the table's type). Refusals are
-    rare: records another writer sent, or sent before the schema gained a field.
+    run again with that table's rows built in Python (`table.rows`). Records that are not
+    of the table's type (another writer sent them to its topic) are landed in
+    `dead_letters` instead, in the same transaction: the topic, partition and offset they
+    were read at, why they are not, their bytes and Kafka time. The rest of the batch
+    lands, and nothing read is lost; a replay lands them once. Refusals are rare: records
+    another writer sent, or sent before the schema gained a field.
     """
     in_python: set[str] = set()
     while True:
+        set_aside: list[RecordsNotOfType] = []
         try:
-            return _land_once(con, batches, also, in_python)
+            inserted = _land_once(con, batches, also, in_python, set_aside)
         except RecordsRefused as refused:
             log.debug("%s; parsing in Python", refused)
             in_python.add(refused.table)
+            continue
+        for records in set_aside:
+            log.warning("%s; kept in dead_letters", records)
+        return inserted
+
+
+def rows_setting_aside(
+    table: LandingTable, batch: TopicBatch
+) -> tuple[pl.DataFrame, pl.DataFrame, RecordsNotOfType | None]:
+    """`table`'s rows of `batch` built in Python, and the dead_letters rows of its records
+    that are not of the table's type (`not_of_type_rows`) with the refusal naming them."""
+    try:
+        return table.rows(batch), _NO_DEAD_LETTERS, None
+    except RecordsNotOfType as refused:
+        kept = np.setdiff1d(np.arange(len(batch.values)), refused.rows).tolist()
+        rest = TopicBatch(
+            topic=batch.topic,
+            values=[batch.values[i] for i in kept],
+            keys=[batch.keys[i] for i in kept] if batch.keys else [],
+            partitions=[batch.partitions[i] for i in kept],
+            offsets=[batch.offsets[i] for i in kept],
+            timestamps_ms=[batch.timestamps_ms[i] for i in kept],
+            headers=[batch.headers[i] for i in kept] if batch.headers else [],
+        )
+        return table.rows(rest), not_of_type_rows(batch, refused), refused
 
 
 def _land_once(
@@ -394,6 +512,7 @@ def _land_once(
     batches: list[tuple[LandingTable, TopicBatch, Prepared]],
     also: Callable[[], None],
     in_python: set[str],
+    set_aside: list[RecordsNotOfType],
 ) -> dict[str, int]:
     parsed = [
         (table, ready)
@@ -407,10 +526,15 @@ def _land_once(
             for table, batch, ready in batches:
                 if isinstance(ready, pl.DataFrame):
                     rows = insert_new(con, table, ready)
-                elif table.name in in_python:
-                    rows = insert_new(con, table, table.rows(batch))
-                else:
+                elif isinstance(ready, pa.Table) and table.name not in in_python:
                     rows = insert_parsed(con, table)
+                else:
+                    built, dead, refused = rows_setting_aside(table, batch)
+                    rows = insert_new(con, table, built)
+                    if refused is not None:
+                        set_aside.append(refused)
+                        dead_rows = insert_new(con, DEAD_LETTERS, dead)
+                        inserted[DEAD_LETTERS.name] = inserted.get(DEAD_LETTERS.name, 0) + dead_rows
                 inserted[table.name] = inserted.get(table.name, 0) + rows
             also()
             con.execute("COMMIT")
@@ -505,9 +629,7 @@ def flow_tables(flow: Flow) -> dict[str, LandingTable]:
         )
         for o in flow.outputs()
     }
-    tables[flow.dead_letter_topic] = LandingTable(
-        "dead_letters", dead_letter_rows, ("topic", "partition", "offset"), near="offset"
-    )
+    tables[flow.dead_letter_topic] = DEAD_LETTERS
     return tables
 
 

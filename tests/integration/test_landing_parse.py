@@ -5,6 +5,8 @@ land (or be named) through the Python path. Records come from the flow's own enc
 from __future__ import annotations
 
 import json
+import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -184,16 +186,73 @@ def test_records_duckdb_refuses_land_through_the_python_parse(tmp_path: Path) ->
     assert landed["store_version"].to_list() == ["stores.csv", "stores.csv", None]
 
 
-def test_records_not_of_the_output_type_are_named(tmp_path: Path) -> None:
+def wrong_type() -> bytes:
+    event = json.loads(enriched_values(1, START_US + MINUTE_US)[0])
+    event["data"]["store_id"] = "not a number"
+    return json.dumps(event).encode()
+
+
+@pytest.mark.parametrize(
+    "foreign",
+    [[wrong_type(), b"{}"], [b"\xff\xfe not text", b"not JSON"]],
+    ids=["refused-by-duckdb", "not-utf8"],
+)
+def test_records_not_of_the_output_type_land_in_dead_letters(
+    tmp_path: Path, foreign: list[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Records another writer sent to an output topic do not stop the landing: the rest of
+    the batch lands, and they are kept in dead_letters with why, where they were read and
+    their bytes (text that is not UTF-8 is not handed to DuckDB's parse at all)."""
     topic = FLOW.enriched.topic
     table = TABLES[topic]
-    event = json.loads(enriched_values(1)[0])
-    event["data"]["store_id"] = "not a number"
-    batch = batch_of(topic, [json.dumps(event).encode(), b"\xff\xfe not text"])
+    valid = enriched_values(2)
+    batch = batch_of(topic, [valid[0], foreign[0], valid[1], foreign[1]])
     con = fresh_warehouse(tmp_path / "w.db")
-    with pytest.raises(ValueError, match=r"pizza\.orders\.enriched: 2 record\(s\) are not"):
-        land(con, table, batch)
-    assert table_rows(con, table.name).is_empty()
+    with caplog.at_level(logging.WARNING, logger="sinks.duckdb"):
+        assert land(con, table, batch) == 2
+    [told] = [r.getMessage() for r in caplog.records]
+    assert told.startswith("pizza.orders.enriched: 2 record(s) are not pizza.order.enriched.v1")
+    assert told.endswith("; kept in dead_letters")
+    kept = dead_letters(con)
+    assert kept.select("topic", "partition", "offset", "raw", "key").rows() == [
+        (topic, 0, 1, foreign[0], None),
+        (topic, 0, 3, foreign[1], None),
+    ]
+    assert all(r.startswith("not pizza.order.enriched.v1: ") for r in kept["reason"])
+    assert kept["received_at"].to_list() == [
+        datetime.fromtimestamp(batch.timestamps_ms[i] / 1000, UTC) for i in (1, 3)
+    ]
+    # Landed again (a replayed topic), neither table gains a row.
+    assert land(con, table, batch) == 0
+    assert dead_letters(con).equals(kept)
+
+
+def dead_letters(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    return table_rows(con, "dead_letters").sort("offset")
+
+
+def test_a_dead_letter_without_its_origin_lands_under_its_own_position(tmp_path: Path) -> None:
+    """A record in a dead-letter topic whose headers do not name where it came from (sent
+    there by another writer) lands under its own topic, partition and offset: two of them
+    are not taken for copies of one."""
+    topic = FLOW.dead_letter_topic
+    origin = {"topic": "pizza.orders", "partition": "2", "offset": "7", "reason": "bad"}
+    batch = TopicBatch(
+        topic=topic,
+        values=[b"a", b"b", b"c"],
+        keys=[None, b"k", None],
+        partitions=[1, 1, 1],
+        offsets=[10, 11, 12],
+        timestamps_ms=[START_US // 1000] * 3,
+        headers=[origin, {"partition": "not a number"}, {}],
+    )
+    con = fresh_warehouse(tmp_path / "w.db")
+    assert land(con, TABLES[topic], batch) == 3
+    assert dead_letters(con).select("topic", "partition", "offset", "reason", "key").rows() == [
+        ("pizza.orders", 2, 7, "bad", None),
+        (topic, 1, 11, None, b"k"),
+        (topic, 1, 12, None, None),
+    ]
 
 
 def test_a_refused_table_rolls_back_the_whole_batch_before_it_is_written_again(
