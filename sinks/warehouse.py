@@ -392,8 +392,10 @@ class Landing:
             partitions=cast("list[int]", list(map(Message.partition, records))),
             offsets=cast("list[int]", list(map(Message.offset, records))),
             timestamps_ms=list(map(itemgetter(1), map(Message.timestamp, records))),
+            # A header may have no value: read as absent.
             headers=[
-                {k: v.decode("utf-8", "replace") for k, v in (m.headers() or [])} for m in records
+                {k: v.decode("utf-8", "replace") for k, v in (m.headers() or []) if v is not None}
+                for m in records
             ]
             if dead_letters
             else [],
