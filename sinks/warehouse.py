@@ -272,9 +272,9 @@ class Landing:
         self._stored = self._stored_positions()
         self._waiting = set(tables)
         self._look_again_at = 0.0
-        self._lookup_failing = False
+        self._looking_after_the_outage = False
         self.consumer.assign([])
-        self._discover()
+        self._discover(at_start=True)
         for topic in sorted(self._waiting):
             log.info("landing %s once topic %s is created", tables[topic].name, topic)
         self.landed = 0
@@ -310,25 +310,27 @@ class Landing:
             return {}
         return {key: offset for key, (offset, _) in stored.items()}
 
-    def _discover(self) -> None:
+    def _discover(self, at_start: bool = False) -> None:
         """Start landing the topics that exist now; the others are looked for again later.
 
-        While Kafka does not answer they are looked for again later too: the broker watch
-        tells of the outage and ends the landing once it outlasts its limit, so a lookup
-        that fails meanwhile must not end it sooner.
+        At start a Kafka that does not answer is an error (UserError). Later, during an
+        outage, they are looked for again once it is over: the broker watch tells of the
+        outage and ends the landing once it outlasts its limit, so a lookup that fails
+        meanwhile must not end it sooner, and none is made while the watch sees Kafka down
+        (each would hold the reader, and a landing stopped meanwhile, for seconds).
         """
         self._look_again_at = time.monotonic() + TOPIC_LOOKUP_S
+        if self.broker.down_for_s is not None:
+            self._look_after_the_outage()
+            return
         try:
             existing = partitions_by_topic({"bootstrap.servers": self.brokers}, self._waiting)
         except UserError:
-            if not self._lookup_failing:
-                log.info(
-                    "landing: looking for topics %s again once Kafka answers",
-                    ", ".join(sorted(self._waiting)),
-                )
-            self._lookup_failing = True
+            if at_start:
+                raise
+            self._look_after_the_outage()
             return
-        self._lookup_failing = False
+        self._looking_after_the_outage = False
         found = []
         for topic, indexes in sorted(existing.items()):
             if indexes is None:
@@ -337,6 +339,14 @@ class Landing:
             found += [TopicPartition(topic, i, self._stored.get((topic, i), 0)) for i in indexes]
         if found:
             self.consumer.incremental_assign(found)
+
+    def _look_after_the_outage(self) -> None:
+        if not self._looking_after_the_outage:
+            log.info(
+                "landing: looking for topics %s again once Kafka answers",
+                ", ".join(sorted(self._waiting)),
+            )
+        self._looking_after_the_outage = True
 
     def _read(self) -> None:
         name_this_thread("land-read")
