@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import duckdb
 import numpy as np
@@ -33,6 +33,7 @@ import polars as pl
 import pyarrow as pa
 
 from streamlane.decode import decode_own_output
+from streamlane.dlq import header_integer
 from streamlane.flow import Flow, Output
 from streamlane.schemas import load_schema, parse_rfc3339
 from streamlane.sqlquote import identifier, literal
@@ -66,6 +67,19 @@ class TopicBatch:
     offsets: list[int]
     timestamps_ms: list[int]
     headers: list[dict[str, str]]
+
+    def without(self, rows: list[int]) -> TopicBatch:
+        """The batch without the records at positions `rows`, the others in their order."""
+        dropped = set(rows)
+        kept = [i for i in range(len(self.values)) if i not in dropped]
+
+        def pick(column: list[Any]) -> list[Any]:
+            return [column[i] for i in kept] if column else []
+
+        return TopicBatch(
+            self.topic, pick(self.values), pick(self.keys), pick(self.partitions),
+            pick(self.offsets), pick(self.timestamps_ms), pick(self.headers),
+        )  # fmt: skip
 
 
 class RecordsNotOfType(ValueError):
@@ -116,14 +130,6 @@ def output_rows(output: Output, batch: TopicBatch) -> pl.DataFrame:
     return _events(batch, output.event_type).select(*columns, *output.table.envelope, "produced_at")
 
 
-def _integer(text: str | None) -> int | None:
-    """A header's integer; None when it is missing or not an integer."""
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
-
-
 def dead_letter_rows(batch: TopicBatch) -> pl.DataFrame:
     """dead_letters rows: origin (topic, partition, offset) and reason from the record
     headers, original bytes as `raw`. A record whose headers do not name its origin (one
@@ -134,7 +140,8 @@ def dead_letter_rows(batch: TopicBatch) -> pl.DataFrame:
     offsets: list[int] = []
     for i, headers in enumerate(batch.headers):
         topic = headers.get("topic")
-        partition, offset = _integer(headers.get("partition")), _integer(headers.get("offset"))
+        partition = header_integer(headers.get("partition"))
+        offset = header_integer(headers.get("offset"))
         if topic is None or partition is None or offset is None:
             topic, partition, offset = batch.topic, batch.partitions[i], batch.offsets[i]
         topics.append(topic)
@@ -344,7 +351,6 @@ DEAD_LETTERS = LandingTable(
 )
 """The table every flow's dead-letter topic lands in, with the records of output topics
 that are not of their output's type."""
-_NO_DEAD_LETTERS = dead_letter_rows(TopicBatch("", [], [], [], [], [], []))
 
 
 Prepared: TypeAlias = pl.DataFrame | pa.Table | None
@@ -488,23 +494,13 @@ def land_batches(
 
 def rows_setting_aside(
     table: LandingTable, batch: TopicBatch
-) -> tuple[pl.DataFrame, pl.DataFrame, RecordsNotOfType | None]:
-    """`table`'s rows of `batch` built in Python, and the dead_letters rows of its records
-    that are not of the table's type (`not_of_type_rows`) with the refusal naming them."""
+) -> tuple[pl.DataFrame, RecordsNotOfType | None]:
+    """`table`'s rows of `batch` built in Python, leaving out its records that are not of the
+    table's type, and the refusal naming those (None when there are none)."""
     try:
-        return table.rows(batch), _NO_DEAD_LETTERS, None
+        return table.rows(batch), None
     except RecordsNotOfType as refused:
-        kept = np.setdiff1d(np.arange(len(batch.values)), refused.rows).tolist()
-        rest = TopicBatch(
-            topic=batch.topic,
-            values=[batch.values[i] for i in kept],
-            keys=[batch.keys[i] for i in kept] if batch.keys else [],
-            partitions=[batch.partitions[i] for i in kept],
-            offsets=[batch.offsets[i] for i in kept],
-            timestamps_ms=[batch.timestamps_ms[i] for i in kept],
-            headers=[batch.headers[i] for i in kept] if batch.headers else [],
-        )
-        return table.rows(rest), not_of_type_rows(batch, refused), refused
+        return table.rows(batch.without(refused.rows)), refused
 
 
 def _land_once(
@@ -529,11 +525,11 @@ def _land_once(
                 elif isinstance(ready, pa.Table) and table.name not in in_python:
                     rows = insert_parsed(con, table)
                 else:
-                    built, dead, refused = rows_setting_aside(table, batch)
+                    built, refused = rows_setting_aside(table, batch)
                     rows = insert_new(con, table, built)
                     if refused is not None:
                         set_aside.append(refused)
-                        dead_rows = insert_new(con, DEAD_LETTERS, dead)
+                        dead_rows = insert_new(con, DEAD_LETTERS, not_of_type_rows(batch, refused))
                         inserted[DEAD_LETTERS.name] = inserted.get(DEAD_LETTERS.name, 0) + dead_rows
                 inserted[table.name] = inserted.get(table.name, 0) + rows
             also()

@@ -51,7 +51,9 @@ def parse_ref(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def _int_or_none(text: str | None) -> int | None:
+def header_integer(text: str | None) -> int | None:
+    """A dead letter's origin partition or offset header as a number; None when it is
+    missing or not an integer."""
     return int(text) if text and text.lstrip("-").isdigit() else None
 
 
@@ -74,8 +76,8 @@ def read_dead_letters(brokers: str, topic: str, default_origin: str) -> Iterator
             value=m.value() or b"",
             reason=headers.get("reason", ""),
             origin_topic=headers.get("topic", default_origin),
-            origin_partition=_int_or_none(headers.get("partition")),
-            origin_offset=_int_or_none(headers.get("offset")),
+            origin_partition=header_integer(headers.get("partition")),
+            origin_offset=header_integer(headers.get("offset")),
         )
 
 
