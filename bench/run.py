@@ -33,11 +33,12 @@ from bench.baselines.bare_consumer import consume_and_decode
 from bench.profile import Sampler, sampler_path
 from flows import orders
 from sinks.warehouse import logged_bytes
-from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.broker import EmbeddedBroker
 from streamlane.collector import collect_rarely
 from streamlane.generator import GeneratorSettings, OrderGenerator
 from streamlane.kafka import ensure_topics
 from streamlane.paths import REFERENCE_DIR
+from streamlane.ports import free_port
 from streamlane.procmem import cpu_seconds, cpu_seconds_by_thread, memory_mib
 from streamlane.progresslines import scrape
 from streamlane.publish import publish

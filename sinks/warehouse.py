@@ -43,7 +43,6 @@ from sinks.duckdb import (
 )
 from sinks.quack import serve_quack
 from streamlane import metrics, shutdown
-from streamlane.broker import free_port
 from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S, watch
 from streamlane.cloudevents import envelope_time_s
 from streamlane.collector import collect_rarely
@@ -57,6 +56,7 @@ from streamlane.kafka import (
 )
 from streamlane.pgwire.auth import Credentials
 from streamlane.pgwire.server import PgServer
+from streamlane.ports import free_port
 from streamlane.progresslines import ProgressLog, RateMeter, landing_line, own_metrics
 from streamlane.query import endpoint_file, result_table
 from streamlane.sqlquote import literal

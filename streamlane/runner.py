@@ -28,13 +28,14 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from streamlane.broker import CLUSTER_ID_PREFIX, EmbeddedBroker, free_port
+from streamlane.broker import CLUSTER_ID_PREFIX, EmbeddedBroker
 from streamlane.errors import UserError, make_folder
 from streamlane.flow import Flow, load_flow
 from streamlane.generator import generator_for
 from streamlane.kafka import check_reachable, ensure_topics
 from streamlane.lifeline import stop_with_parent
 from streamlane.plainprogress import PlainProgress
+from streamlane.ports import free_port
 from streamlane.progresslines import (
     FLOW_COLUMNS,
     KAFKA_DOWN,

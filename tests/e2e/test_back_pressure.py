@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from flows import orders
-from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.broker import EmbeddedBroker
 from streamlane.kafka import ensure_topics
+from streamlane.ports import free_port
 from streamlane.progresslines import scrape
 from tests.helpers import Processes, memory_mib, wait_until
 

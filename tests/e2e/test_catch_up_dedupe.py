@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from flows import orders
-from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.broker import EmbeddedBroker
 from streamlane.kafka import ensure_topics
+from streamlane.ports import free_port
 from streamlane.progresslines import scrape
 from tests.helpers import Processes, wait_until
 from tests.unequal_partitions import orders_over_an_hour, produce_to_partitions

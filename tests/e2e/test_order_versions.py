@@ -12,9 +12,10 @@ import pytest
 
 from enrichers.stores import STORES_CSV
 from flows import orders
-from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.broker import EmbeddedBroker
 from streamlane.generator import GeneratedRecord, order_as_v2
 from streamlane.kafka import ensure_topics
+from streamlane.ports import free_port
 from streamlane.publish import publish
 from tests.e2e.orders_run import finish_and_check, order_stream, start_flow
 from tests.helpers import Processes, metric_values

@@ -13,9 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flows import orders
 from streamlane import shutdown
-from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.broker import EmbeddedBroker
 from streamlane.flowrun import CLUSTER_EXIT_AFTER_S
 from streamlane.kafka import ensure_topics
+from streamlane.ports import free_port
 from streamlane.publish import publish
 from streamlane.settings import FlowSettings
 from tests.e2e.orders_run import finish_and_check, order_stream, start_flow

@@ -13,9 +13,10 @@ import pytest
 
 from enrichers.stores import STORES, STORES_CSV
 from flows import orders
-from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.broker import EmbeddedBroker
 from streamlane.generator import GeneratedRecord, GeneratorSettings, OrderGenerator
 from streamlane.kafka import ensure_topics
+from streamlane.ports import free_port
 from streamlane.publish import publish
 from streamlane.query import run_sql
 from tests.e2e.orders_run import start_flow

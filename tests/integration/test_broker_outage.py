@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from flows import clickstream, orders
-from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.broker import EmbeddedBroker
 from streamlane.kafka import ensure_topics
+from streamlane.ports import free_port
 from streamlane.progresslines import scrape
 from streamlane.publish import publish
 from streamlane.runner import Child, Pipeline, RunSettings

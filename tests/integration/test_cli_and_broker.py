@@ -15,7 +15,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from sinks.warehouse import run_query
-from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.broker import EmbeddedBroker
+from streamlane.ports import free_port
 from tests.helpers import stop_run, the_error_line
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streamlane.broker import free_port
+from streamlane.ports import free_port
 from tests.helpers import the_error_line
 
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from flows import orders
-from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.broker import EmbeddedBroker
 from streamlane.dlq import read_dead_letters
 from streamlane.generator import GeneratorSettings, OrderGenerator
 from streamlane.kafka import ensure_topics
 from streamlane.paths import REFERENCE_DIR
+from streamlane.ports import free_port
 from streamlane.progresslines import scrape
 from streamlane.publish import publish
 from streamlane.topicread import read_to_end

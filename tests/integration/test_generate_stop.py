@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from flows import orders
-from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.broker import EmbeddedBroker
 from streamlane.kafka import ensure_topics
 from streamlane.plainprogress import PLAIN_PROGRESS_S
+from streamlane.ports import free_port
 from streamlane.topicread import read_to_end
 from tests.helpers import Processes, metric_values, wait_until
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import psycopg
 
-from streamlane.broker import free_port
+from streamlane.ports import free_port
 from streamlane.query import endpoint_file
 from tests.helpers import Processes, wait_until
 

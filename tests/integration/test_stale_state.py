@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from flows import orders
-from streamlane.broker import EmbeddedBroker, free_port
+from streamlane.broker import EmbeddedBroker
 from streamlane.flowrun import DEDUPE_RUNS
 from streamlane.generator import GeneratedRecord
 from streamlane.kafka import ensure_topics
+from streamlane.ports import free_port
 from streamlane.progresslines import scrape
 from streamlane.publish import publish
 from tests.e2e.orders_run import order_stream, start_flow
