@@ -35,7 +35,7 @@ from confluent_kafka import KafkaException, Producer
 
 from streamlane import metrics
 from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S, BrokerWatch, watch
-from streamlane.kafka import producer_config
+from streamlane.kafka import flush_within, producer_config
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class _FramePartition(StatefulSinkPartition[pl.DataFrame, None]):
     def close(self) -> None:
         # Raising here would abort the process mid-shutdown; the snapshot before the end
         # of the dataflow has already waited for every delivery.
-        remaining = self._producer.flush(0 if self._shared.broker.down_for_s else 10)
+        remaining = flush_within(self._producer, 0 if self._shared.broker.down_for_s else 10)
         if remaining:
             log.error("%d records for %s not delivered at shutdown", remaining, self._topic)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError as KafkaPythonError
@@ -94,6 +95,24 @@ def producer_config(brokers: str, extra: dict[str, Any] | None = None) -> dict[s
         "logger": log,
         **(extra or {}),
     }
+
+
+FLUSH_STEP_S = 0.5
+"""How long one wait for deliveries lasts at most. The Kafka client holds an exception
+raised in a callback it runs (an interrupt landing in its log callback, say) until the
+wait it ran in ends: one long wait would hold a stop request's interrupt for its whole
+timeout."""
+
+
+def flush_within(producer: Producer, timeout_s: float) -> int:
+    """Wait up to `timeout_s` for every record queued in `producer` to be delivered (or to
+    fail, which its delivery callback is told), and return how many are still waiting.
+    Waits in steps of at most `FLUSH_STEP_S`, so an interrupt is raised within one step."""
+    deadline = time.monotonic() + timeout_s
+    remaining = len(producer)
+    while remaining and (left := deadline - time.monotonic()) > 0:
+        remaining = producer.flush(min(FLUSH_STEP_S, left))
+    return remaining
 
 
 def check_reachable(brokers: str, timeout_s: float = REACH_TIMEOUT_S) -> str:

@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterable, Sequence
 
 from confluent_kafka import KafkaException, Producer
 
-from streamlane.kafka import producer_config
+from streamlane.kafka import flush_within, producer_config
 
 _CHUNK = 5_000
 _LINGER_S = 0.1
 _QUEUE_LIMIT = 100_000
+_DELIVERY_TIMEOUT_S = 60.0
 
 
 class _Sender:
@@ -43,7 +44,7 @@ class _Sender:
                 self.on_progress(self.sent)
 
     def finish(self) -> int:
-        remaining = self.producer.flush(60)
+        remaining = flush_within(self.producer, _DELIVERY_TIMEOUT_S)
         if self.errors or remaining:
             raise KafkaException(
                 self.errors[0] if self.errors else f"{remaining} records not delivered"
