@@ -13,9 +13,12 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError as KafkaPythonError
 from kafka.errors import TopicAlreadyExistsError
 
+from streamlane.clientlog import RepeatsHeldBack
 from streamlane.errors import UserError
 
 log = logging.getLogger(__name__)
+"""Where every Kafka client of ours logs (each kind of line at most once a minute)."""
+log.addFilter(RepeatsHeldBack())
 
 REACH_TIMEOUT_S = 6.0
 
@@ -151,7 +154,8 @@ def partitions_by_topic(
     first use (the embedded one does) create them, with its default partition count.
     """
     try:
-        metadata = AdminClient(config).list_topics(timeout=REACH_TIMEOUT_S)
+        client = AdminClient(admin_config(config["bootstrap.servers"], config))
+        metadata = client.list_topics(timeout=REACH_TIMEOUT_S)
     except KafkaException as exc:
         names = ", ".join(repr(t) for t in sorted(topics))
         raise UserError(

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from flows import clickstream, orders
 from streamlane.broker import EmbeddedBroker
+from streamlane.clientlog import line_kind
 from streamlane.kafka import ensure_topics
 from streamlane.ports import free_port
 from streamlane.progresslines import scrape
@@ -67,6 +69,39 @@ def test_outage_past_the_limit_stops_with_one_line(
         assert f"Kafka at {brokers} has not answered for" in the_error_line(log)
         assert log.count("does not answer; waiting up to 5 s") == 1, "the outage is told once"
     assert (tmp_path / "recovery" / "broker.json").exists(), "the flow's state is kept"
+
+
+@pytest.mark.timeout(180)
+def test_a_broker_gone_is_told_once_per_kind_of_client_line(
+    fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
+) -> None:
+    """With the broker gone, every Kafka client of the flow and the warehouse fails to
+    connect several times a second; each kind of line it logs about that is written once
+    (repeats within a minute are held back), and none is written around the log."""
+    brokers = fresh_broker.bootstrap
+    ensure_topics(brokers, orders.FLOW.topics, 4)
+    port = free_port()
+    start_warehouse(processes, brokers, tmp_path / "warehouse.duckdb", "--broker-timeout", "8")
+    flow = start_flow(
+        processes, brokers, tmp_path / "recovery", "--broker-timeout", "8",
+        "--metrics-port", str(port),
+    )  # fmt: skip
+    wait_until(
+        lambda: scrape(port).get("streamlane_broker_up") == 1, 60, "the flow to read its input"
+    )
+    os.kill(fresh_broker.pid, signal.SIGKILL)
+    for name in ("flow", "warehouse"):
+        wait_until(
+            lambda n=name: "has not answered for" in processes.log(n), 60, f"the {name} to give up"
+        )
+        log = processes.log(name)
+        client_lines = [line.split(" streamlane.kafka: ", 1)[1] for line in log.splitlines()
+                        if " streamlane.kafka: " in line]  # fmt: skip
+        assert any("Connection refused" in line for line in client_lines), log[-2000:]
+        kinds = Counter(line_kind(line) for line in client_lines)
+        assert max(kinds.values()) == 1, kinds.most_common(3)
+        assert "%3|" not in log, "a client logged around the process's log"
+    assert flow.wait(30) == 2
 
 
 @pytest.mark.timeout(180)
