@@ -984,6 +984,8 @@ _listed_on_one_line(
 
 def main() -> None:
     """Entry point: run the CLI, turning user errors into one line and exit status 2."""
+    from streamlane import shutdown
+
     try:
         app()
     except UserError as exc:
@@ -991,3 +993,5 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        shutdown.finished()

@@ -1,0 +1,103 @@
+"""How a streamlane process takes stop signals: a SIGTERM repeated at once (as the children of
+a killed `streamlane run` receive it) is one request, the work of stopping is done off the
+signal handler, and a signal while Python tears the process down ends it at once."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import wait_until
+
+CHILD = """
+import logging, sys, threading, time
+from streamlane import shutdown
+
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+
+shutdown.REPEATED_SIGTERM_S = float(sys.argv[1])
+
+def on_stop():
+    on_main = threading.current_thread() is threading.main_thread()
+    print("on_stop", "on the main thread" if on_main else "off the main thread", flush=True)
+
+shutdown.install(on_stop=on_stop, doing="stopping the test loop")
+print("ready", flush=True)
+try:
+    while not shutdown.stop_requested():
+        time.sleep(0.01)
+    time.sleep(float(sys.argv[2]))  # the work still in hand
+    print("stopped as asked", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+if sys.argv[3] == "hang-in-teardown":
+    shutdown.finished()
+    print("finished", flush=True)
+    threading.Thread(target=threading.Event().wait).start()  # Python waits for it at exit
+"""
+
+
+def _start(
+    tmp_path: Path, repeat_window_s: float, work_s: float, end: str = "exit"
+) -> tuple[subprocess.Popen[bytes], Path]:
+    out = tmp_path / "child.out"
+    with open(out, "wb") as sink:
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(repeat_window_s), str(work_s), end],
+            stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    wait_until(lambda: b"ready" in out.read_bytes(), 30, "the child to install its handler")
+    return child, out
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.timeout(60)
+def test_a_sigterm_repeated_at_once_is_one_request(tmp_path: Path) -> None:
+    child, out = _start(tmp_path, repeat_window_s=30, work_s=1)
+    try:
+        child.send_signal(signal.SIGTERM)
+        wait_until(lambda: b"on_stop" in out.read_bytes(), 10, "the first SIGTERM to be taken")
+        child.send_signal(signal.SIGTERM)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(30) == 0, out.read_text()
+    finally:
+        _stop(child)
+    said = out.read_text()
+    assert "stopped as asked" in said, said
+    assert said.count("on_stop") == 1, said
+    assert "on_stop off the main thread" in said, "the handler leaves the work to a thread"
+    assert "SIGTERM: stopping the test loop" in said
+
+
+@pytest.mark.timeout(60)
+def test_a_second_sigterm_after_the_repeat_window_interrupts(tmp_path: Path) -> None:
+    child, out = _start(tmp_path, repeat_window_s=0, work_s=30)
+    try:
+        child.send_signal(signal.SIGTERM)
+        wait_until(lambda: b"on_stop" in out.read_bytes(), 10, "the first SIGTERM to be taken")
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(20) == 0, out.read_text()
+    finally:
+        _stop(child)
+    assert "interrupted" in out.read_text()
+
+
+@pytest.mark.timeout(60)
+def test_a_signal_while_python_tears_the_process_down_ends_it(tmp_path: Path) -> None:
+    child, out = _start(tmp_path, repeat_window_s=0, work_s=0, end="hang-in-teardown")
+    try:
+        child.send_signal(signal.SIGTERM)
+        wait_until(lambda: b"finished" in out.read_bytes(), 10, "the command to finish")
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(20) == 130, out.read_text()
+    finally:
+        _stop(child)
