@@ -41,63 +41,61 @@ if sys.argv[3] == "hang-in-teardown":
 """
 
 
-def _start(
-    tmp_path: Path, repeat_window_s: float, work_s: float, end: str = "exit"
-) -> tuple[subprocess.Popen[bytes], Path]:
+def _sigterm_then_again(
+    tmp_path: Path,
+    *,
+    repeat_window_s: float,
+    work_s: float,
+    again_once: bytes,
+    again: int = 1,
+    end: str = "exit",
+) -> tuple[int, str]:
+    """Run the child, send it SIGTERM, and once it has said `again_once` send it SIGTERM
+    `again` more times; its exit status and what it said."""
     out = tmp_path / "child.out"
     with open(out, "wb") as sink:
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(repeat_window_s), str(work_s), end],
             stdout=sink, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    wait_until(lambda: b"ready" in out.read_bytes(), 30, "the child to install its handler")
-    return child, out
-
-
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    if child.poll() is None:
-        child.kill()
-        child.wait()
-
-
-@pytest.mark.timeout(60)
-def test_a_sigterm_repeated_at_once_is_one_request(tmp_path: Path) -> None:
-    child, out = _start(tmp_path, repeat_window_s=30, work_s=1)
     try:
+        wait_until(lambda: b"ready" in out.read_bytes(), 30, "the child to install its handler")
         child.send_signal(signal.SIGTERM)
-        wait_until(lambda: b"on_stop" in out.read_bytes(), 10, "the first SIGTERM to be taken")
-        child.send_signal(signal.SIGTERM)
-        child.send_signal(signal.SIGTERM)
-        assert child.wait(30) == 0, out.read_text()
+        wait_until(lambda: again_once in out.read_bytes(), 10, f"the child to say {again_once!r}")
+        for _ in range(again):
+            child.send_signal(signal.SIGTERM)
+        status = child.wait(30)
     finally:
-        _stop(child)
-    said = out.read_text()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return status, out.read_text()
+
+
+@pytest.mark.timeout(90)
+def test_a_sigterm_repeated_at_once_is_one_request(tmp_path: Path) -> None:
+    status, said = _sigterm_then_again(
+        tmp_path, repeat_window_s=30, work_s=1, again_once=b"on_stop", again=2
+    )
+    assert status == 0, said
     assert "stopped as asked" in said, said
     assert said.count("on_stop") == 1, said
     assert "on_stop off the main thread" in said, "the handler leaves the work to a thread"
     assert "SIGTERM: stopping the test loop" in said
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(90)
 def test_a_second_sigterm_after_the_repeat_window_interrupts(tmp_path: Path) -> None:
-    child, out = _start(tmp_path, repeat_window_s=0, work_s=30)
-    try:
-        child.send_signal(signal.SIGTERM)
-        wait_until(lambda: b"on_stop" in out.read_bytes(), 10, "the first SIGTERM to be taken")
-        child.send_signal(signal.SIGTERM)
-        assert child.wait(20) == 0, out.read_text()
-    finally:
-        _stop(child)
-    assert "interrupted" in out.read_text()
+    status, said = _sigterm_then_again(
+        tmp_path, repeat_window_s=0, work_s=30, again_once=b"on_stop"
+    )
+    assert status == 0, said
+    assert "interrupted" in said, said
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(90)
 def test_a_signal_while_python_tears_the_process_down_ends_it(tmp_path: Path) -> None:
-    child, out = _start(tmp_path, repeat_window_s=0, work_s=0, end="hang-in-teardown")
-    try:
-        child.send_signal(signal.SIGTERM)
-        wait_until(lambda: b"finished" in out.read_bytes(), 10, "the command to finish")
-        child.send_signal(signal.SIGTERM)
-        assert child.wait(20) == 130, out.read_text()
-    finally:
-        _stop(child)
+    status, said = _sigterm_then_again(
+        tmp_path, repeat_window_s=0, work_s=0, again_once=b"finished", end="hang-in-teardown"
+    )
+    assert status == 130, said
