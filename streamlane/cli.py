@@ -311,6 +311,7 @@ def generate(
     v2_share: Annotated[
         float, _share("--v2-share", "Orders: share sent as version 2 (total+currency).")
     ] = 0.0,
+    broker_timeout: BrokerTimeout = 120.0,
     metrics_port: MetricsPort = 0,
     metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
@@ -385,6 +386,7 @@ def generate(
                 topic,
                 ([(r.key, r.value) for r in b] for b in blocks),
                 on_progress=progress,
+                outage_limit_s=broker_timeout,
             )
         except SystemError:
             # The Kafka client reports an interrupt inside its own calls this way.

@@ -4,6 +4,7 @@ produced, says how many, and exits 0 without a traceback. Real broker, the real
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 from pathlib import Path
@@ -16,7 +17,7 @@ from streamlane.kafka import ensure_topics
 from streamlane.plainprogress import PLAIN_PROGRESS_S
 from streamlane.ports import free_port
 from streamlane.topicread import read_to_end
-from tests.helpers import Processes, metric_values, wait_until
+from tests.helpers import Processes, metric_values, the_error_line, wait_until
 
 TOPIC = orders.FLOW.input_topic
 
@@ -70,3 +71,28 @@ def test_a_live_generator_off_a_terminal_writes_a_progress_line_every_so_often(
     assert len(counts) >= 3, counts  # two while it ran, the last when it stopped
     assert counts == sorted(counts) and counts[0] > 0, counts
     assert len(read_to_end(brokers, TOPIC)) == counts[-1]
+
+
+@pytest.mark.timeout(120)
+def test_a_generator_whose_kafka_is_gone_says_so_and_gives_up_in_one_line(
+    fresh_broker: EmbeddedBroker, processes: Processes
+) -> None:
+    """Kafka killed under a live generator: it says once that it waits, and once Kafka has
+    taken no record for --broker-timeout it stops with one line (status 2), no traceback."""
+    brokers = fresh_broker.bootstrap
+    ensure_topics(brokers, [TOPIC], 4)
+    port = free_port()
+    generator = processes.start(
+        "generate-gone",
+        *("generate", "--brokers", brokers, "--seed", "5", "--rate", "50000"),
+        *("--broker-timeout", "8", "--metrics-port", str(port)),
+    )
+    wait_until(lambda: produced(port) >= 10_000, 60, "the generator to be producing")
+    os.kill(fresh_broker.pid, signal.SIGKILL)
+    assert generator.wait(60) == 2, processes.log("generate-gone")[-2000:]
+    log = processes.log("generate-gone")
+    assert "Traceback" not in log, log
+    assert log.count("takes no records; waiting up to 8 s for it") == 1, log
+    assert the_error_line(log).startswith(
+        f"streamlane: error: Kafka at {brokers} has taken no record for {TOPIC} for "
+    ), log
