@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,19 +27,27 @@ def produced(port: int) -> float:
     return sum(value for _, value in metric_values(port, "streamlane_events_out_total"))
 
 
+def _producing(
+    processes: Processes, brokers: str, name: str, seed: str, rate: str, events: int, *extra: str
+) -> subprocess.Popen[bytes]:
+    """A live generator started as `name` on `brokers`, once it has produced `events`."""
+    ensure_topics(brokers, [TOPIC], 4)
+    port = free_port()
+    generator = processes.start(
+        name,
+        *("generate", "--brokers", brokers, "--seed", seed, "--rate", rate),
+        *("--metrics-port", str(port), *extra),
+    )
+    wait_until(lambda: produced(port) >= events, 60, f"{events} events produced")
+    return generator
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_stopped_live_generator_delivers_what_it_produced(
     fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path, stop: signal.Signals
 ) -> None:
     brokers = fresh_broker.bootstrap
-    ensure_topics(brokers, [TOPIC], 4)
-    port = free_port()
-    generator = processes.start(
-        "generate",
-        *("generate", "--brokers", brokers, "--seed", "3", "--rate", "2000"),
-        *("--metrics-port", str(port)),
-    )
-    wait_until(lambda: produced(port) >= 2_000, 60, "a second of events")
+    generator = _producing(processes, brokers, "generate", "3", "2000", 2_000)
     generator.send_signal(stop)
     assert generator.wait(30) == 0
     log = processes.log("generate")
@@ -80,14 +89,9 @@ def test_a_generator_whose_kafka_is_gone_says_so_and_gives_up_in_one_line(
     """Kafka killed under a live generator: it says once that it waits, and once Kafka has
     taken no record for --broker-timeout it stops with one line (status 2), no traceback."""
     brokers = fresh_broker.bootstrap
-    ensure_topics(brokers, [TOPIC], 4)
-    port = free_port()
-    generator = processes.start(
-        "generate-gone",
-        *("generate", "--brokers", brokers, "--seed", "5", "--rate", "50000"),
-        *("--broker-timeout", "8", "--metrics-port", str(port)),
+    generator = _producing(
+        processes, brokers, "generate-gone", "5", "50000", 10_000, "--broker-timeout", "8"
     )
-    wait_until(lambda: produced(port) >= 10_000, 60, "the generator to be producing")
     os.kill(fresh_broker.pid, signal.SIGKILL)
     assert generator.wait(60) == 2, processes.log("generate-gone")[-2000:]
     log = processes.log("generate-gone")
