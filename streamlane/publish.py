@@ -17,7 +17,7 @@ from confluent_kafka import Producer
 
 from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S
 from streamlane.errors import UserError
-from streamlane.kafka import flush_within, producer_config
+from streamlane.kafka import FLUSH_STEP_S, flush_within, producer_config
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,6 @@ _CHUNK = 5_000
 _LINGER_S = 0.1
 _QUEUE_LIMIT = 100_000
 _DELIVERY_TIMEOUT_S = 60.0
-_WAIT_STEP_S = 0.5
 STALL_TOLD_AFTER_S = 5.0
 """How long Kafka takes no record before publishing says it is waiting for it."""
 
@@ -51,17 +50,13 @@ class _Sender:
         self.outage_limit_s = outage_limit_s
         self.errors: list[object] = []
         self.sent = 0
-        self._waiting_since = time.monotonic()
-        self._waiting_for = 0
-        self._told = False
+        self._begin_wait()
 
     def _begin_wait(self) -> None:
         """Start timing a wait for deliveries from now and the records queued now."""
-        self._waiting_since, self._waiting_for, self._told = (
-            time.monotonic(),
-            len(self.producer),
-            False,
-        )
+        self._waiting_since = time.monotonic()
+        self._waiting_for = len(self.producer)
+        self._told = False
 
     def _delivered(self, err: object, _msg: object) -> None:
         if err is not None:
@@ -119,7 +114,7 @@ class _Sender:
         self._begin_wait()
         remaining = len(self.producer)
         while remaining and time.monotonic() < deadline:
-            remaining = flush_within(self.producer, _WAIT_STEP_S)
+            remaining = flush_within(self.producer, FLUSH_STEP_S)
             self._check_delivered()
         self._check_delivered()
         if remaining:
