@@ -35,7 +35,7 @@ from confluent_kafka import KafkaException, Producer
 
 from streamlane import metrics
 from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S, BrokerWatch, watch
-from streamlane.kafka import FLUSH_STEP_S, flush_within, producer_config
+from streamlane.kafka import WAIT_STEP_S, flush_within, producer_config
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class _SharedProducer:
 
     def deliver_all(self) -> None:
         """Wait until every queued record is delivered (an outage is waited out, up to its limit)."""
-        while flush_within(self.producer, FLUSH_STEP_S) > 0:
+        while flush_within(self.producer, WAIT_STEP_S) > 0:
             self.check()
         self.check()
 

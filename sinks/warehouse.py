@@ -353,6 +353,8 @@ class Landing:
         while not self._stopping.is_set():
             try:
                 prepared = self._prepare()
+            except shutdown.StopRequested:  # the writer finishes the write in hand and stops
+                return
             except BaseException as exc:  # handed to the writer, which raises it
                 self._put(exc)
                 return

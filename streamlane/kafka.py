@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
@@ -13,12 +13,15 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError as KafkaPythonError
 from kafka.errors import TopicAlreadyExistsError
 
+from streamlane import shutdown
 from streamlane.clientlog import RepeatsHeldBack
 from streamlane.errors import UserError
 
 log = logging.getLogger(__name__)
 """Where every Kafka client of ours logs (each kind of line at most once a minute)."""
 log.addFilter(RepeatsHeldBack())
+
+T = TypeVar("T")
 
 REACH_TIMEOUT_S = 6.0
 
@@ -100,22 +103,43 @@ def producer_config(brokers: str, extra: dict[str, Any] | None = None) -> dict[s
     }
 
 
-FLUSH_STEP_S = 0.5
-"""How long one wait for deliveries lasts at most. The Kafka client holds an exception
-raised in a callback it runs (an interrupt landing in its log callback, say) until the
-wait it ran in ends: one long wait would hold a stop request's interrupt for its whole
-timeout."""
+WAIT_STEP_S = 0.5
+"""How long one wait of a Kafka client (for deliveries, for an answer) lasts at most. The
+client waits outside the interpreter, and holds an exception raised in a callback it runs
+(an interrupt landing in its log callback, say) until the wait it ran in ends: one long
+wait would hold a stop request, or its interrupt, for its whole timeout."""
 
 
 def flush_within(producer: Producer, timeout_s: float) -> int:
     """Wait up to `timeout_s` for every record queued in `producer` to be delivered (or to
     fail, which its delivery callback is told), and return how many are still waiting.
-    Waits in steps of at most `FLUSH_STEP_S`, so an interrupt is raised within one step."""
+    Waits in steps of at most `WAIT_STEP_S`, so an interrupt is raised within one step."""
     deadline = time.monotonic() + timeout_s
     remaining = len(producer)
     while remaining and (left := deadline - time.monotonic()) > 0:
-        remaining = producer.flush(min(FLUSH_STEP_S, left))
+        remaining = producer.flush(min(WAIT_STEP_S, left))
     return remaining
+
+
+def answered_within(ask: Callable[[float], T], timeout_s: float) -> T:
+    """What `ask(step)` (a Kafka client call given a timeout) returns, asked again in steps
+    of at most `WAIT_STEP_S` until it answers: its KafkaException is raised once `timeout_s`
+    has passed, and `shutdown.StopRequested` once this process is asked to stop (looked at
+    before each step). A stop thus ends the wait within a step, also on a thread the stop
+    waits for (a flow's decode thread starting a reference table, say), where one long call
+    held a killed flow for its whole timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if shutdown.stop_requested():
+            raise shutdown.StopRequested
+        step_ends = min(time.monotonic() + WAIT_STEP_S, deadline)
+        try:
+            return ask(max(step_ends - time.monotonic(), 0.0))
+        except KafkaException:
+            if time.monotonic() >= deadline:
+                raise
+        # A call refused at once is asked again after its step, not in a busy loop.
+        time.sleep(max(step_ends - time.monotonic(), 0.0))
 
 
 def check_reachable(brokers: str, timeout_s: float = REACH_TIMEOUT_S) -> str:
@@ -148,14 +172,15 @@ def partitions_by_topic(
     config: dict[str, Any], topics: Collection[str]
 ) -> dict[str, list[int] | None]:
     """Partition indexes of each of `topics`, None for one that does not exist (yet), from
-    one listing; UserError naming the topics when Kafka does not answer.
+    one listing; UserError naming the topics when Kafka does not answer within
+    `REACH_TIMEOUT_S`, `shutdown.StopRequested` when this process is asked to stop meanwhile.
 
     All topics are listed: asking for some by name lets a broker that creates topics on
     first use (the embedded one does) create them, with its default partition count.
     """
     try:
         client = AdminClient(admin_config(config["bootstrap.servers"], config))
-        metadata = client.list_topics(timeout=REACH_TIMEOUT_S)
+        metadata = answered_within(lambda step: client.list_topics(timeout=step), REACH_TIMEOUT_S)
     except KafkaException as exc:
         names = ", ".join(repr(t) for t in sorted(topics))
         raise UserError(

@@ -17,7 +17,7 @@ from confluent_kafka import Producer
 
 from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S
 from streamlane.errors import UserError
-from streamlane.kafka import FLUSH_STEP_S, flush_within, producer_config
+from streamlane.kafka import WAIT_STEP_S, flush_within, producer_config
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class _Sender:
         self._begin_wait()
         remaining = len(self.producer)
         while remaining and time.monotonic() < deadline:
-            remaining = flush_within(self.producer, FLUSH_STEP_S)
+            remaining = flush_within(self.producer, WAIT_STEP_S)
             self._check_delivered()
         self._check_delivered()
         if remaining:

@@ -23,21 +23,23 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from streamlane import metrics
+from streamlane import metrics, shutdown
 from streamlane.enrich import Enriched, LookupEnricher, read_reference_csv
 from streamlane.errors import UserError
-from streamlane.kafka import consumer_config, existing_partitions
+from streamlane.kafka import answered_within, consumer_config, existing_partitions
 from streamlane.threadname import name_this_thread
 
 log = logging.getLogger(__name__)
 
 BOOTSTRAP_TIMEOUT_S = 60.0
+WATERMARK_TIMEOUT_S = 10.0
 LOOK_AGAIN_S = 5.0
 """How often a topic that did not exist when the flow started is looked for."""
 
@@ -84,12 +86,16 @@ class TopicTable:
         self._enricher = self._lookup(seed)
         self.updates = 0
         self._consumer = Consumer(consumer_config(brokers, {"fetch.wait.max.ms": 100}))
-        partitions = self._assign()
-        if not partitions:
-            log.info(
-                "reference %s: topic %s not created yet; using the seed", spec.name, spec.topic
-            )
-        self._bootstrap(partitions)
+        try:
+            partitions = self._assign()
+            if not partitions:
+                log.info(
+                    "reference %s: topic %s not created yet; using the seed", spec.name, spec.topic
+                )
+            self._bootstrap(partitions)
+        except BaseException:
+            self._consumer.close()
+            raise
         self._stopping = threading.Event()
         self._reader = threading.Thread(
             target=self._follow, name=f"reference-{spec.name}", daemon=True
@@ -109,16 +115,22 @@ class TopicTable:
         return self._enricher.apply(events, keep_misses)
 
     def _bootstrap(self, partitions: list[int]) -> None:
+        """Read the topic up to its end as of now. Every wait gives up once the process is
+        asked to stop (`shutdown.StopRequested`): the table starts on a flow's decode thread,
+        which the stop waits for."""
         ends = {}
         for p in partitions:
-            _, high = self._consumer.get_watermark_offsets(
-                TopicPartition(self.spec.topic, p), timeout=10
+            where = TopicPartition(self.spec.topic, p)
+            _, high = answered_within(
+                partial(self._consumer.get_watermark_offsets, where), WATERMARK_TIMEOUT_S
             )
             if high > 0:
                 ends[p] = high
         deadline = time.monotonic() + BOOTSTRAP_TIMEOUT_S
         done: dict[int, int] = {}
         while any(done.get(p, 0) < end for p, end in ends.items()):
+            if shutdown.stop_requested():
+                raise shutdown.StopRequested
             if time.monotonic() > deadline:
                 raise UserError(
                     f"reference topic {self.spec.topic!r} on {self.brokers} could not be read to "
@@ -162,6 +174,8 @@ class TopicTable:
                         self._stopping.wait(LOOK_AGAIN_S)
                     continue
                 self._poll()
+            except shutdown.StopRequested:  # the process stops; the table's close ends this
+                self._stopping.wait(LOOK_AGAIN_S)
             except UserError as exc:  # Kafka does not answer: told once, looked for again
                 if not unanswered:
                     log.warning(

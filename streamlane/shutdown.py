@@ -78,6 +78,12 @@ def forget_stop_request() -> None:
     _first_signal.clear()
 
 
+class StopRequested(KeyboardInterrupt):
+    """A wait given up because this process was asked to stop (`stop_requested`). It is an
+    interrupt, so whatever handles one (and `interrupted`) handles it: the process stops at
+    once instead of finishing that wait, whose caller cannot go on without it."""
+
+
 @dataclass(frozen=True)
 class ExitAfterInterrupt:
     """How a process that an interrupt may not end exits: `after_s` later, logging `why`."""

@@ -8,7 +8,7 @@ import time
 import pytest
 from confluent_kafka import Producer
 
-from streamlane.kafka import FLUSH_STEP_S, flush_within, producer_config
+from streamlane.kafka import WAIT_STEP_S, flush_within, producer_config
 from streamlane.ports import free_port
 
 
@@ -38,4 +38,4 @@ def test_an_interrupt_in_the_clients_log_callback_ends_the_wait_within_a_step() 
     with pytest.raises(KeyboardInterrupt):
         flush_within(producer, 30)
     assert logger.interrupted_at is not None
-    assert time.monotonic() - logger.interrupted_at < FLUSH_STEP_S + 2.0
+    assert time.monotonic() - logger.interrupted_at < WAIT_STEP_S + 2.0

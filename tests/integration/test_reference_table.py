@@ -7,12 +7,16 @@ import json
 import logging
 import os
 import signal
+import sys
+import threading
+import time
 
 import polars as pl
 import pytest
 
+from streamlane import shutdown
 from streamlane.broker import EmbeddedBroker
-from streamlane.kafka import ensure_topics
+from streamlane.kafka import WAIT_STEP_S, ensure_topics
 from streamlane.publish import publish
 from streamlane.reference import TopicReference
 from tests.helpers import wait_until
@@ -162,3 +166,44 @@ def test_an_outage_while_the_topic_is_missing_is_told_in_one_line(
     finally:
         table.close()
     assert len([r for r in caplog.records if r.name == "streamlane.reference"]) == 1
+
+
+def _running_in(thread: threading.Thread, function: str) -> bool:
+    """Whether `thread` is inside a call of `function` now."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back
+    return False
+
+
+@pytest.mark.timeout(90)
+def test_a_table_starting_while_kafka_does_not_answer_gives_up_once_the_process_must_stop(
+    fresh_broker: EmbeddedBroker,
+) -> None:
+    """A flow starts its reference tables on a decode thread, which its stop waits for: a
+    start that waited out its Kafka client's timeouts held a killed flow for seconds."""
+    raised: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            spec("test.reference.stop").start(fresh_broker.bootstrap).close()
+        except BaseException as exc:
+            raised.append(exc)
+
+    starting = threading.Thread(target=start, daemon=True)
+    os.kill(fresh_broker.pid, signal.SIGSTOP)  # Kafka takes connections but does not answer
+    try:
+        starting.start()
+        wait_until(lambda: _running_in(starting, "answered_within"), 30, "a wait for Kafka")
+        asked = time.monotonic()
+        shutdown.request_stop()
+        starting.join(30)
+        given_up_after = time.monotonic() - asked
+    finally:
+        shutdown.forget_stop_request()
+        os.kill(fresh_broker.pid, signal.SIGCONT)
+    assert not starting.is_alive()
+    assert [type(e) for e in raised] == [shutdown.StopRequested]
+    assert given_up_after < WAIT_STEP_S + 2.0
