@@ -67,6 +67,8 @@ class _SharedProducer:
         )
         self.broker = broker
         self.error: Any = None
+        self.open_partitions = 0
+        self._partitions_lock = threading.Lock()
 
     def on_delivery(self, err: Any, _msg: Any) -> None:
         if err is not None and self.error is None:
@@ -77,6 +79,31 @@ class _SharedProducer:
         if self.error is not None:
             raise KafkaException(self.error)
         self.broker.check_or_exit()
+
+    def opened(self) -> None:
+        """A sink partition of this producer was built."""
+        with self._partitions_lock:
+            self.open_partitions += 1
+
+    def closed(self) -> None:
+        """A sink partition of this producer was closed. The last one to close waits for
+        what the producer still holds (not at all while Kafka is down) and says once how
+        many records were left: they are counted for the producer, which every sink
+        partition shares, so each partition telling the count told of the same records
+        over and over (sixteen lines in one stopped flow), each under its own topic."""
+        with self._partitions_lock:
+            self.open_partitions -= 1
+            if self.open_partitions:
+                return
+        # Raising here would abort the process mid-shutdown; the snapshot before the end
+        # of the dataflow has already waited for every delivery.
+        remaining = flush_within(self.producer, 0 if self.broker.down_for_s else 10)
+        if remaining:
+            log.error(
+                "%d records not delivered at shutdown; the next start produces them again "
+                "(they came after the last snapshot)",
+                remaining,
+            )
 
     def deliver_all(self) -> None:
         """Wait until every queued record is delivered (an outage is waited out, up to its limit)."""
@@ -109,6 +136,7 @@ def _python_bytes(frame: pl.DataFrame, name: str) -> list[Any]:
 class _FramePartition(StatefulSinkPartition[pl.DataFrame, None]):
     def __init__(self, shared: _SharedProducer, topic: str, with_headers: bool) -> None:
         self._shared = shared
+        shared.opened()
         self._producer = shared.producer
         self._topic = topic
         self._with_headers = with_headers
@@ -170,11 +198,7 @@ class _FramePartition(StatefulSinkPartition[pl.DataFrame, None]):
         self._shared.deliver_all()
 
     def close(self) -> None:
-        # Raising here would abort the process mid-shutdown; the snapshot before the end
-        # of the dataflow has already waited for every delivery.
-        remaining = flush_within(self._producer, 0 if self._shared.broker.down_for_s else 10)
-        if remaining:
-            log.error("%d records for %s not delivered at shutdown", remaining, self._topic)
+        self._shared.closed()
 
 
 class KafkaFrameSink(FixedPartitionedSink[pl.DataFrame, None]):

@@ -20,7 +20,7 @@ from streamlane.progresslines import scrape
 from streamlane.publish import publish
 from streamlane.runner import Child, Pipeline, RunSettings
 from streamlane.settings import FlowSettings
-from tests.e2e.orders_run import start_flow
+from tests.e2e.orders_run import order_stream, start_flow
 from tests.helpers import Processes, the_error_line, wait_until
 from tests.pipeline import count, start_warehouse
 
@@ -139,3 +139,30 @@ def test_the_landing_waits_out_an_outage_while_a_topic_is_missing(
         lambda: count(warehouse_path, "dead_letters") == 1, 60, "the new topic's record to land"
     )
     assert "Traceback" not in processes.log("warehouse")
+
+
+@pytest.mark.timeout(180)
+def test_records_a_stopped_flow_could_not_deliver_are_told_once(
+    fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
+) -> None:
+    """Every sink partition of a flow shares one producer: each partition telling how many
+    records were left undelivered at shutdown told of the same records over and over."""
+    brokers = fresh_broker.bootstrap
+    ensure_topics(brokers, orders.FLOW.topics, 4)
+    main, _ = order_stream(60_000)
+    publish(brokers, orders.FLOW.input_topic, [(r.key, r.value) for r in main])
+    port = free_port()
+    flow = start_flow(processes, brokers, tmp_path / "recovery", "--metrics-port", str(port))
+    wait_until(
+        lambda: scrape(port).get("streamlane_events_out_total", 0) > 0, 60, "the flow to produce"
+    )
+    os.kill(fresh_broker.pid, signal.SIGSTOP)  # records in flight stay undelivered
+    try:
+        flow.send_signal(signal.SIGTERM)
+        flow.wait(60)
+    finally:
+        os.kill(fresh_broker.pid, signal.SIGCONT)
+    log = processes.log("flow")
+    told = [line for line in log.splitlines() if "not delivered at shutdown" in line]
+    assert len(told) == 1, told
+    assert "the next start produces them again" in told[0]
