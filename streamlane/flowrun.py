@@ -8,6 +8,7 @@ import re
 import shutil
 import time
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from streamlane import dedupe, shutdown, storelock
+from streamlane.brokerwatch import watch
 from streamlane.collector import collect_rarely
 from streamlane.dataflow import build_dataflow
 from streamlane.errors import UserError
@@ -115,9 +117,7 @@ def run_flow(
             doing="finishing the current batch and snapshotting, once every process of the "
             "cluster is asked to stop",
             exit_after=shutdown.ExitAfterInterrupt(
-                CLUSTER_EXIT_AFTER_S,
-                f"flow {name} stopped without a final snapshot: another process of the cluster "
-                "is still running; the next start resumes from the last snapshot",
+                CLUSTER_EXIT_AFTER_S, partial(_no_final_snapshot, name, settings)
             ),
         )
     else:
@@ -150,6 +150,20 @@ def run_flow(
             raise
         log.error("flow %s stopped: another process of the cluster went away", name)
         raise SystemExit(1) from None
+
+
+def _no_final_snapshot(name: str, settings: FlowSettings) -> str:
+    """Why a process of a cluster exits without a final snapshot: the snapshot waits for
+    every process of the cluster, and for Kafka to take the records produced since the last
+    one (when `streamlane run` is killed, its broker goes away with the flows)."""
+    if watch(settings.brokers, settings.broker_timeout_s).down_for_s is not None:
+        held = f"Kafka at {settings.brokers} does not answer"
+    else:
+        held = "another process of the cluster is still running"
+    return (
+        f"flow {name} stopped without a final snapshot: {held}; "
+        "the next start resumes from the last snapshot"
+    )
 
 
 def cluster_options(process_id: int | None, addresses: list[str] | None) -> dict[str, Any]:

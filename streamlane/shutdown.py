@@ -86,10 +86,11 @@ class StopRequested(KeyboardInterrupt):
 
 @dataclass(frozen=True)
 class ExitAfterInterrupt:
-    """How a process that an interrupt may not end exits: `after_s` later, logging `why`."""
+    """How a process that an interrupt may not end exits: `after_s` later, logging what
+    `why` says then (the reason can change while the process waits)."""
 
     after_s: float
-    why: str
+    why: Callable[[], str]
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ otherwise)."""
 
 
 def _exit_unless_stopped(exit_after: ExitAfterInterrupt) -> None:
-    log.error("%s", exit_after.why)
+    log.error("%s", exit_after.why())
     logging.shutdown()  # the line is written before the process ends
     os._exit(EXIT_STATUS)
 
@@ -201,8 +202,8 @@ def install(
     warehouse stops its loop there), on a thread of its own; `doing` is what the process
     logs it is doing then. A SIGTERM within `REPEATED_SIGTERM_S` of the first is not a
     second signal. With `exit_after`, a process still running `exit_after.after_s` after
-    it was interrupted (the grace period over, or a second signal) logs `exit_after.why`
-    and exits with `EXIT_STATUS`.
+    it was interrupted (the grace period over, or a second signal) logs what
+    `exit_after.why` says and exits with `EXIT_STATUS`.
     """
     global _handling, _wake_read, _wake_write
     _handling = _Handling(on_stop, doing, exit_after)

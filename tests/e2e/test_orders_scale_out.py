@@ -4,6 +4,7 @@ spread over every worker."""
 
 from __future__ import annotations
 
+import os
 import signal
 import urllib.request
 from pathlib import Path
@@ -17,6 +18,7 @@ from streamlane.broker import EmbeddedBroker
 from streamlane.flowrun import CLUSTER_EXIT_AFTER_S
 from streamlane.kafka import ensure_topics
 from streamlane.ports import free_port
+from streamlane.progresslines import scrape
 from streamlane.publish import publish
 from streamlane.settings import FlowSettings
 from tests.e2e.orders_run import finish_and_check, order_stream, start_flow
@@ -70,6 +72,59 @@ def shards_by_worker(ports: list[int]) -> dict[str, float]:
                 if sample.name == "streamlane_state_shards" and sample.value > 0:
                     held[sample.labels["worker"]] = sample.value
     return held
+
+
+@pytest.mark.timeout(240)
+def test_a_cluster_stopped_while_kafka_does_not_answer_says_that_is_why(
+    fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
+) -> None:
+    """A cluster's final snapshot waits for Kafka to take the records produced since the
+    last one. When `streamlane run` is killed, its broker goes away as the flows stop: the
+    processes exit on their own after the grace period, saying that Kafka is why, not a
+    process of the cluster that is still running."""
+    brokers = fresh_broker.bootstrap
+    ensure_topics(brokers, orders.FLOW.topics, PARTITIONS)
+    main, _ = order_stream(60_000)
+    publish(brokers, orders.FLOW.input_topic, [(r.key, r.value) for r in main])
+    ports = [free_port(), free_port()]
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in ports)
+    flows = [
+        start_flow(
+            processes,
+            brokers,
+            tmp_path / "recovery",
+            "--process-id",
+            str(index),
+            "--addresses",
+            addresses,
+            "--metrics-port",
+            str(port),
+            name=f"flow-{index}",
+        )  # fmt: skip
+        for index, port in enumerate(ports)
+    ]
+    wait_until(
+        lambda: all(scrape(port).get("streamlane_events_out_total", 0) > 0 for port in ports),
+        120,
+        "both processes of the cluster producing",
+    )
+    os.kill(fresh_broker.pid, signal.SIGSTOP)  # records in flight stay undelivered
+    try:
+        for flow in flows:
+            flow.send_signal(signal.SIGTERM)
+        statuses = [flow.wait(shutdown.GRACE_S + CLUSTER_EXIT_AFTER_S + 30) for flow in flows]
+    finally:
+        os.kill(fresh_broker.pid, signal.SIGCONT)
+    last_lines = [processes.log(f"flow-{index}").splitlines()[-1] for index in range(2)]
+    assert statuses == [shutdown.EXIT_STATUS] * 2, last_lines
+    # The first to exit says why; the other may see it go first.
+    why = (
+        f"flow orders stopped without a final snapshot: Kafka at {brokers} does not answer; "
+        "the next start resumes from the last snapshot"
+    )
+    assert any(line.endswith(why) for line in last_lines), last_lines
+    for line in last_lines:
+        assert line.endswith(why) or line.endswith("another process of the cluster went away")
 
 
 def test_uneven_worker_count_is_refused(
