@@ -38,7 +38,7 @@ from streamlane.collector import collect_rarely
 from streamlane.generator import GeneratorSettings, OrderGenerator
 from streamlane.kafka import ensure_topics
 from streamlane.paths import REFERENCE_DIR
-from streamlane.ports import free_port
+from streamlane.ports import cluster_port, free_port
 from streamlane.procmem import cpu_seconds, cpu_seconds_by_thread, memory_mib
 from streamlane.progresslines import scrape
 from streamlane.publish import publish
@@ -337,7 +337,7 @@ def run_flow(
     if processes == 1:
         proc, port = child(args, work / "flow.log")
         return FlowProcesses([proc], [port])
-    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    addresses = ";".join(f"127.0.0.1:{cluster_port()}" for _ in range(processes))
     started = [
         child([*args, "--process-id", str(i), "--addresses", addresses], work / f"flow-{i}.log")
         for i in range(processes)

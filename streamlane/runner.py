@@ -35,7 +35,7 @@ from streamlane.generator import generator_for
 from streamlane.kafka import check_reachable, ensure_topics
 from streamlane.lifeline import stop_with_parent
 from streamlane.plainprogress import PlainProgress
-from streamlane.ports import free_port
+from streamlane.ports import cluster_port, free_port
 from streamlane.progresslines import (
     FLOW_COLUMNS,
     KAFKA_DOWN,
@@ -236,7 +236,7 @@ class Pipeline:
         if s.processes == 1:
             self._spawn(f"flow-{flow.name}", flow_args, flow=flow.name)
         else:
-            addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(s.processes))
+            addresses = ";".join(f"127.0.0.1:{cluster_port()}" for _ in range(s.processes))
             for index in range(s.processes):
                 self._spawn(
                     f"flow-{flow.name}-{index}",

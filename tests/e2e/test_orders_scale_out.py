@@ -17,7 +17,7 @@ from streamlane import shutdown
 from streamlane.broker import EmbeddedBroker
 from streamlane.flowrun import CLUSTER_EXIT_AFTER_S
 from streamlane.kafka import ensure_topics
-from streamlane.ports import free_port
+from streamlane.ports import cluster_port, free_port
 from streamlane.progresslines import scrape
 from streamlane.publish import publish
 from streamlane.settings import FlowSettings
@@ -48,7 +48,7 @@ def test_every_layout_lands_the_oracle(
             "--metrics-port", str(ports[0]),
         )  # fmt: skip
     else:
-        addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(int(count)))
+        addresses = ";".join(f"127.0.0.1:{cluster_port()}" for _ in range(int(count)))
         for index in range(int(count)):
             start_flow(
                 processes, brokers, recovery, "--idle-timeout", "4",
@@ -87,7 +87,7 @@ def test_a_cluster_stopped_while_kafka_does_not_answer_says_that_is_why(
     main, _ = order_stream(60_000)
     publish(brokers, orders.FLOW.input_topic, [(r.key, r.value) for r in main])
     ports = [free_port(), free_port()]
-    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in ports)
+    addresses = ";".join(f"127.0.0.1:{cluster_port()}" for _ in ports)
     flows = [
         start_flow(
             processes,
@@ -146,7 +146,7 @@ def test_a_cluster_process_stopped_alone_exits_on_its_own(
     brokers = fresh_broker.bootstrap
     ensure_topics(brokers, orders.FLOW.topics, PARTITIONS)
     ports = [free_port(), free_port()]
-    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in ports)
+    addresses = ";".join(f"127.0.0.1:{cluster_port()}" for _ in ports)
     flows = []
     for index, port in enumerate(ports):
         flows.append(start_flow(
