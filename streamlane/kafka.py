@@ -130,8 +130,7 @@ def answered_within(ask: Callable[[float], T], timeout_s: float) -> T:
     held a killed flow for its whole timeout."""
     deadline = time.monotonic() + timeout_s
     while True:
-        if shutdown.stop_requested():
-            raise shutdown.StopRequested
+        shutdown.give_up_if_stopping()
         step_ends = min(time.monotonic() + WAIT_STEP_S, deadline)
         try:
             return ask(max(step_ends - time.monotonic(), 0.0))

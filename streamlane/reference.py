@@ -129,8 +129,7 @@ class TopicTable:
         deadline = time.monotonic() + BOOTSTRAP_TIMEOUT_S
         done: dict[int, int] = {}
         while any(done.get(p, 0) < end for p, end in ends.items()):
-            if shutdown.stop_requested():
-                raise shutdown.StopRequested
+            shutdown.give_up_if_stopping()
             if time.monotonic() > deadline:
                 raise UserError(
                     f"reference topic {self.spec.topic!r} on {self.brokers} could not be read to "

@@ -84,6 +84,13 @@ class StopRequested(KeyboardInterrupt):
     once instead of finishing that wait, whose caller cannot go on without it."""
 
 
+def give_up_if_stopping() -> None:
+    """Raise StopRequested once this process was asked to stop: for a wait that checks
+    between its steps whether to go on."""
+    if _requested:
+        raise StopRequested
+
+
 @dataclass(frozen=True)
 class ExitAfterInterrupt:
     """How a process that an interrupt may not end exits: `after_s` later, logging what
