@@ -156,8 +156,16 @@ def test_records_a_stopped_flow_could_not_deliver_are_told_once(
     wait_until(
         lambda: scrape(port).get("streamlane_events_out_total", 0) > 0, 60, "the flow to produce"
     )
-    os.kill(fresh_broker.pid, signal.SIGSTOP)  # records in flight stay undelivered
+    os.kill(fresh_broker.pid, signal.SIGSTOP)
     try:
+        # Records written after the freeze stay undelivered; those written before it may all
+        # have been delivered already, and then there is nothing to tell.
+        frozen_at = scrape(port).get("streamlane_events_out_total", 0)
+        wait_until(
+            lambda: scrape(port).get("streamlane_events_out_total", 0) > frozen_at,
+            60,
+            "the flow to write records Kafka cannot take",
+        )
         flow.send_signal(signal.SIGTERM)
         flow.wait(60)
     finally:
