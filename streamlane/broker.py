@@ -20,6 +20,11 @@ from streamlane.ports import free_port
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 15.0
+STOP_GRACE_S = 0.5
+"""How long a stopped broker may take to exit before it is killed. It keeps its topics in
+memory only, so it has nothing to save; asked to stop, it waits for connected clients to
+leave first, and a client left connected (a broker watch, say) held every stop for as
+long as it was given."""
 CLUSTER_ID_PREFIX = "embedded-"
 """How an embedded broker's cluster id starts (a random part follows)."""
 
@@ -93,13 +98,13 @@ class EmbeddedBroker:
         return self
 
     def stop(self) -> None:
-        """Stop the broker (its topics are gone with it)."""
+        """Stop the broker (its topics are gone with it), killing it after `STOP_GRACE_S`."""
         proc, self._process = self._process, None
         if proc is None or proc.poll() is not None:
             return
         proc.terminate()
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=STOP_GRACE_S)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from sinks.warehouse import run_query
 from streamlane.broker import EmbeddedBroker
+from streamlane.kafka import ensure_topics
 from streamlane.ports import free_port
 from tests.helpers import stop_run, the_error_line
 
@@ -57,6 +58,23 @@ def test_generate_count_produces_every_record(broker: EmbeddedBroker) -> None:
         seen += len([m for m in consumer.consume(5000, 0.5) if m.error() is None])
     consumer.close()
     assert seen == 3000
+
+
+def test_a_broker_with_clients_still_connected_stops_at_once() -> None:
+    """Asked to stop, the broker waits for its clients to leave; a client left connected
+    held every stop of a test's broker for five seconds."""
+    broker = EmbeddedBroker().start()
+    ensure_topics(broker.bootstrap, ["it.stop"], 1)
+    client = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "it.stop"})
+    try:
+        # Asking for the group's positions holds a connection to its coordinator too.
+        client.committed([TopicPartition("it.stop", 0)], timeout=10)
+        asked = time.monotonic()
+        broker.stop()
+        assert time.monotonic() - asked < 2.0
+    finally:
+        broker.stop()
+        client.close()
 
 
 def test_unreachable_broker_fails_fast_with_one_line() -> None:
