@@ -95,9 +95,15 @@ class _SharedProducer:
             self.open_partitions -= 1
             if self.open_partitions:
                 return
+        # A flow run again in this process gets a producer of its own.
+        with _producers_lock:
+            for key, shared in list(_producers.items()):
+                if shared is self:
+                    del _producers[key]
         # Raising here would abort the process mid-shutdown; the snapshot before the end
         # of the dataflow has already waited for every delivery.
         remaining = flush_within(self.producer, 0 if self.broker.down_for_s else 10)
+        self.broker.release()
         if remaining:
             log.error(
                 "%d records not delivered at shutdown; the next start produces them again "

@@ -622,6 +622,7 @@ class Landing:
         self._reader.join(timeout=10)
         self._decoder.shutdown(wait=True, cancel_futures=True)
         self.consumer.close()
+        self.broker.release()
 
 
 def _storage_fault(exc: duckdb.Error) -> str:

@@ -8,6 +8,8 @@ late). One daemon thread per process asks the brokers for metadata every second;
 a request that fails or is not answered in time marks an outage. Outages are logged
 once when they start and once when they end, exported as `streamlane_broker_up`, and
 end the process (one line, exit status 2, state kept) when they outlast the limit.
+The thread asks for as long as something uses the watch: each user that took it from
+`watch` gives it back with `release`, and the last one stops it.
 """
 
 from __future__ import annotations
@@ -52,23 +54,53 @@ class BrokerWatch:
         self._lock = threading.Lock()
         self._down_since: float | None = None
         self._up_since = time.monotonic()
-        self._client = AdminClient(
+        client = AdminClient(
             admin_config(brokers, {"socket.connection.setup.timeout.ms": int(timeout_s * 1000)})
         )
+        self._users = 0  # took it from `watch` and have not released it; under _watches_lock
+        self._released = threading.Event()
         metrics.BROKER_UP.set(1)
-        self._thread = threading.Thread(target=self._run, name="broker-watch", daemon=True)
+        # Only the probe thread holds the client, so it is closed when the thread ends.
+        self._thread = threading.Thread(
+            target=self._run, args=(client,), name="broker-watch", daemon=True
+        )
         self._thread.start()
 
-    def _run(self) -> None:
+    def _run(self, client: AdminClient) -> None:
         name_this_thread("broker-watch")
-        while True:
+        while not self._released.is_set():
             started = time.monotonic()
             try:
-                self._client.list_topics(timeout=self._timeout_s)
-                self._answered()
+                client.list_topics(timeout=self._timeout_s)
+                answered = True
             except KafkaException:
+                answered = False
+            if self._released.is_set():
+                break  # the brokers may be gone with their last user: nothing to tell
+            if answered:
+                self._answered()
+            else:
                 self._unanswered(started)
-            time.sleep(max(0.0, self._every_s - (time.monotonic() - started)))
+            self._released.wait(max(0.0, self._every_s - (time.monotonic() - started)))
+
+    def release(self) -> None:
+        """One user is done with this watch. The last one stops its probes (within one
+        probe's timeout), and the next `watch` of these brokers starts a new watch: a
+        process that keeps running after its flows (a notebook, a test session) would
+        otherwise keep asking every broker it ever used, long gone ones too, and those
+        asks knock on whatever listens on the port later."""
+        with _watches_lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            if _watches.get((self.brokers, self.limit_s)) is self:
+                del _watches[(self.brokers, self.limit_s)]
+        self._released.set()
+
+    @property
+    def probing(self) -> bool:
+        """Whether the watch still asks the brokers (false soon after its last release)."""
+        return self._thread.is_alive()
 
     def _answered(self) -> None:
         with self._lock:
@@ -135,9 +167,18 @@ _watches_lock = threading.Lock()
 
 
 def watch(brokers: str, limit_s: float = DEFAULT_OUTAGE_LIMIT_S) -> BrokerWatch:
-    """The process's watch of `brokers` (one probe thread however many readers ask)."""
+    """The process's watch of `brokers` (one probe thread however many users ask), for the
+    caller to `release` once it no longer reads or writes through those brokers."""
     with _watches_lock:
         found = _watches.get((brokers, limit_s))
         if found is None:
             found = _watches[(brokers, limit_s)] = BrokerWatch(brokers, limit_s)
+        found._users += 1
         return found
+
+
+def watched() -> set[str]:
+    """The broker lists this process watches now: each has a user that has not released
+    its watch."""
+    with _watches_lock:
+        return {brokers for brokers, _ in _watches}

@@ -17,7 +17,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from streamlane import dedupe, shutdown, storelock
-from streamlane.brokerwatch import watch
+from streamlane.brokerwatch import BrokerWatch, watch
 from streamlane.collector import collect_rarely
 from streamlane.dataflow import build_dataflow
 from streamlane.errors import UserError
@@ -112,12 +112,15 @@ def run_flow(
     # Snapshots then write only the ids seen since the last one, not the whole horizon.
     dedupe.keep_runs_in(recovery_dir / DEDUPE_RUNS)
     flow = build_dataflow(declared, settings)
+    # Held for the whole run, so the reason a cluster process gives when it exits without
+    # its final snapshot comes from the watch its sources and sinks used.
+    broker = watch(settings.brokers, settings.broker_timeout_s)
     if cluster:
         shutdown.install(
             doing="finishing the current batch and snapshotting, once every process of the "
             "cluster is asked to stop",
             exit_after=shutdown.ExitAfterInterrupt(
-                CLUSTER_EXIT_AFTER_S, partial(_no_final_snapshot, name, settings)
+                CLUSTER_EXIT_AFTER_S, partial(_no_final_snapshot, name, settings, broker)
             ),
         )
     else:
@@ -150,13 +153,15 @@ def run_flow(
             raise
         log.error("flow %s stopped: another process of the cluster went away", name)
         raise SystemExit(1) from None
+    finally:
+        broker.release()
 
 
-def _no_final_snapshot(name: str, settings: FlowSettings) -> str:
+def _no_final_snapshot(name: str, settings: FlowSettings, broker: BrokerWatch) -> str:
     """Why a process of a cluster exits without a final snapshot: the snapshot waits for
     every process of the cluster, and for Kafka to take the records produced since the last
     one (when `streamlane run` is killed, its broker goes away with the flows)."""
-    if watch(settings.brokers, settings.broker_timeout_s).down_for_s is not None:
+    if broker.down_for_s is not None:
         held = f"Kafka at {settings.brokers} does not answer"
     else:
         held = "another process of the cluster is still running"

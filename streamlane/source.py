@@ -605,6 +605,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
                 wait([flight.future])
             self._source.give_back_decode_slot()
         self._consumer.close()
+        self._broker.release()
 
 
 def _partition_indexes(brokers: str, topic: str, client_config: dict[str, Any] | None) -> list[int]:

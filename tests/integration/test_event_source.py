@@ -22,6 +22,7 @@ from flows import orders
 from streamlane import shutdown
 from streamlane import source as source_module
 from streamlane.broker import EmbeddedBroker
+from streamlane.brokerwatch import watched
 from streamlane.dataflow import decoder
 from streamlane.generator import GeneratorSettings, OrderGenerator
 from streamlane.kafka import ensure_topics
@@ -95,6 +96,7 @@ def test_prepare_runs_on_the_decode_threads_and_its_batches_are_emitted(
     )
     worker = threading.current_thread().name
     run_source(source, stop_when_all_read)
+    assert fresh_broker.bootstrap not in watched(), "a closed partition kept its broker watch"
 
     with_events = [b for b in emitted if b.events.height]
     assert with_events, "no batch with events was emitted"
