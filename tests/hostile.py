@@ -197,6 +197,11 @@ def _finite(value: Any) -> bool:
     return True
 
 
+def expected_of(raws: list[bytes], now: datetime) -> list[dict[str, Any] | None]:
+    """`expected` of each record, in order (a unit of work another process can take)."""
+    return [expected(raw, now) for raw in raws]
+
+
 def expected(raw: bytes, now: datetime) -> dict[str, Any] | None:
     """The event the contract accepts `raw` as, or None when it is a dead letter."""
     try:
