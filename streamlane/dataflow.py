@@ -38,7 +38,13 @@ from streamlane.flow import Flow, Output, Windows
 from streamlane.reference import TopicReference, TopicTable
 from streamlane.settings import FlowSettings
 from streamlane.shards import ShardOutput, ShardRows, WindowSpec, route, shard_step, split
-from streamlane.source import EventSource, PartitionBatch, dead_letter_frame, partition_names
+from streamlane.source import (
+    EventSource,
+    PartitionBatch,
+    dead_letter_frame,
+    partition_indexes,
+    partition_names,
+)
 from streamlane.versions import decode_versions, upcast_chain
 
 Keyed = tuple[str, pl.DataFrame]
@@ -314,7 +320,9 @@ def _enriched_records(flow: Flow) -> Callable[[pl.DataFrame], pl.DataFrame]:
 
 def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
     """The bytewax dataflow of `flow` for the given settings (brokers, lateness, idle timeout...)."""
-    spec = window_spec(flow, settings, tuple(partition_names(settings.brokers, flow.input_topic)))
+    # One listing of the input's partitions for the watermark's and the source's.
+    partitions = partition_indexes(settings.brokers, flow.input_topic)
+    spec = window_spec(flow, settings, tuple(partition_names(flow.input_topic, partitions)))
     source = EventSource(
         settings.brokers,
         flow.input_topic,
@@ -324,6 +332,7 @@ def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
         idle_timeout_s=settings.idle_timeout_s,
         broker_timeout_s=settings.broker_timeout_s,
         max_drift_s=settings.max_drift_s,
+        partitions=partitions,
     )
 
     def sink(topic: str, headers: bool = False) -> KafkaFrameSink:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -608,16 +608,18 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         self._broker.release()
 
 
-def _partition_indexes(brokers: str, topic: str, client_config: dict[str, Any] | None) -> list[int]:
+def partition_indexes(
+    brokers: str, topic: str, client_config: dict[str, Any] | None = None
+) -> list[int]:
+    """The partition indexes of `topic`, an existing topic (UserError otherwise, or when
+    Kafka does not answer)."""
     return partitions_of(admin_config(brokers, client_config), topic)
 
 
-def partition_names(
-    brokers: str, topic: str, client_config: dict[str, Any] | None = None
-) -> list[str]:
-    """`topic/index` for every partition of `topic`, as an `EventSource` names them in its
-    batches' progress (and the watermark expects them)."""
-    return [f"{topic}/{i}" for i in _partition_indexes(brokers, topic, client_config)]
+def partition_names(topic: str, indexes: Iterable[int]) -> list[str]:
+    """`topic/index` for each of the partition `indexes` of `topic`, as an `EventSource`
+    names them in its batches' progress (and the watermark expects them)."""
+    return [f"{topic}/{i}" for i in indexes]
 
 
 class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
@@ -643,9 +645,14 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
         broker_timeout_s: float = DEFAULT_OUTAGE_LIMIT_S,
         client_config: dict[str, Any] | None = None,
         max_drift_s: float | None = FlowSettings.max_drift_s,
+        partitions: Sequence[int] | None = None,
     ) -> None:
         self.brokers = brokers
         self.topic = topic
+        # Listed by the caller, the partitions are not asked for again while bytewax builds
+        # the dataflow, where a Kafka that stopped answering meanwhile made bytewax panic
+        # (its own backtrace before the error's line).
+        self.partitions = list(partitions) if partitions is not None else None
         self.decode = decode
         self.prepare = prepare
         self.batch_size = batch_size
@@ -733,11 +740,10 @@ class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
                 )
             return self._pool
 
-    def _indexes(self) -> list[int]:
-        return _partition_indexes(self.brokers, self.topic, self.client_config)
-
     def list_parts(self) -> list[str]:
-        return [str(i) for i in self._indexes()]
+        if self.partitions is None:
+            self.partitions = partition_indexes(self.brokers, self.topic, self.client_config)
+        return [str(i) for i in self.partitions]
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: SourceState | None

@@ -72,6 +72,14 @@ def run_source(source: EventSource, on_batch: Callable[[PartitionBatch], None]) 
         shutdown.forget_stop_request()
 
 
+def test_a_source_given_its_partitions_does_not_ask_kafka_for_them() -> None:
+    """A flow lists its input's partitions once, before bytewax builds it; asked again while
+    building, a Kafka that had stopped answering made bytewax panic."""
+    unreachable = "127.0.0.1:9"  # nothing listens: asking would fail
+    source = EventSource(unreachable, "test.source.given", decoder(orders.FLOW), partitions=[0, 2])
+    assert source.list_parts() == ["0", "2"]
+
+
 def test_prepare_runs_on_the_decode_threads_and_its_batches_are_emitted(
     fresh_broker: EmbeddedBroker,
 ) -> None:
