@@ -25,6 +25,18 @@ from tests.helpers import Processes, the_error_line, wait_until
 from tests.pipeline import count, start_warehouse
 
 
+def wait_until_reading(brokers: str, port: int) -> None:
+    """Publish orders and wait until the flow serving metrics on `port` has read some:
+    it is built and its partitions are read (its broker watch runs from before that)."""
+    main, _ = order_stream()
+    publish(brokers, orders.FLOW.input_topic, [(r.key, r.value) for r in main])
+    wait_until(
+        lambda: scrape(port).get("streamlane_events_in_total", 0) > 0,
+        60,
+        "the flow to read its input",
+    )
+
+
 @pytest.mark.timeout(180)
 def test_outage_past_the_limit_stops_with_one_line(
     fresh_broker: EmbeddedBroker, processes: Processes, tmp_path: Path
@@ -46,10 +58,7 @@ def test_outage_past_the_limit_stops_with_one_line(
         Child("flow", flow, tmp_path / "flow.log", port, flow="orders"),
         Child("warehouse", warehouse, tmp_path / "warehouse.log", wh_port),
     ]
-    # Built and reading: the partition readers have started watching the broker.
-    wait_until(
-        lambda: scrape(port).get("streamlane_broker_up") == 1, 60, "the flow to read its input"
-    )
+    wait_until_reading(brokers, port)
     broker_pid = fresh_broker.pid
     assert "Kafka not answering" not in str(display._progress().title)
     os.kill(broker_pid, signal.SIGSTOP)
@@ -86,9 +95,7 @@ def test_a_broker_gone_is_told_once_per_kind_of_client_line(
         processes, brokers, tmp_path / "recovery", "--broker-timeout", "8",
         "--metrics-port", str(port),
     )  # fmt: skip
-    wait_until(
-        lambda: scrape(port).get("streamlane_broker_up") == 1, 60, "the flow to read its input"
-    )
+    wait_until_reading(brokers, port)
     os.kill(fresh_broker.pid, signal.SIGKILL)
     for name in ("flow", "warehouse"):
         wait_until(
