@@ -96,10 +96,10 @@ class _SharedProducer:
             if self.open_partitions:
                 return
         # A flow run again in this process gets a producer of its own.
+        key = (self.broker.brokers, self.broker.limit_s)
         with _producers_lock:
-            for key, shared in list(_producers.items()):
-                if shared is self:
-                    del _producers[key]
+            if _producers.get(key) is self:
+                del _producers[key]
         # Raising here would abort the process mid-shutdown; the snapshot before the end
         # of the dataflow has already waited for every delivery.
         remaining = flush_within(self.producer, 0 if self.broker.down_for_s else 10)

@@ -120,7 +120,7 @@ def run_flow(
             doing="finishing the current batch and snapshotting, once every process of the "
             "cluster is asked to stop",
             exit_after=shutdown.ExitAfterInterrupt(
-                CLUSTER_EXIT_AFTER_S, partial(_no_final_snapshot, name, settings, broker)
+                CLUSTER_EXIT_AFTER_S, partial(_no_final_snapshot, name, broker)
             ),
         )
     else:
@@ -157,12 +157,12 @@ def run_flow(
         broker.release()
 
 
-def _no_final_snapshot(name: str, settings: FlowSettings, broker: BrokerWatch) -> str:
+def _no_final_snapshot(name: str, broker: BrokerWatch) -> str:
     """Why a process of a cluster exits without a final snapshot: the snapshot waits for
     every process of the cluster, and for Kafka to take the records produced since the last
     one (when `streamlane run` is killed, its broker goes away with the flows)."""
     if broker.down_for_s is not None:
-        held = f"Kafka at {settings.brokers} does not answer"
+        held = f"Kafka at {broker.brokers} does not answer"
     else:
         held = "another process of the cluster is still running"
     return (
