@@ -43,6 +43,7 @@ from streamlane.source import (
     PartitionBatch,
     dead_letter_frame,
     partition_indexes,
+    partition_name,
     partition_names,
 )
 from streamlane.versions import decode_versions, upcast_chain
@@ -346,7 +347,9 @@ def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
         records = dead_letter_records(flow.dead_letter_topic, batch.dead_letters)
         # Keyed by input partition, so each partition's dead letters keep their order.
         by_partition = records.partition_by("header_partition", as_dict=True, maintain_order=True)
-        return [(f"{batch.topic}/{index}", part) for (index,), part in by_partition.items()]
+        return [
+            (partition_name(batch.topic, index), part) for (index,), part in by_partition.items()
+        ]
 
     dataflow = Dataflow(flow.name)
     # Decoded, enriched and split by shard off the worker, on the source's decode threads.

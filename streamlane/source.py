@@ -250,7 +250,7 @@ def _decode_records(
         offsets[reject_rows],
     )
     progress = tuple(
-        PartitionProgress(f"{topic}/{index}", end.newest_us, idle=False, idle_for_us=0)
+        PartitionProgress(partition_name(topic, index), end.newest_us, idle=False, idle_for_us=0)
         for index, end in zip(indexes, ends, strict=True)
     )
     batch = PartitionBatch(events, dead, progress, len(records), keys, values)
@@ -308,7 +308,7 @@ class _PartitionReader(StatefulSourcePartition[PartitionBatch, SourceState]):
         self._source = source
         self._topic = topic
         self._index = index
-        self._name = f"{topic}/{index}"
+        self._name = partition_name(topic, index)
         self._next_offset, self._newest_us = (
             resume if resume is not None else (OFFSET_BEGINNING, None)
         )
@@ -616,10 +616,15 @@ def partition_indexes(
     return partitions_of(admin_config(brokers, client_config), topic)
 
 
+def partition_name(topic: str, index: int) -> str:
+    """`topic/index`: how an `EventSource` names partition `index` of `topic` in its
+    batches' progress (and the watermark expects it)."""
+    return f"{topic}/{index}"
+
+
 def partition_names(topic: str, indexes: Iterable[int]) -> list[str]:
-    """`topic/index` for each of the partition `indexes` of `topic`, as an `EventSource`
-    names them in its batches' progress (and the watermark expects them)."""
-    return [f"{topic}/{i}" for i in indexes]
+    """`partition_name` of each of the partition `indexes` of `topic`."""
+    return [partition_name(topic, i) for i in indexes]
 
 
 class EventSource(FixedPartitionedSource[PartitionBatch, SourceState]):
