@@ -111,10 +111,12 @@ WAREHOUSE_THREADS: int | None = None
 """DuckDB's threads in the warehouse process, by default: DuckDB's own (one per core). Each
 query also runs on the thread that asked for it, so concurrent queries run side by side with
 one thread too. On the 2-core machine, one thread cost the landing about a fifth less CPU at
-a live rate, but with eight dashboard readers it landed about a quarter fewer rows a second
-and the heaviest panels took longer (see the README's "Benchmark"), so a warehouse on its
-own keeps the default; `streamlane run`, which runs it beside the flows, gives it one thread
-fewer than the cores (`streamlane.runner.warehouse_threads_beside_flows`)."""
+a live rate (with more, the thread that asked for a query polls DuckDB's other threads
+without pausing while they finish its last tasks: DuckDB's Python client does so), but with
+eight dashboard readers it landed about a quarter fewer rows a second and the heaviest
+panels took longer (see the README's "Benchmark"), so a warehouse on its own keeps the
+default; `streamlane run`, which runs it beside the flows, gives it one thread fewer than
+the cores (`streamlane.runner.warehouse_threads_beside_flows`)."""
 
 MAX_BATCH = 100_000
 """Records the landing takes in one poll and writes in one transaction, by default."""
