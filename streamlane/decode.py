@@ -91,6 +91,34 @@ def _conform(node: dict[str, Any], value: Any) -> Any:
     return value
 
 
+_INT64 = range(-(2**63), 2**63)
+
+
+def _too_large(node: dict[str, Any], value: Any, path: str) -> str | None:
+    """Why a conformed value holds an integer a 64-bit integer cannot (None when none does).
+
+    The columnar frame holds integers as 64-bit: a schema without a `maximum` would let a
+    larger one through validation, and building the frame would then fail for the batch.
+    """
+    kind = node.get("type")
+    if kind == "integer" and isinstance(value, int) and value not in _INT64:
+        digits = str(value)
+        shown = digits if len(digits) <= 40 else f"{digits[:37]}..."
+        return f"{path}: {shown} does not fit a 64-bit integer"
+    if kind == "object" and isinstance(value, dict):
+        props = node.get("properties", {})
+        for name, child in value.items():
+            reason = _too_large(props[name], child, f"{path}.{name}" if path else name)
+            if reason is not None:
+                return reason
+    if kind == "array" and isinstance(value, list):
+        for i, item in enumerate(value):
+            reason = _too_large(node.get("items", {}), item, f"{path}.{i}")
+            if reason is not None:
+                return reason
+    return None
+
+
 def nesting_depth(raw: bytes) -> int:
     """How deeply objects and arrays nest in a JSON text (brackets inside strings do not count)."""
     structure = np.frombuffer(_STRING.sub(b"", raw), dtype=np.uint8)
@@ -142,7 +170,11 @@ def decode_record(raw: bytes, schema: EventSchema) -> tuple[dict[str, Any] | Non
     if error is not None:
         where = ".".join(str(p) for p in error.absolute_path) or "event"
         return None, f"{where}: {error.message[:160]}"
-    return _conform(schema.document, event), None
+    conformed = _conform(schema.document, event)
+    too_large = _too_large(schema.document, conformed, "")
+    if too_large is not None:
+        return None, too_large
+    return conformed, None
 
 
 def _line_starts(values: list[bytes]) -> np.ndarray:

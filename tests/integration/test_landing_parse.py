@@ -192,10 +192,17 @@ def wrong_type() -> bytes:
     return json.dumps(event).encode()
 
 
+def too_large() -> bytes:
+    """An integer the output's schema does not bound, too large for a 64-bit column."""
+    event = json.loads(enriched_values(1, START_US + 2 * MINUTE_US)[0])
+    event["data"]["items"][0]["qty"] = 2**64
+    return json.dumps(event).encode()
+
+
 @pytest.mark.parametrize(
     "foreign",
-    [[wrong_type(), b"{}"], [b"\xff\xfe not text", b"not JSON"]],
-    ids=["refused-by-duckdb", "not-utf8"],
+    [[wrong_type(), b"{}"], [b"\xff\xfe not text", b"not JSON"], [too_large(), wrong_type()]],
+    ids=["refused-by-duckdb", "not-utf8", "beyond-64-bits"],
 )
 def test_records_not_of_the_output_type_land_in_dead_letters(
     tmp_path: Path, foreign: list[bytes], caplog: pytest.LogCaptureFixture

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from streamlane.decode import decode_batch
-from streamlane.schemas import load_schema
+from streamlane.schemas import compile_schema, load_schema
 
 SCHEMA = load_schema("pizza.order.confirmed.v1")
 GOOD: dict[str, Any] = SCHEMA.document["examples"][0]
@@ -143,3 +143,33 @@ def test_raw_line_breaks_split_no_record_and_decide_like_the_exact_path(
     assert [ids[r] for r in sorted(ids) if r not in (slots[position][0], slots[position][2])] == [
         f"id-{i}" for i in range(6)
     ]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda d: d.update(store_id=2**70), "data.store_id: 1180591620717411303424 does not fit"),
+        (lambda d: d.update(store_id=-(2**63) - 1), "data.store_id: -9223372036854775809 does not"),
+        (lambda d: d.update(store_id=1e30), "data.store_id: 1000000000000000019884624838656 does"),
+        (lambda d: d["items"][0].update(qty=10**60), "data.items.0.qty: 1000000000000000000000000"),
+    ],
+    ids=["above", "below", "integral float", "in a list"],
+)
+def test_an_integer_beyond_64_bits_is_a_reject_where_the_schema_sets_no_bound(
+    change: Callable[[dict[str, Any]], None], reason: str
+) -> None:
+    """A schema may bound no integer (the flows' output schemas do not): a record with one
+    too large for the frame's 64 bits is a reject, and the batch around it decodes."""
+    unbounded = copy.deepcopy(SCHEMA.document)
+    data = unbounded["properties"]["data"]["properties"]
+    for node in (data["store_id"], data["items"]["items"]["properties"]["qty"]):
+        del node["maximum"], node["minimum"]
+    schema = compile_schema(unbounded)
+    bad = copy.deepcopy(GOOD)
+    change(bad["data"])
+    out = decode_batch([json.dumps(GOOD).encode(), json.dumps(bad).encode()], schema)
+    assert out.valid["row"].to_list() == [0]
+    assert out.rejects["row"].to_list() == [1]
+    [told] = out.rejects["reason"].to_list()
+    assert told.startswith(reason) and told.endswith("does not fit a 64-bit integer")
+    assert out.valid["data"][0]["store_id"] == 17
