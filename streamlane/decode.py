@@ -95,16 +95,22 @@ _INT64 = range(-(2**63), 2**63)
 
 
 def _too_large(node: dict[str, Any], value: Any, path: str) -> str | None:
-    """Why a conformed value holds an integer a 64-bit integer cannot (None when none does).
+    """Why a conformed value holds a number its 64-bit column cannot (None when none does).
 
-    The columnar frame holds integers as 64-bit: a schema without a `maximum` would let a
-    larger one through validation, and building the frame would then fail for the batch.
+    The columnar frame holds integers as 64-bit integers and other numbers as 64-bit floats:
+    a schema without a `maximum` would let a larger one through validation, and building
+    the frame would then fail for the batch.
     """
     kind = node.get("type")
-    if kind == "integer" and isinstance(value, int) and value not in _INT64:
+    if kind in ("integer", "number") and isinstance(value, int) and value not in _INT64:
         digits = str(value)
         shown = digits if len(digits) <= 40 else f"{digits[:37]}..."
-        return f"{path}: {shown} does not fit a 64-bit integer"
+        if kind == "integer":
+            return f"{path}: {shown} does not fit a 64-bit integer"
+        try:
+            float(value)
+        except OverflowError:
+            return f"{path}: {shown} does not fit a 64-bit float"
     if kind == "object" and isinstance(value, dict):
         props = node.get("properties", {})
         for name, child in value.items():
@@ -464,13 +470,36 @@ def decode_batch(
     return Decoded(valid=valid, rejects=rejects)
 
 
+def _non_finite(kind: pa.DataType, value: pl.Expr) -> pl.Expr | None:
+    """Whether `value`, of Arrow type `kind`, holds a float that is not finite (None when
+    it holds no float)."""
+    if pa.types.is_floating(kind):
+        return ~value.is_finite()
+    if pa.types.is_struct(kind):
+        fields = [_non_finite(f.type, value.struct.field(f.name)) for f in kind]
+        held = [f.fill_null(False) for f in fields if f is not None]
+        return pl.any_horizontal(held) if held else None
+    if pa.types.is_list(kind):
+        item = _non_finite(kind.value_type, pl.element())
+        return None if item is None else value.list.eval(item.fill_null(False)).list.any()
+    return None
+
+
+@functools.cache
+def _non_finite_number(arrow_schema: pa.Schema) -> pl.Expr | None:
+    """Whether a row of a frame of `arrow_schema` holds a float that is not finite."""
+    return _non_finite(pa.struct(list(arrow_schema)), pl.struct(arrow_schema.names))
+
+
 def decode_own_output(values: list[bytes], schema: EventSchema) -> Decoded:
     """Decode records a streamlane flow wrote itself: one columnar parse, no screening.
 
     The flow's outputs are serialized from typed frames, so each record has the
     schema's shape; the strict columnar parser still refuses any record that does not,
     and then the whole batch goes through `decode_batch`, whose rejects name the
-    reason. The schema's value rules (enums, ranges) are not re-checked here.
+    reason. So does a number the parser reads as a float that is not finite (`NaN`,
+    or too large), which no JSON number is. The schema's value rules (enums, ranges)
+    are not re-checked here.
     """
     if not values:
         return decode_batch(values, schema)
@@ -489,6 +518,9 @@ def decode_own_output(values: list[bytes], schema: EventSchema) -> Decoded:
     assert isinstance(frame, pl.DataFrame)
     if frame.height != len(values):  # an empty record: only the exact path can say which
         return decode_batch(values, schema)
+    non_finite = _non_finite_number(schema.arrow_schema)
+    if non_finite is not None and frame.select(non_finite.any()).item():
+        return decode_batch(values, schema)  # `NaN`, or too large: not a JSON number it holds
     valid = (
         frame.lazy()
         .with_columns(

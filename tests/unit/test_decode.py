@@ -152,10 +152,12 @@ def test_raw_line_breaks_split_no_record_and_decide_like_the_exact_path(
         (lambda d: d.update(store_id=-(2**63) - 1), "data.store_id: -9223372036854775809 does not"),
         (lambda d: d.update(store_id=1e30), "data.store_id: 1000000000000000019884624838656 does"),
         (lambda d: d["items"][0].update(qty=10**60), "data.items.0.qty: 1000000000000000000000000"),
+        # Decoded the exact way for its integral float, with a number too large for a float.
+        (lambda d: d.update(store_id=17.0, total=10**400), "data.total: 1000000000000000000000"),
     ],
-    ids=["above", "below", "integral float", "in a list"],
+    ids=["above", "below", "integral float", "in a list", "beyond a float"],
 )
-def test_an_integer_beyond_64_bits_is_a_reject_where_the_schema_sets_no_bound(
+def test_a_number_beyond_64_bits_is_a_reject_where_the_schema_sets_no_bound(
     change: Callable[[dict[str, Any]], None], reason: str
 ) -> None:
     """A schema may bound no integer (the flows' output schemas do not): a record with one
@@ -171,5 +173,6 @@ def test_an_integer_beyond_64_bits_is_a_reject_where_the_schema_sets_no_bound(
     assert out.valid["row"].to_list() == [0]
     assert out.rejects["row"].to_list() == [1]
     [told] = out.rejects["reason"].to_list()
-    assert told.startswith(reason) and told.endswith("does not fit a 64-bit integer")
+    kind = "float" if "total" in reason else "integer"
+    assert told.startswith(reason) and told.endswith(f"does not fit a 64-bit {kind}")
     assert out.valid["data"][0]["store_id"] == 17
