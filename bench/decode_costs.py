@@ -9,11 +9,12 @@ split by state shard (with what each shard's step needs computed ahead), the flo
 worker's steps of every state shard (dedupe, windows, and the encoding of the windows the
 watermark closes) on a stream of ten such batches, the state kept from one batch to the
 next as a running flow keeps it, Arrow parsing those enriched records alone, and the
-landing's parse of them into table rows: inside DuckDB (what it does) and in Python (its
-fallback). Then, against an embedded broker, what the Kafka clients cost on top: the
-flow's partition readers taking the input records (one client per partition, as the
-flow reads them), its sink producing the enriched records until every one is delivered,
-and the landing's one client taking them back; the broker's own CPU is given beside.
+landing's parse of them into table rows: inside DuckDB (what it does, its parse screen
+included, which is also timed alone) and in Python (its fallback). Then, against an
+embedded broker, what the Kafka clients cost on top: the flow's partition readers taking
+the input records (one client per partition, as the flow reads them), its sink producing
+the enriched records until every one is delivered, and the landing's one client taking
+them back; the broker's own CPU is given beside.
 A batch's size is `--records`: a flow's batches in a backlog hold up to 20,000
 records, and about 4,000 at a steady 20,000 a second, where a batch's fixed costs count.
 Wall and CPU microseconds per record, with the machine's core count: the CPU column is
@@ -47,6 +48,7 @@ from sinks.duckdb import (
     flow_tables,
     output_rows,
     prepare,
+    raw_records,
     raw_records_registered,
 )
 from sinks.kafka import KafkaFrameSink
@@ -246,6 +248,10 @@ def main() -> None:
         table = tables[orders.FLOW.enriched.topic]
         warehouse = duckdb.connect()
         create_tables(warehouse, tables)
+        screen, landed_text = table.screen, raw_records(landed)
+        assert screen is not None and landed_text is not None
+        screen_passes, landed_text_values = screen.passes, landed_text.column("value")
+        assert screen_passes(landed_text_values), "the flow's records pass the screen"
         stages = {
             "arrow parse of the input (ceiling)": (arrow_parse(valid_input), len(valid_input)),
             "flow decode (screen, parse, validate)": (lambda: decode(values), len(values)),
@@ -262,6 +268,10 @@ def main() -> None:
                 len(longer.values),
             ),
             "arrow parse of the enriched output": (arrow_parse(output), len(output)),
+            "landing parse screen (regex)": (
+                lambda: screen_passes(landed_text_values),
+                len(output),
+            ),
             "landing parse into table rows (DuckDB)": (
                 lambda: parse_in_duckdb(warehouse, table, landed),
                 len(output),

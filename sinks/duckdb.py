@@ -14,7 +14,9 @@ the columns over, and the landing is bound by its CPU. Records it cannot parse t
 (a timestamp written in another RFC 3339 form, a field missing, as in records written
 before it was added to the schema, bytes that are not UTF-8, anything not of the
 output's type) take the exact Python path, which lands them, or keeps those not of the
-output's type in `dead_letters` with what is wrong (`land_batches`).
+output's type in `dead_letters` with what is wrong (`land_batches`). So do records DuckDB
+would read as the output's type by converting a value (a fraction into an integer, a
+number into text), which a screen keeps from it (`sinks.parse_screen`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from sinks.parse_screen import ParseScreen
 from streamlane.decode import decode_own_output
 from streamlane.dlq import header_integer
 from streamlane.flow import Flow, Output
@@ -256,8 +259,10 @@ def parsed_select(output: Output) -> str:
     `raw_records_name`: `value` text, `produced_ms`, `pos`), the same rows `output_rows`
     builds, plus `pos`.
 
-    The parse is strict: a value of another type, a missing field, or a date-time not in
-    the form the flow writes fails the statement instead of becoming null.
+    The parse is strict where DuckDB can be: a missing field, a date-time not in the form
+    the flow writes, or a value it cannot convert to the field's type fails the statement
+    instead of becoming null. A value it can convert (`"12"` into an integer) it does not
+    refuse: `sinks.parse_screen` keeps the records holding one from it.
     """
     schema = load_schema(output.event_type)
     fields = schema.document["properties"]["data"]["properties"]
@@ -334,8 +339,10 @@ class LandingTable:
     key and `near` are equal to a batch row's, and matching on `near` lets DuckDB skip
     every row group outside the batch's range of it (`landed_copies`).
     `parsed`, for an output's table, is the SQL that builds the rows inside DuckDB
-    (`parsed_select`); `rows` builds the same rows in Python. `compression` names the
-    compression of text columns, fixed when the table is created (`text_compression`).
+    (`parsed_select`); `rows` builds the same rows in Python. `screen` picks the batches
+    DuckDB is given to parse (`sinks.parse_screen`); without one, it is given every batch.
+    `compression` names the compression of text columns, fixed when the table is
+    created (`text_compression`).
     """
 
     name: str
@@ -344,6 +351,7 @@ class LandingTable:
     near: str
     parsed: str | None = None
     compression: Mapping[str, str] = field(default_factory=dict)
+    screen: ParseScreen | None = None
 
 
 DEAD_LETTERS = LandingTable(
@@ -359,13 +367,16 @@ None leaves building its rows to the writer."""
 
 
 def prepare(table: LandingTable, batch: TopicBatch) -> Prepared:
-    """What the writer lands: for an output, the raw records DuckDB parses; else the rows.
-    None when some records are not of the output's type: the writer sets them aside
+    """What the writer lands: for an output, the raw records DuckDB parses, unless the
+    table's screen finds one DuckDB might read differently from the exact decode; else the
+    rows. None when some records are not of the output's type: the writer sets them aside
     (`land_batches`)."""
     if table.parsed is not None:
         raw = raw_records(batch)
         if raw is not None:
-            return raw
+            if table.screen is None or table.screen.passes(raw.column("value")):
+                return raw
+            log.debug("%s: a record may not be of its type; parsing in Python", table.name)
     try:
         return table.rows(batch)
     except RecordsNotOfType:
@@ -622,6 +633,7 @@ def flow_tables(flow: Flow) -> dict[str, LandingTable]:
             o.table.near,
             parsed_select(o),
             text_compression(flow, o),
+            ParseScreen.of(load_schema(o.event_type).arrow_schema),
         )
         for o in flow.outputs()
     }

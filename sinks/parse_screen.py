@@ -1,0 +1,134 @@
+"""Which output records DuckDB's JSON parse may be given: those it reads as the exact decode does.
+
+DuckDB's parse (`json_transform_strict`) refuses a record it cannot read as the output's
+types, and the landing then decodes the batch the exact way (`sinks.duckdb.land_batches`).
+But it reads some records the exact decode refuses, converting instead of refusing: text
+that reads as a number into a number column (`"12"`), a fraction into an integer column
+(`1.5` becomes 2), a boolean into a number (`true` becomes 1), any value into a text
+column (`5` becomes `'5'`, an object its JSON text), `NaN` and `Infinity`, a number too
+large for a double (infinity), and a comma before a closing bracket. A record another
+writer sent to an output topic could hold any of these. Landed as converted, it would be
+landed differently on a replay whose batch the exact decode took for another record.
+
+So a batch goes to DuckDB only when no record matches the output's screen: a regex, built
+from the schema's Arrow types, matching a declared field whose value starts like another
+JSON type (or like a word other than `null`), an integer written with a fraction or an
+exponent, or a number too large (an exponent of 100 or more, a hundred digits or more).
+Field names are matched as written. A key spelt with an escape (`"c\\u0069ty"`) and a
+comma before a closing bracket match a second regex, run only over the records holding a
+backslash, or a comma before a bracket or a space: the flow's own records hold those only
+in strings. A name declared with two types (at two levels of the
+schema), or as a list of plain values, matches wherever it is written: the screen cannot
+tell its value's type from its name, so records holding it always take the exact decode.
+A match decides only which decode lands a batch, never whether a record is valid: a
+false match costs the batch the exact decode's time (a string holding `,]`, a number of
+1e100 or more).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+
+from streamlane.engine import BATCH_ENGINE
+
+_SPACE = r"[ \t\n\r]*"
+_NOT_NULL = "n(?:[^u]|u[^l]|ul[^l])"
+"""A value starting like `null` but another word (`nan`)."""
+_STARTS = {"string": '"', "integer": "0-9\\-", "number": "0-9\\-", "boolean": "tf"}
+_STARTS |= {"object": "{", "array": "\\["}
+_ESCAPED_KEY = rf'\\.(?:[^"\\]|\\.)*"{_SPACE}:'
+"""A key holding an escape, from its first backslash on."""
+_TRAILING_COMMA = rf",{_SPACE}[\]}}]"
+_RARE = [",}", ",]", ", ", ",\t", ",\n", ",\r", "\\"]
+"""Text every record holding an escaped key or a trailing comma holds, and the flow's own
+records only in a string (a comma and a space, say): `_RARE_PATTERN` is run only on the
+records holding one, which costs less than one more alternative in the screen's regex."""
+_RARE_PATTERN = f"{_ESCAPED_KEY}|{_TRAILING_COMMA}"
+
+
+def _kind(kind: pa.DataType) -> str:
+    if pa.types.is_string(kind):
+        return "string"
+    if pa.types.is_integer(kind):
+        return "integer"
+    if pa.types.is_floating(kind):
+        return "number"
+    if pa.types.is_boolean(kind):
+        return "boolean"
+    if pa.types.is_struct(kind):
+        return "object"
+    if pa.types.is_list(kind):
+        return "array" if pa.types.is_struct(kind.value_type) else "list of values"
+    raise ValueError(f"no JSON type for {kind}")
+
+
+def _declared(kind: pa.DataType, out: dict[str, set[str]]) -> None:
+    """Every field name declared at any level of `kind`, with the JSON types it is declared as."""
+    if pa.types.is_struct(kind):
+        for field in kind:
+            out.setdefault(field.name, set()).add(_kind(field.type))
+            _declared(field.type, out)
+    elif pa.types.is_list(kind):
+        _declared(kind.value_type, out)
+
+
+def _names(names: list[str]) -> str:
+    return "|".join(re.escape(name) for name in sorted(names))
+
+
+def screen_pattern(arrow_schema: pa.Schema) -> str:
+    """The regex matching a record whose values DuckDB's parse might read differently from
+    the exact decode, given its keys are written without escapes (see the module's doc)."""
+    declared: dict[str, set[str]] = {}
+    _declared(pa.struct(list(arrow_schema)), declared)
+    by_kind: dict[str, list[str]] = {}
+    anywhere = []
+    for name, kinds in declared.items():
+        if len(kinds) > 1 or kinds == {"list of values"}:
+            anywhere.append(name)
+        else:
+            by_kind.setdefault(next(iter(kinds)), []).append(name)
+    after = f'"{_SPACE}:{_SPACE}'
+    parts = []
+    for kind, names in sorted(by_kind.items()):
+        wrong = [f"[^{_STARTS[kind]}n \\t\\n\\r]", _NOT_NULL]
+        if kind in ("integer", "number"):
+            wrong.append("-[^0-9]")
+        if kind == "integer":
+            wrong.append("-?[0-9]+[.eE]")
+        if kind == "number":
+            wrong += ["-?[0-9]{100}", r"-?[0-9]+(?:\.[0-9]*)?[eE]\+?0*[1-9][0-9]{2}"]
+        parts.append(f'"(?:{_names(names)}){after}(?:{"|".join(wrong)})')
+    if anywhere:
+        parts.append(f'"(?:{_names(anywhere)}){after}')
+    return "|".join(parts)
+
+
+@dataclass(frozen=True)
+class ParseScreen:
+    """An output's screen: whether a batch of its records may be parsed by DuckDB."""
+
+    pattern: str
+
+    @classmethod
+    def of(cls, arrow_schema: pa.Schema) -> ParseScreen:
+        return cls(screen_pattern(arrow_schema))
+
+    def passes(self, values: pa.Array | pa.ChunkedArray) -> bool:
+        """True when no record of `values` (JSON text) matches the screen: DuckDB reads each
+        as the exact decode would, or refuses it."""
+        value = pl.col("value")
+        matched = (
+            pl.DataFrame({"value": pl.Series(values)})
+            .lazy()
+            .select(
+                typed=value.str.contains(self.pattern).any(),
+                rare=value.filter(value.str.contains_any(_RARE)).str.contains(_RARE_PATTERN).any(),
+            )
+            .collect(engine=BATCH_ENGINE)
+        )
+        return not (matched["typed"][0] or matched["rare"][0])
