@@ -34,6 +34,7 @@ import polars as pl
 import pyarrow as pa
 
 from streamlane.engine import BATCH_ENGINE
+from streamlane.schemas import declared_fields
 
 _SPACE = r"[ \t\n\r]*"
 _NOT_NULL = "n(?:[^u]|u[^l]|ul[^l])"
@@ -66,16 +67,6 @@ def _kind(kind: pa.DataType) -> str:
     raise ValueError(f"no JSON type for {kind}")
 
 
-def _declared(kind: pa.DataType, out: dict[str, set[str]]) -> None:
-    """Every field name declared at any level of `kind`, with the JSON types it is declared as."""
-    if pa.types.is_struct(kind):
-        for field in kind:
-            out.setdefault(field.name, set()).add(_kind(field.type))
-            _declared(field.type, out)
-    elif pa.types.is_list(kind):
-        _declared(kind.value_type, out)
-
-
 def _names(names: list[str]) -> str:
     return "|".join(re.escape(name) for name in sorted(names))
 
@@ -83,8 +74,7 @@ def _names(names: list[str]) -> str:
 def screen_pattern(arrow_schema: pa.Schema) -> str:
     """The regex matching a record whose values DuckDB's parse might read differently from
     the exact decode, given its keys are written without escapes (see the module's doc)."""
-    declared: dict[str, set[str]] = {}
-    _declared(pa.struct(list(arrow_schema)), declared)
+    declared = declared_fields(arrow_schema, _kind)
     by_kind: dict[str, list[str]] = {}
     anywhere = []
     for name, kinds in declared.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -202,13 +203,23 @@ def _leading_chars(kind: pa.DataType) -> str:
     return next(chars for test, chars in _LEADING_CHARS.items() if test(kind))
 
 
-def _field_types(kind: pa.DataType, out: dict[str, set[str]]) -> None:
-    if pa.types.is_struct(kind):
-        for field in kind:
-            out.setdefault(field.name, set()).add(_leading_chars(field.type))
-            _field_types(field.type, out)
-    elif pa.types.is_list(kind):
-        _field_types(kind.value_type, out)
+def declared_fields(
+    arrow_schema: pa.Schema, classify: Callable[[pa.DataType], str]
+) -> dict[str, set[str]]:
+    """Every field name declared at any level of an event's Arrow schema (in objects, and
+    in objects in lists), with `classify` of each type it is declared with."""
+    out: dict[str, set[str]] = {}
+
+    def walk(kind: pa.DataType) -> None:
+        if pa.types.is_struct(kind):
+            for field in kind:
+                out.setdefault(field.name, set()).add(classify(field.type))
+                walk(field.type)
+        elif pa.types.is_list(kind):
+            walk(kind.value_type)
+
+    walk(pa.struct(list(arrow_schema)))
+    return out
 
 
 def _suspect_pattern(arrow_schema: pa.Schema) -> str:
@@ -219,8 +230,7 @@ def _suspect_pattern(arrow_schema: pa.Schema) -> str:
     several types accepts all of them, so the pattern never flags a value that could
     be right (it only decides which path decodes a record, never whether it is valid).
     """
-    fields: dict[str, set[str]] = {}
-    _field_types(pa.struct(list(arrow_schema)), fields)
+    fields = declared_fields(arrow_schema, _leading_chars)
     by_chars: dict[str, list[str]] = {}
     for name, chars in sorted(fields.items()):
         by_chars.setdefault("".join(sorted(chars)), []).append(re.escape(name))
