@@ -17,12 +17,16 @@ exponent, or a number too large (an exponent of 100 or more, a hundred digits or
 Field names are matched as written. A key spelt with an escape (`"c\\u0069ty"`) and a
 comma before a closing bracket match a second regex, run only over the records holding a
 backslash, or a comma before a bracket or a space: the flow's own records hold those only
-in strings. A name declared with two types (at two levels of the
-schema), or as a list of plain values, matches wherever it is written: the screen cannot
-tell its value's type from its name, so records holding it always take the exact decode.
-A match decides only which decode lands a batch, never whether a record is valid: a
-false match costs the batch the exact decode's time (a string holding `,]`, a number of
-1e100 or more).
+in strings. A name declared with two types (at two levels of the schema), or as a list of
+plain values, matches wherever it is written: the screen cannot tell its value's type
+from its name, so records holding it always take the exact decode. A match decides only
+which decode lands a batch, never whether a record is valid: a false match costs the
+batch the exact decode's time (a string holding `,]`, a number of 1e100 or more).
+
+The screen checks types only, as the Arrow parse of the exact decode's first pass does: a
+record of the output's types that breaks a value rule of its schema (an enum, a range, a
+required field left null) is landed by either parse, and kept only when another record
+sends its batch to the per-record decode, which checks every rule.
 """
 
 from __future__ import annotations
