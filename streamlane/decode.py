@@ -11,6 +11,7 @@ go through the schema's vectorized checks (enums, ranges, RFC 3339 time, ...).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -78,8 +79,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_INT64 = range(-(2**63), 2**63)
+
+
 def _conform(node: dict[str, Any], value: Any) -> Any:
-    """Keep only declared fields and turn integral floats into ints where the schema says integer."""
+    """Keep only declared fields, turn integral floats into ints where the schema says
+    integer, and integers beyond 64 bits into floats where it says number (Arrow builds a
+    float column from 64-bit integers only; one too large for a float is left for
+    `_too_large` to refuse)."""
     kind = node.get("type")
     if kind == "object" and isinstance(value, dict):
         props = node.get("properties", {})
@@ -88,10 +95,10 @@ def _conform(node: dict[str, Any], value: Any) -> Any:
         return [_conform(node.get("items", {}), v) for v in value]
     if kind == "integer" and isinstance(value, float):
         return int(value)
+    if kind == "number" and type(value) is int and value not in _INT64:
+        with contextlib.suppress(OverflowError):
+            return float(value)
     return value
-
-
-_INT64 = range(-(2**63), 2**63)
 
 
 def _too_large(node: dict[str, Any], value: Any, path: str) -> str | None:

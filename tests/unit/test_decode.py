@@ -176,3 +176,12 @@ def test_a_number_beyond_64_bits_is_a_reject_where_the_schema_sets_no_bound(
     kind = "float" if "total" in reason else "integer"
     assert told.startswith(reason) and told.endswith(f"does not fit a 64-bit {kind}")
     assert out.valid["data"][0]["store_id"] == 17
+
+
+def test_a_number_written_as_an_integer_beyond_64_bits_decodes_as_a_float() -> None:
+    """Valid JSON Schema (a number may be written without a fraction), decoded the exact
+    way here for its integral float in an integer field."""
+    big = variant(lambda e: e["data"].update(store_id=17.0, total=2**70))
+    out = decode_batch([json.dumps(GOOD).encode(), big], SCHEMA)
+    assert out.rejects.is_empty()
+    assert out.valid["data"][1]["total"] == float(2**70)
