@@ -38,7 +38,7 @@ from sinks.parse_screen import ParseScreen
 from streamlane.decode import decode_own_output
 from streamlane.dlq import header_integer
 from streamlane.flow import Flow, Output
-from streamlane.schemas import load_schema, parse_rfc3339
+from streamlane.schemas import json_kind, load_schema, parse_rfc3339
 from streamlane.sqlquote import identifier, literal
 
 log = logging.getLogger(__name__)
@@ -231,23 +231,16 @@ RAW_RECORDS_SCHEMA = pa.schema(
 )
 
 
+_DUCKDB_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN"}
+
+
 def _json_structure(kind: pa.DataType) -> object:
     """The `json_transform` structure that reads JSON values as `kind`."""
-    if pa.types.is_string(kind):
-        return "VARCHAR"
-    if pa.types.is_int64(kind):
-        return "BIGINT"
-    if pa.types.is_float64(kind):
-        return "DOUBLE"
-    if pa.types.is_boolean(kind):
-        return "BOOLEAN"
     if pa.types.is_struct(kind):
-        return {
-            kind.field(i).name: _json_structure(kind.field(i).type) for i in range(kind.num_fields)
-        }
+        return {field.name: _json_structure(field.type) for field in kind}
     if pa.types.is_list(kind):
         return [_json_structure(kind.value_type)]
-    raise ValueError(f"no JSON structure for {kind}")
+    return _DUCKDB_TYPES[json_kind(kind)]
 
 
 def _own_time(expr: str) -> str:

@@ -38,13 +38,11 @@ import polars as pl
 import pyarrow as pa
 
 from streamlane.engine import BATCH_ENGINE
-from streamlane.schemas import declared_fields
+from streamlane.schemas import LEADING_CHARS, declared_fields, json_kind
 
 _SPACE = r"[ \t\n\r]*"
 _NOT_NULL = "n(?:[^u]|u[^l]|ul[^l])"
 """A value starting like `null` but another word (`nan`)."""
-_STARTS = {"string": '"', "integer": "0-9\\-", "number": "0-9\\-", "boolean": "tf"}
-_STARTS |= {"object": "{", "array": "\\["}
 _ESCAPED_KEY = rf'\\.(?:[^"\\]|\\.)*"{_SPACE}:'
 """A key holding an escape, from its first backslash on."""
 _TRAILING_COMMA = rf",{_SPACE}[\]}}]"
@@ -56,19 +54,11 @@ _RARE_PATTERN = f"{_ESCAPED_KEY}|{_TRAILING_COMMA}"
 
 
 def _kind(kind: pa.DataType) -> str:
-    if pa.types.is_string(kind):
-        return "string"
-    if pa.types.is_integer(kind):
-        return "integer"
-    if pa.types.is_floating(kind):
-        return "number"
-    if pa.types.is_boolean(kind):
-        return "boolean"
-    if pa.types.is_struct(kind):
-        return "object"
-    if pa.types.is_list(kind):
-        return "array" if pa.types.is_struct(kind.value_type) else "list of values"
-    raise ValueError(f"no JSON type for {kind}")
+    """`json_kind`, telling lists of plain values (whose items have no name) from lists of
+    objects."""
+    if pa.types.is_list(kind) and not pa.types.is_struct(kind.value_type):
+        return "list of values"
+    return json_kind(kind)
 
 
 def _names(names: list[str]) -> str:
@@ -89,7 +79,7 @@ def screen_pattern(arrow_schema: pa.Schema) -> str:
     after = f'"{_SPACE}:{_SPACE}'
     parts = []
     for kind, names in sorted(by_kind.items()):
-        wrong = [f"[^{_STARTS[kind]}n \\t\\n\\r]", _NOT_NULL]
+        wrong = [f"[^{LEADING_CHARS[kind]}n \\t\\n\\r]", _NOT_NULL]
         if kind in ("integer", "number"):
             wrong.append("-[^0-9]")
         if kind == "integer":

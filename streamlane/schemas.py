@@ -188,19 +188,35 @@ def _checks(node: dict[str, Any], expr: pl.Expr, path: str, merged: bool = False
     return out
 
 
-# The first character of a JSON value of each Arrow type (null is always possible).
-_LEADING_CHARS = {
-    pa.types.is_string: '"',
-    pa.types.is_integer: "0-9\\-",
-    pa.types.is_floating: "0-9\\-",
-    pa.types.is_boolean: "tf",
-    pa.types.is_struct: "{",
-    pa.types.is_list: "\\[",
+_JSON_KINDS = (
+    (pa.types.is_string, "string"),
+    (pa.types.is_integer, "integer"),
+    (pa.types.is_floating, "number"),
+    (pa.types.is_boolean, "boolean"),
+    (pa.types.is_struct, "object"),
+    (pa.types.is_list, "array"),
+)
+
+
+def json_kind(kind: pa.DataType) -> str:
+    """The JSON type a value of Arrow type `kind` is written as: string, integer, number,
+    boolean, object or array."""
+    for test, name in _JSON_KINDS:
+        if test(kind):
+            return name
+    raise ValueError(f"no JSON type for {kind}")
+
+
+LEADING_CHARS = {
+    "string": '"',
+    "integer": "0-9\\-",
+    "number": "0-9\\-",
+    "boolean": "tf",
+    "object": "{",
+    "array": "\\[",
 }
-
-
-def _leading_chars(kind: pa.DataType) -> str:
-    return next(chars for test, chars in _LEADING_CHARS.items() if test(kind))
+"""The first character of a JSON value of each JSON type, as a regex class's contents
+(null is always possible)."""
 
 
 def declared_fields(
@@ -230,7 +246,7 @@ def _suspect_pattern(arrow_schema: pa.Schema) -> str:
     several types accepts all of them, so the pattern never flags a value that could
     be right (it only decides which path decodes a record, never whether it is valid).
     """
-    fields = declared_fields(arrow_schema, _leading_chars)
+    fields = declared_fields(arrow_schema, lambda kind: LEADING_CHARS[json_kind(kind)])
     by_chars: dict[str, list[str]] = {}
     for name, chars in sorted(fields.items()):
         by_chars.setdefault("".join(sorted(chars)), []).append(re.escape(name))
