@@ -12,8 +12,9 @@ landed differently on a replay whose batch the exact decode took for another rec
 
 So a batch goes to DuckDB only when no record matches the output's screen: a regex, built
 from the schema's Arrow types, matching a declared field whose value starts like another
-JSON type (or like a word other than `null`), an integer written with a fraction or an
-exponent, or a number too large (an exponent of 100 or more, a hundred digits or more).
+JSON type (`null` too, unless the schema allows it: DuckDB reads it as NULL, which the
+exact decode refuses), an integer written with a fraction or an exponent, or a number
+too large (an exponent of 100 or more, a hundred digits or more).
 Field names are matched as written. A key spelt with an escape (`"c\\u0069ty"`) and a
 comma before a closing bracket match a second regex, run only over the records holding a
 backslash, or a comma before a bracket or a space: the flow's own records hold those only
@@ -24,9 +25,9 @@ which decode lands a batch, never whether a record is valid: a false match costs
 batch the exact decode's time (a string holding `,]`, a number of 1e100 or more).
 
 The screen checks types only, as the Arrow parse of the exact decode's first pass does: a
-record of the output's types that breaks a value rule of its schema (an enum, a range, a
-required field left null) is landed by either parse, and kept only when another record
-sends its batch to the per-record decode, which checks every rule.
+record of the output's types that breaks a value rule of its schema (an enum, a range) is
+landed by either parse, and kept only when another record sends its batch to the
+per-record decode, which checks every rule.
 """
 
 from __future__ import annotations
@@ -38,27 +39,29 @@ import polars as pl
 import pyarrow as pa
 
 from streamlane.engine import BATCH_ENGINE
-from streamlane.schemas import LEADING_CHARS, declared_fields, json_kind
+from streamlane.schemas import ESCAPED_KEY, LEADING_CHARS, allows_null, declared_fields, json_kind
 
 _SPACE = r"[ \t\n\r]*"
 _NOT_NULL = "n(?:[^u]|u[^l]|ul[^l])"
 """A value starting like `null` but another word (`nan`)."""
-_ESCAPED_KEY = rf'\\.(?:[^"\\]|\\.)*"{_SPACE}:'
-"""A key holding an escape, from its first backslash on."""
 _TRAILING_COMMA = rf",{_SPACE}[\]}}]"
 _RARE = [",}", ",]", ", ", ",\t", ",\n", ",\r", "\\"]
 """Text every record holding an escaped key or a trailing comma holds, and the flow's own
 records only in a string (a comma and a space, say): `_RARE_PATTERN` is run only on the
 records holding one, which costs less than one more alternative in the screen's regex."""
-_RARE_PATTERN = f"{_ESCAPED_KEY}|{_TRAILING_COMMA}"
+_RARE_PATTERN = f"{ESCAPED_KEY}|{_TRAILING_COMMA}"
 
 
-def _kind(kind: pa.DataType) -> str:
-    """`json_kind`, telling lists of plain values (whose items have no name) from lists of
-    objects."""
+_OR_NULL = " or null"
+
+
+def _kind(field: pa.Field) -> str:
+    """The field's `json_kind`, telling lists of plain values (whose items have no name)
+    from lists of objects, and saying whether its schema allows null."""
+    kind = field.type
     if pa.types.is_list(kind) and not pa.types.is_struct(kind.value_type):
         return "list of values"
-    return json_kind(kind)
+    return json_kind(kind) + (_OR_NULL if allows_null(field) else "")
 
 
 def _names(names: list[str]) -> str:
@@ -78,8 +81,12 @@ def screen_pattern(arrow_schema: pa.Schema) -> str:
             by_kind.setdefault(next(iter(kinds)), []).append(name)
     after = f'"{_SPACE}:{_SPACE}'
     parts = []
-    for kind, names in sorted(by_kind.items()):
-        wrong = [f"[^{LEADING_CHARS[kind]}n \\t\\n\\r]", _NOT_NULL]
+    for kind_or_null, names in sorted(by_kind.items()):
+        kind = kind_or_null.removesuffix(_OR_NULL)
+        if kind == kind_or_null:
+            wrong = [f"[^{LEADING_CHARS[kind]} \\t\\n\\r]"]
+        else:
+            wrong = [f"[^{LEADING_CHARS[kind]}n \\t\\n\\r]", _NOT_NULL]
         if kind in ("integer", "number"):
             wrong.append("-[^0-9]")
         if kind == "integer":

@@ -85,7 +85,8 @@ def _kind(node: dict[str, Any]) -> str:
         return f"constant {json.dumps(node['const'])}"
     if "enum" in node:
         return "one of " + ", ".join(json.dumps(v) for v in node["enum"])
-    kind = str(node.get("type", "any"))
+    declared = node.get("type", "any")
+    kind = " or ".join(declared) if isinstance(declared, list) else str(declared)
     if node.get("format"):
         kind += f" ({node['format']})"
     bounds = []

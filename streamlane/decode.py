@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from streamlane.engine import BATCH_ENGINE
-from streamlane.schemas import EventSchema, parse_rfc3339
+from streamlane.schemas import ESCAPED_KEY, EventSchema, parse_rfc3339
 
 MAX_DEPTH = 256
 """Records nested deeper (objects and arrays, counted in any field) are dead letters: the
@@ -45,6 +45,7 @@ _CHUNK_BYTES = 1 << 20
 _PARALLEL_BLOCK_BYTES = 1 << 20
 _ROW_IN_ERROR = re.compile(r"in row (\d+)")
 _RAW_LINE_BREAK = r"[\r\n][\s\S]"
+_ESCAPED_KEY = re.compile(ESCAPED_KEY.encode())
 """A raw line feed or carriage return with anything after it, in a row of the joined batch
 (a record and the line feed after it): a break inside the record. One at a record's very
 end leaves a last byte other than `}`, which the screen flags anyway. Outside strings such
@@ -198,7 +199,9 @@ def _line_starts(values: list[bytes]) -> np.ndarray:
 def _suspects(lines: list[bytes], joined: bytes, starts: np.ndarray, pattern: str) -> np.ndarray:
     """Rows the columnar parser would likely refuse, or could not be handed as they are:
     not an object, not UTF-8, nested too deeply, a declared field starting like the wrong
-    JSON type, or a raw line break inside (`_RAW_LINE_BREAK`).
+    JSON type, or a raw line break inside (`_RAW_LINE_BREAK`). Also rows the parser would
+    accept but only the exact path can judge: a `null` where the schema allows none, and
+    a key written with an escape (`ESCAPED_KEY`), which the schema's pattern cannot see.
 
     Each refusal costs the columnar parser a failed call and a re-parse (and every call
     starts a thread), so a batch with a few hundred bad records would spend most of its
@@ -247,11 +250,16 @@ def _suspects(lines: list[bytes], joined: bytes, starts: np.ndarray, pattern: st
             # A scan of its own: as one more alternative of the pattern above, it made
             # that scan slower than the two side by side.
             broken=line.str.contains(_RAW_LINE_BREAK),
+            # Few records hold a backslash: only those are searched for an escaped key.
+            escaped=line.str.contains("\\", literal=True),
             many_brackets=line.str.count_matches(r"[\[{]") > MAX_DEPTH,
         )
         .collect(engine=BATCH_ENGINE)
     )
     flagged |= screened["wrong_type"].to_numpy() | screened["broken"].to_numpy()
+    for row in np.flatnonzero(screened["escaped"].to_numpy()).tolist():
+        if _ESCAPED_KEY.search(lines[row]):
+            flagged[row] = True
     for row in np.flatnonzero(screened["many_brackets"].to_numpy()).tolist():
         if nesting_depth(lines[row]) > MAX_DEPTH:
             flagged[row] = True

@@ -79,6 +79,50 @@ def parse_rfc3339(expr: pl.Expr) -> pl.Expr:
     return pl.when(expr.str.contains(_RFC3339_SHAPE)).then(parsed)
 
 
+_PLAIN_TYPES = ("string", "integer", "number", "boolean")
+_NULL_ALLOWED = {b"null": b"allowed"}
+"""Arrow field metadata marking a field whose schema allows `null` besides its type."""
+
+
+def value_type(node: dict[str, Any]) -> str | None:
+    """The JSON type a schema node declares for its values, `null` left out: the type of
+    `{"type": ["number", "null"]}` is `number`. None when it declares no type."""
+    kind = node.get("type")
+    if isinstance(kind, list):
+        rest = [k for k in kind if k != "null"]
+        return rest[0] if len(rest) == 1 else None
+    return kind
+
+
+def allows_null(field: pa.Field) -> bool:
+    """Whether the schema of an event's Arrow field allows `null` as its value (a field
+    the schema does not require may still be absent, which is another thing)."""
+    return (field.metadata or {}).get(b"null") == b"allowed"
+
+
+def _nullable(node: dict[str, Any], where: str) -> bool:
+    """Whether a node allows null besides one plain type (`["string", "null"]`)."""
+    kind = node.get("type")
+    if not isinstance(kind, list):
+        return False
+    rest = [k for k in kind if k != "null"]
+    if len(rest) != 1 or len(kind) != 2 or rest[0] not in _PLAIN_TYPES:
+        raise ValueError(
+            f"{where}: a list of types must be one of {', '.join(_PLAIN_TYPES)} and null"
+        )
+    return True
+
+
+def _arrow_field(name: str, node: dict[str, Any], where: str, required: bool) -> pa.Field:
+    if not _nullable(node, where):
+        return pa.field(name, _arrow_type(node, where))
+    if required:
+        # The columnar parse reads a missing field and a null one alike: with both the
+        # rule and the null, the two paths could not take the same decision.
+        raise ValueError(f"{where}: a required field cannot also allow null")
+    return pa.field(name, _arrow_type(node, where), metadata=_NULL_ALLOWED)
+
+
 def _arrow_type(node: dict[str, Any], where: str) -> pa.DataType:
     if "const" in node:
         return _literal_type(node["const"], where)
@@ -87,7 +131,7 @@ def _arrow_type(node: dict[str, Any], where: str) -> pa.DataType:
         if len(kinds) != 1:
             raise ValueError(f"{where}: enum values must share one JSON type")
         return _literal_type(node["enum"][0], where)
-    kind = node.get("type")
+    kind = value_type(node)
     if kind == "string":
         return pa.string()
     if kind == "integer":
@@ -97,8 +141,10 @@ def _arrow_type(node: dict[str, Any], where: str) -> pa.DataType:
     if kind == "boolean":
         return pa.bool_()
     if kind == "object":
-        props = node.get("properties", {})
-        return pa.struct([(k, _arrow_type(v, f"{where}.{k}")) for k, v in props.items()])
+        props, required = node.get("properties", {}), set(node.get("required", []))
+        return pa.struct(
+            [_arrow_field(k, v, f"{where}.{k}", k in required) for k, v in props.items()]
+        )
     if kind == "array":
         return pa.list_(_arrow_type(node.get("items", {}), f"{where}[]"))
     raise ValueError(f"{where}: unsupported schema node {node!r}")
@@ -170,14 +216,20 @@ def _checks(node: dict[str, Any], expr: pl.Expr, path: str, merged: bool = False
             )
         elif keyword not in _IGNORED_KEYWORDS:
             raise ValueError(f"{path}: unsupported schema keyword {keyword!r}")
-    if node.get("type") == "number":
+    if value_type(node) == "number":
         out.append(Check(~expr.is_finite(), lit(f"{path} must be a finite number")))
     for name in node.get("required", []):
         out.append(Check(expr.struct.field(name).is_null(), lit(f"{path}.{name} is required")))
     for name, child in node.get("properties", {}).items():
         out.extend(_checks(child, expr.struct.field(name), f"{path}.{name}", merged))
-    if node.get("type") == "array" and "items" in node:
-        item_checks = _checks(node["items"], pl.element(), f"{path}[]", merged)
+    if value_type(node) == "array" and "items" in node:
+        items = node["items"]
+        item_checks = _checks(items, pl.element(), f"{path}[]", merged)
+        if not _nullable(items, f"{path}[]") and not items.get("required"):
+            # A null item is written as one (a list has no absent items), unlike a null
+            # field; the rules of an object's required fields already refuse it.
+            null_item = Check(pl.element().is_null(), lit(f"{path}[] must not be null"))
+            item_checks.insert(0, null_item)
         if merged and item_checks:
             any_item = pl.any_horizontal([c.violated.fill_null(False) for c in item_checks])
             out.append(Check(expr.list.eval(any_item).list.any(), lit(f"{path}[] is invalid")))
@@ -216,20 +268,25 @@ LEADING_CHARS = {
     "array": "\\[",
 }
 """The first character of a JSON value of each JSON type, as a regex class's contents
-(null is always possible)."""
+(`n`, of null, is possible where the field `allows_null`)."""
+
+
+ESCAPED_KEY = r'\\.(?:[^"\\]|\\.)*"[ \t\n\r]*:'
+"""A key of a JSON text holding an escape (`"c\\u0069ty":`), from its first backslash
+on: a pattern matching keys as written misses it, and the parsers read it unescaped."""
 
 
 def declared_fields(
-    arrow_schema: pa.Schema, classify: Callable[[pa.DataType], str]
+    arrow_schema: pa.Schema, classify: Callable[[pa.Field], str]
 ) -> dict[str, set[str]]:
     """Every field name declared at any level of an event's Arrow schema (in objects, and
-    in objects in lists), with `classify` of each type it is declared with."""
+    in objects in lists), with `classify` of each field it is declared as."""
     out: dict[str, set[str]] = {}
 
     def walk(kind: pa.DataType) -> None:
         if pa.types.is_struct(kind):
             for field in kind:
-                out.setdefault(field.name, set()).add(classify(field.type))
+                out.setdefault(field.name, set()).add(classify(field))
                 walk(field.type)
         elif pa.types.is_list(kind):
             walk(kind.value_type)
@@ -245,13 +302,18 @@ def _suspect_pattern(arrow_schema: pa.Schema) -> str:
     up front sends them straight to the exact per-record path. A name declared with
     several types accepts all of them, so the pattern never flags a value that could
     be right (it only decides which path decodes a record, never whether it is valid).
+    `null` is the wrong type for a field whose schema does not allow it: the columnar
+    parser reads it as an absent field, which an optional field may be, so the record
+    must take the exact path, which refuses it.
     """
-    fields = declared_fields(arrow_schema, lambda kind: LEADING_CHARS[json_kind(kind)])
+    fields = declared_fields(
+        arrow_schema, lambda f: LEADING_CHARS[json_kind(f.type)] + ("n" if allows_null(f) else "")
+    )
     by_chars: dict[str, list[str]] = {}
     for name, chars in sorted(fields.items()):
         by_chars.setdefault("".join(sorted(chars)), []).append(re.escape(name))
     return "|".join(
-        f'"(?:{"|".join(names)})"\\s*:\\s*[^{chars}n\\s]'
+        f'"(?:{"|".join(names)})"\\s*:\\s*[^{chars}\\s]'
         for chars, names in sorted(by_chars.items())
     )
 
@@ -265,7 +327,8 @@ def compile_schema(document: dict[str, Any]) -> EventSchema:
     event_type = document["properties"]["type"]["const"]
     jsonschema.Draft202012Validator.check_schema(document)
     props = document["properties"]
-    arrow_schema = pa.schema([(k, _arrow_type(v, k)) for k, v in props.items()])
+    required = set(document.get("required", []))
+    arrow_schema = pa.schema([_arrow_field(k, v, k, k in required) for k, v in props.items()])
     checks: list[Check] = []
     merged: list[Check] = []
     for name in document.get("required", []):

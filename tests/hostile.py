@@ -48,7 +48,7 @@ FIELDS = [
     ("specversion",), ("id",), ("source",), ("type",), ("time",), ("data",), ("data", "order_id"),
     ("data", "customer_id"), ("data", "store_id"), ("data", "channel"), ("data", "items"),
     ("data", "total"), ("data", "currency"), ("data", "items", 0), ("data", "items", 0, "qty"),
-    ("data", "items", 0, "sku"), ("data", "items", 0, "unit_price"),
+    ("data", "items", 0, "sku"), ("data", "items", 0, "unit_price"), ("subject",), ("traceparent",),
 ]  # fmt: skip
 
 

@@ -5,16 +5,27 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
+from streamlane.decode import decode_record
+from streamlane.flow import Flow
 from streamlane.generator import GeneratedRecord
 from streamlane.query import endpoint_file, run_sql
+from streamlane.schemas import load_schema
+from streamlane.topicread import read_to_end
 from tests.helpers import Processes, wait_until
 
-__all__ = ["count", "event_id", "oracle_query", "start_warehouse"]
+__all__ = [
+    "assert_outputs_follow_their_schemas",
+    "count",
+    "event_id",
+    "oracle_query",
+    "start_warehouse",
+]
 
 
 def event_id(record: GeneratedRecord) -> str:
@@ -67,3 +78,17 @@ def start_warehouse(
     )
     wait_until(lambda: _announced_by(warehouse, proc), 60, "the warehouse endpoint")
     return proc
+
+
+def assert_outputs_follow_their_schemas(brokers: str, flow: Flow) -> None:
+    """Every record the flow wrote to each of its output topics is valid against the
+    output's JSON Schema, as a consumer validating with the schema file would decide
+    (the exact per-record decode)."""
+    for output in {o.topic: o for o in flow.outputs()}.values():
+        schema = load_schema(output.event_type)
+        records = read_to_end(brokers, output.topic)
+        assert records, f"{output.topic} holds no record to check"
+        refused = Counter(
+            reason for m in records if (reason := decode_record(m.value(), schema)[1])
+        )
+        assert not refused, f"{output.topic}: records its schema refuses: {refused.most_common(5)}"

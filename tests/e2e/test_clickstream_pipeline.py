@@ -27,7 +27,13 @@ from streamlane.paths import REFERENCE_DIR
 from streamlane.publish import publish
 from streamlane.query import run_sql
 from tests.helpers import Processes, wait_until
-from tests.pipeline import count, event_id, oracle_query, start_warehouse
+from tests.pipeline import (
+    assert_outputs_follow_their_schemas,
+    count,
+    event_id,
+    oracle_query,
+    start_warehouse,
+)
 
 LATENESS_S = 5.0
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -238,3 +244,4 @@ def test_clickstream_pipeline_matches_oracle(
         "conversion_5m": 5 * len(late_ids),
     }
     assert (late["window_end"] <= late["watermark"]).all(), "a late click's window had closed"
+    assert_outputs_follow_their_schemas(brokers, FLOW)

@@ -15,7 +15,7 @@ from streamlane.publish import publish
 from streamlane.query import run_sql
 from tests.e2e.orders_run import finish_and_check, order_stream, snapshot, start_flow
 from tests.helpers import Processes, wait_until
-from tests.pipeline import start_warehouse
+from tests.pipeline import assert_outputs_follow_their_schemas, start_warehouse
 
 OFFSETS_SQL = 'SELECT * FROM landing_offsets ORDER BY topic, "partition"'
 
@@ -33,6 +33,7 @@ def test_orders_pipeline_matches_oracle(
     start_flow(processes, brokers, tmp_path / "recovery", "--idle-timeout", "4")
 
     before = finish_and_check(brokers, warehouse, main, too_late)
+    assert_outputs_follow_their_schemas(brokers, orders.FLOW)
 
     # Landing again over the same topics changes nothing.
     offsets = run_sql(warehouse, OFFSETS_SQL)

@@ -16,6 +16,8 @@ import pyarrow as pa
 import pytest
 
 from sinks.duckdb import LandingTable, create_tables, land_batches, prepare
+from sinks.parse_screen import ParseScreen
+from streamlane.schemas import load_schema
 from tests.integration.test_landing_parse import (
     FLOW,
     TABLES,
@@ -133,3 +135,20 @@ def test_a_value_duckdb_would_convert_is_a_dead_letter(
     assert rows["event_id"].to_list() == [json.loads(values[0])["data"]["event_id"]]
     assert dead["offset"].to_list() == [1]
     assert dead["reason"].to_list() == [f"not pizza.order.enriched.v1: {reason}"]
+
+
+def test_a_null_passes_the_screen_only_where_the_schema_allows_it() -> None:
+    """The clickstream writes `null` for a page view's product and amount, which its schema
+    allows; a null anywhere else DuckDB would land as NULL where the exact decode refuses."""
+    schema = load_schema("shop.click.enriched.v1")
+    screen = ParseScreen.of(schema.arrow_schema)
+    example = schema.document["examples"][0]
+
+    def with_null(name: str) -> str:
+        event = json.loads(json.dumps(example))
+        event["data"][name] = None
+        return json.dumps(event)
+
+    assert screen.passes(pa.array([with_null("product_id"), with_null("amount")]))
+    for name in ("visitor_id", "shop_id", "shop_name"):
+        assert not screen.passes(pa.array([with_null(name)])), name
