@@ -16,7 +16,8 @@ before it was added to the schema, bytes that are not UTF-8, anything not of the
 output's type) take the exact Python path, which lands them, or keeps those not of the
 output's type in `dead_letters` with what is wrong (`land_batches`). So do records DuckDB
 would read as the output's type by converting a value (a fraction into an integer, a
-number into text), which a screen keeps from it (`sinks.parse_screen`).
+number into text), which a screen keeps from it (`sinks.parse_screen`), and records
+breaking a value rule of their schema, on which its statement fails (`sinks.value_rules`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ import polars as pl
 import pyarrow as pa
 
 from sinks.parse_screen import ParseScreen
-from streamlane.decode import decode_own_output
+from sinks.value_rules import own_time, refusal_filter, ruled_properties
+from streamlane.decode import decode_batch
 from streamlane.dlq import header_integer
 from streamlane.flow import Flow, Output
 from streamlane.schemas import json_kind, load_schema, parse_rfc3339
@@ -103,9 +105,12 @@ def _events(batch: TopicBatch, event_type: str) -> pl.DataFrame:
     """Decoded output records plus `produced_at`, the Kafka timestamp of each record;
     RecordsNotOfType when some are not of `event_type`.
 
-    The record timestamp, unlike the time of landing, is the same on every replay.
+    The decode is the input's (`decode_batch`), every rule of the schema checked, with no
+    limit on how far ahead of the clock a record's time is: this path lands the batches
+    DuckDB's parse does not, whose records another writer may have sent. The record
+    timestamp, unlike the time of landing, is the same on every replay.
     """
-    decoded = decode_own_output(batch.values, load_schema(event_type))
+    decoded = decode_batch(batch.values, load_schema(event_type), max_ahead_s=None)
     if decoded.rejects.height:
         raise RecordsNotOfType(
             batch.topic,
@@ -215,10 +220,6 @@ def raw_records_name(table: str) -> str:
     return f"landing_records_{table}"
 
 
-OWN_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-"""How a flow writes date-times (`streamlane.cloudevents.rfc3339`), as DuckDB spells it."""
-
-
 PARSE_CHUNK_ROWS = 2048
 """Rows per Arrow chunk handed to DuckDB, which parses a chunk on one thread: small chunks
 let every thread parse a caught-up landing's small batches (one vector of rows each). Each
@@ -243,10 +244,6 @@ def _json_structure(kind: pa.DataType) -> object:
     return _DUCKDB_TYPES[json_kind(kind)]
 
 
-def _own_time(expr: str) -> str:
-    return f"(strptime({expr}, '{OWN_TIME_FORMAT}') AT TIME ZONE 'UTC')"
-
-
 def parsed_select(output: Output) -> str:
     """SQL building an output's table rows from its raw records (registered under
     `raw_records_name`: `value` text, `produced_ms`, `pos`), the same rows `output_rows`
@@ -254,36 +251,34 @@ def parsed_select(output: Output) -> str:
 
     The parse is strict where DuckDB can be: a missing field, a date-time not in the form
     the flow writes, or a value it cannot convert to the field's type fails the statement
-    instead of becoming null. A value it can convert (`"12"` into an integer) it does not
+    instead of becoming null, and so does a record breaking a value rule of the schema
+    (`sinks.value_rules`). A value it can convert (`"12"` into an integer) it does not
     refuse: `sinks.parse_screen` keeps the records holding one from it.
     """
     schema = load_schema(output.event_type)
     fields = schema.document["properties"]["data"]["properties"]
     envelope_kinds = {f.name: f.type for f in schema.arrow_schema}
-    structure = {
-        "time": "VARCHAR",
-        **{
-            name: _json_structure(envelope_kinds[name])
-            for name in output.table.envelope
-            if name != "event_time"
-        },
-        "data": _json_structure(envelope_kinds["data"]),
-    }
+    read = ["time", *(n for n in output.table.envelope if n != "event_time"), "data"]
+    read += [name for name in ruled_properties(schema.document) if name not in read]
+    structure = {name: _json_structure(envelope_kinds[name]) for name in read}
     columns = []
+    times = {'j."time"'} if "event_time" in output.table.envelope else set()
     for name, node in fields.items():
-        value = f"j.data.{identifier(name)}"
-        columns.append(
-            f"{_own_time(value) if node.get('format') == 'date-time' else value} AS {identifier(name)}"
-        )
+        value = f"j.{identifier('data')}.{identifier(name)}"
+        if node.get("format") == "date-time":
+            times.add(value)
+            value = own_time(value)
+        columns.append(f"{value} AS {identifier(name)}")
     for name in output.table.envelope:
-        value = _own_time("j.time") if name == "event_time" else f"j.{identifier(name)}"
+        value = own_time('j."time"') if name == "event_time" else f"j.{identifier(name)}"
         columns.append(f"{value} AS {identifier(name)}")
     columns.append("make_timestamptz(produced_ms * 1000) AS produced_at")
     text = literal(json.dumps(structure, separators=(",", ":")))
     return (
         f"SELECT {', '.join(columns)}, pos FROM "
         f"(SELECT json_transform_strict(value, {text}) AS j, produced_ms, pos "
-        f"FROM {identifier(raw_records_name(output.table.name))})"
+        f"FROM {identifier(raw_records_name(output.table.name))}) "
+        f"WHERE {refusal_filter(schema.document, 'j', frozenset(times))}"
     )
 
 

@@ -24,10 +24,9 @@ from its name, so records holding it always take the exact decode. A match decid
 which decode lands a batch, never whether a record is valid: a false match costs the
 batch the exact decode's time (a string holding `,]`, a number of 1e100 or more).
 
-The screen checks types only, as the Arrow parse of the exact decode's first pass does: a
-record of the output's types that breaks a value rule of its schema (an enum, a range) is
-landed by either parse, and kept only when another record sends its batch to the
-per-record decode, which checks every rule.
+The screen checks types only, as the Arrow parse of the exact decode's first pass does: the
+schema's value rules (an enum, a range) are checked by DuckDB's statement itself
+(`sinks.value_rules`).
 """
 
 from __future__ import annotations

@@ -266,13 +266,6 @@ def _suspects(lines: list[bytes], joined: bytes, starts: np.ndarray, pattern: st
     return flagged
 
 
-def _line_breaks(joined: bytes) -> int:
-    """How many line feeds a joined batch holds. Counted by numpy, whose comparison runs
-    without the interpreter lock: `bytes.count` holds it for the batch's whole length, which
-    kept the flow's other threads waiting."""
-    return int(np.count_nonzero(np.frombuffer(joined, dtype=np.uint8) == ord("\n")))
-
-
 def _parse_columnar(
     values: list[bytes], schema: EventSchema
 ) -> tuple[list[pa.Table], list[np.ndarray], list[int], np.ndarray | None]:
@@ -482,67 +475,4 @@ def decode_batch(
             ),
         ]
     ).sort("row")
-    return Decoded(valid=valid, rejects=rejects)
-
-
-def _non_finite(kind: pa.DataType, value: pl.Expr) -> pl.Expr | None:
-    """Whether `value`, of Arrow type `kind`, holds a float that is not finite (None when
-    it holds no float)."""
-    if pa.types.is_floating(kind):
-        return ~value.is_finite()
-    if pa.types.is_struct(kind):
-        fields = [_non_finite(f.type, value.struct.field(f.name)) for f in kind]
-        held = [f.fill_null(False) for f in fields if f is not None]
-        return pl.any_horizontal(held) if held else None
-    if pa.types.is_list(kind):
-        item = _non_finite(kind.value_type, pl.element())
-        return None if item is None else value.list.eval(item.fill_null(False)).list.any()
-    return None
-
-
-@functools.cache
-def _non_finite_number(arrow_schema: pa.Schema) -> pl.Expr | None:
-    """Whether a row of a frame of `arrow_schema` holds a float that is not finite."""
-    return _non_finite(pa.struct(list(arrow_schema)), pl.struct(arrow_schema.names))
-
-
-def decode_own_output(values: list[bytes], schema: EventSchema) -> Decoded:
-    """Decode records a streamlane flow wrote itself: one columnar parse, no screening.
-
-    The flow's outputs are serialized from typed frames, so each record has the
-    schema's shape; the strict columnar parser still refuses any record that does not,
-    and then the whole batch goes through `decode_batch`, whose rejects name the
-    reason. So does a number the parser reads as a float that is not finite (`NaN`,
-    or too large), which no JSON number is. The schema's value rules (enums, ranges)
-    are not re-checked here.
-    """
-    if not values:
-        return decode_batch(values, schema)
-    parse = pa_json.ParseOptions(
-        explicit_schema=schema.arrow_schema, unexpected_field_behavior="ignore"
-    )
-    whole = pa_json.ReadOptions(use_threads=True, block_size=_PARALLEL_BLOCK_BYTES)
-    joined = b"\n".join(values)
-    if _line_breaks(joined) != len(values) - 1:
-        return decode_batch(values, schema)
-    try:
-        table = pa_json.read_json(pa.py_buffer(joined), read_options=whole, parse_options=parse)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return decode_batch(values, schema)
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    if frame.height != len(values):  # an empty record: only the exact path can say which
-        return decode_batch(values, schema)
-    non_finite = _non_finite_number(schema.arrow_schema)
-    if non_finite is not None and frame.select(non_finite.any()).item():
-        return decode_batch(values, schema)  # `NaN`, or too large: not a JSON number it holds
-    valid = (
-        frame.lazy()
-        .with_columns(
-            event_time=parse_rfc3339(pl.col("time")),
-            row=pl.int_range(pl.len(), dtype=pl.Int64),
-        )
-        .collect(engine=BATCH_ENGINE)
-    )
-    rejects = pl.DataFrame(schema={"row": pl.Int64, "reason": pl.String})
     return Decoded(valid=valid, rejects=rejects)

@@ -25,9 +25,11 @@ from streamlane.paths import SCHEMAS_DIR
 
 RFC3339_FORMAT = "%+"
 """`%Y-%m-%dT%H:%M:%S%.f%:z`, read with `T` and `Z` in either case."""
-# What the parsers alone let through: years of other lengths, leap seconds, other layouts.
+# What the parsers alone let through: years of other lengths, the year 0 (which no
+# calendar of the clients reading the warehouse holds), leap seconds, other layouts.
 _RFC3339_SHAPE = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+    r"^(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+    r"-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 )
 
@@ -64,7 +66,8 @@ class EventSchema:
 def parse_rfc3339(expr: pl.Expr) -> pl.Expr:
     """RFC 3339 timestamps (any UTC offset, `Z`, optional fraction) to UTC microseconds.
 
-    Anything else, including a missing offset or a year not of four digits, becomes null.
+    Anything else, including a missing offset, a year not of four digits or the year 0,
+    becomes null.
     So does a leap second (`23:59:60`): RFC 3339 allows it, but no timestamp type
     downstream can hold it, and the standard RFC 3339 validators refuse it too. A
     fraction beyond microseconds is cut off.

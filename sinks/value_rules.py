@@ -1,0 +1,114 @@
+"""An output schema's value rules as DuckDB SQL, for the records DuckDB's parse lands.
+
+DuckDB's parse (`sinks.duckdb.parsed_select`) reads each record as the output's types,
+and `sinks.parse_screen` keeps from it the records whose values are of another type.
+A record of the right types can still break a rule of its schema: a `const` or an
+`enum`, a bound (`minimum`, `maximum`, `minLength`, `minItems`), a required field left
+null, a date-time outside the years 1-9999, a null item in a list. The exact decode
+refuses such a record; landed by DuckDB, it would be landed or kept depending on which
+decode its batch took. So the statement fails on the first such record
+(`refusal_filter`), and the landing then decodes the batch the exact way, which keeps
+the record in `dead_letters` with the rule it breaks.
+
+The rules mirror `streamlane.schemas`' checks keyword by keyword. A null stands for no
+value: a rule on a null field holds (nulls where the schema allows none are the
+screen's to catch, and a required one is caught here too).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from streamlane.schemas import value_type
+from streamlane.sqlquote import identifier, literal
+
+OWN_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+"""How a flow writes date-times (`streamlane.cloudevents.rfc3339`), as DuckDB spells it."""
+
+
+def own_time(expr: str) -> str:
+    """SQL reading a date-time the way the flow writes it, as a UTC timestamp (an error for
+    any other form)."""
+    return f"(strptime({expr}, '{OWN_TIME_FORMAT}') AT TIME ZONE 'UTC')"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        return literal(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+def broken_rules(
+    node: dict[str, Any], expr: str, parsed: frozenset[str] = frozenset(), depth: int = 0
+) -> list[str]:
+    """SQL conditions, one per rule of the schema `node`, each true on a value of `expr`
+    that breaks it (null when the value is null, so a missing value breaks no rule but
+    `required`). `parsed` names the date-times the statement reads with `own_time`, which
+    fails on any other form: only their year is left to check."""
+    out = []
+    for keyword, arg in node.items():
+        if keyword == "const":
+            out.append(f"{expr} <> {_value(arg)}")
+        elif keyword == "enum":
+            out.append(f"{expr} NOT IN ({', '.join(_value(v) for v in arg)})")
+        elif keyword == "minLength":
+            out.append(f"length({expr}) < {int(arg)}")
+        elif keyword == "minimum":
+            out.append(f"{expr} < {_value(arg)}")
+        elif keyword == "maximum":
+            out.append(f"{expr} > {_value(arg)}")
+        elif keyword == "minItems":
+            out.append(f"len({expr}) < {int(arg)}")
+        elif keyword == "format" and arg == "date-time":
+            # In the flow's form, the year 0 is written so (and refused: `parse_rfc3339`).
+            out.append(f"starts_with({expr}, '0000')")
+            if expr not in parsed:
+                # Another RFC 3339 form is no broken rule, but only the exact decode reads it.
+                read = f"try_strptime({expr}, '{OWN_TIME_FORMAT}')"
+                out.append(f"({read} IS NULL AND {expr} IS NOT NULL)")
+    kind = value_type(node)
+    if kind == "number":
+        out.append(f"NOT isfinite({expr})")
+    for name in node.get("required", []):
+        out.append(f"{expr}.{identifier(name)} IS NULL")
+    for name, child in node.get("properties", {}).items():
+        out.extend(broken_rules(child, f"{expr}.{identifier(name)}", parsed, depth))
+    if kind == "array" and "items" in node:
+        item = f"item{depth}"
+        items = [f"{item} IS NULL", *broken_rules(node["items"], item, parsed, depth + 1)]
+        if isinstance(node["items"].get("type"), list):  # items that may be null
+            items = items[1:]
+        out.append(f"list_bool_or(list_transform({expr}, lambda {item}: {' OR '.join(items)}))")
+    return out
+
+
+def ruled_properties(document: dict[str, Any]) -> list[str]:
+    """The top-level properties of the schema `document` that a rule applies to: those it
+    requires, and those with a rule of their own or on a field within."""
+    required = set(document.get("required", []))
+    return [
+        name
+        for name, child in document["properties"].items()
+        if name in required or broken_rules(child, "value")
+    ]
+
+
+def refusal_filter(
+    document: dict[str, Any], record: str, parsed: frozenset[str] = frozenset()
+) -> str:
+    """A WHERE condition over parsed records (`record`, a struct holding at least the
+    schema's `ruled_properties`) that holds on a record breaking no rule of the schema
+    `document`, and fails the statement on the first that breaks one. `parsed` as for
+    `broken_rules`."""
+    rules = [f"{record}.{identifier(name)} IS NULL" for name in document.get("required", [])]
+    for name, child in document["properties"].items():
+        rules.extend(broken_rules(child, f"{record}.{identifier(name)}", parsed))
+    if not rules:
+        return "true"
+    any_broken = " OR ".join(f"({rule})" for rule in rules)
+    return (
+        f"CASE WHEN {any_broken} THEN error('a record breaks a rule of its schema') ELSE true END"
+    )
