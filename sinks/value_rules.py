@@ -41,6 +41,16 @@ def _value(value: Any) -> str:
     return json.dumps(value)
 
 
+_BROKEN_BOUND = {
+    "const": "{value} <> {bound}",
+    "minLength": "length({value}) < {bound}",
+    "minimum": "{value} < {bound}",
+    "maximum": "{value} > {bound}",
+    "minItems": "len({value}) < {bound}",
+}
+"""Each keyword bounding a value by its argument, as SQL true on a value breaking it."""
+
+
 def broken_rules(
     node: dict[str, Any], expr: str, parsed: frozenset[str] = frozenset(), depth: int = 0
 ) -> list[str]:
@@ -50,18 +60,10 @@ def broken_rules(
     fails on any other form: only their year is left to check."""
     out = []
     for keyword, arg in node.items():
-        if keyword == "const":
-            out.append(f"{expr} <> {_value(arg)}")
+        if keyword in _BROKEN_BOUND:
+            out.append(_BROKEN_BOUND[keyword].format(value=expr, bound=_value(arg)))
         elif keyword == "enum":
             out.append(f"{expr} NOT IN ({', '.join(_value(v) for v in arg)})")
-        elif keyword == "minLength":
-            out.append(f"length({expr}) < {int(arg)}")
-        elif keyword == "minimum":
-            out.append(f"{expr} < {_value(arg)}")
-        elif keyword == "maximum":
-            out.append(f"{expr} > {_value(arg)}")
-        elif keyword == "minItems":
-            out.append(f"len({expr}) < {int(arg)}")
         elif keyword == "format" and arg == "date-time":
             # In the flow's form, the year 0 is written so (and refused: `parse_rfc3339`).
             out.append(f"starts_with({expr}, '0000')")
