@@ -161,7 +161,7 @@ from streamlane.kafka import ensure_topics
 from streamlane.publish import publish
 from streamlane.query import run_sql
 from tests.helpers import Processes, wait_until
-from tests.pipeline import count, event_id, start_warehouse
+from tests.pipeline import assert_outputs_follow_their_schemas, count, event_id, start_warehouse
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -229,6 +229,9 @@ def test_${name}_flow_matches_sql(
     assert got["max_amount"].to_list() == expected["max_amount"].to_list()
     for a, e in zip(got["amount"], expected["amount"], strict=True):
         assert math.isclose(a, e, rel_tol=1e-9)
+    # Every record the flow wrote is valid against its output's schema (no event is late).
+    late = frozenset(w.late.topic for w in FLOW.windows)
+    assert_outputs_follow_their_schemas(brokers, FLOW, may_be_empty=late)
 ''')
 
 
