@@ -1,18 +1,20 @@
 """An output schema's value rules as DuckDB SQL, for the records DuckDB's parse lands.
 
-DuckDB's parse (`sinks.duckdb.parsed_select`) reads each record as the output's types,
-and `sinks.parse_screen` keeps from it the records whose values are of another type.
-A record of the right types can still break a rule of its schema: a `const` or an
-`enum`, a bound (`minimum`, `maximum`, `minLength`, `minItems`), a required field left
-null, a date-time outside the years 1-9999, a null item in a list. The exact decode
-refuses such a record; landed by DuckDB, it would be landed or kept depending on which
-decode its batch took. So the statement fails on the first such record
-(`refusal_filter`), and the landing then decodes the batch the exact way, which keeps
-the record in `dead_letters` with the rule it breaks.
+DuckDB's parse (`sinks.duckdb.parsed_select`) reads each record as the output's types and
+fails on a record missing a field it reads, and `sinks.parse_screen` keeps from it the
+records whose values are of another type (a `null` where the schema allows none, or a
+number JSON has no room for, among them). A record of the right types can still break a
+value rule of its schema: a `const` or an `enum`, a bound (`minimum`, `maximum`,
+`minLength`, `minItems`), a date-time outside the years 1-9999, a null item in a list.
+The exact decode refuses such a record; landed by DuckDB, it would be landed or kept
+depending on which decode its batch took. So the statement fails on the first such
+record (`refusal_filter`), and the landing then decodes the batch the exact way, which
+keeps the record in `dead_letters` with the rule it breaks.
 
-The rules mirror `streamlane.schemas`' checks keyword by keyword. A null stands for no
-value: a rule on a null field holds (nulls where the schema allows none are the
-screen's to catch, and a required one is caught here too).
+The rules mirror `streamlane.schemas`' checks keyword by keyword, but for those the parse
+and the screen already hold (`required`, a finite number), which would cost every
+record of every batch a check more each. A null stands for no value: a rule on a null
+field holds.
 """
 
 from __future__ import annotations
@@ -54,10 +56,10 @@ _BROKEN_BOUND = {
 def broken_rules(
     node: dict[str, Any], expr: str, parsed: frozenset[str] = frozenset(), depth: int = 0
 ) -> list[str]:
-    """SQL conditions, one per rule of the schema `node`, each true on a value of `expr`
-    that breaks it (null when the value is null, so a missing value breaks no rule but
-    `required`). `parsed` names the date-times the statement reads with `own_time`, which
-    fails on any other form: only their year is left to check."""
+    """SQL conditions, one per value rule of the schema `node`, each true on a value of
+    `expr` that breaks it (null when the value is null). `parsed` names the date-times the
+    statement reads with `own_time`, which fails on any other form: only their year is
+    left to check."""
     out = []
     for keyword, arg in node.items():
         if keyword in _BROKEN_BOUND:
@@ -71,25 +73,24 @@ def broken_rules(
                 # Another RFC 3339 form is no broken rule, but only the exact decode reads it.
                 read = f"try_strptime({expr}, '{OWN_TIME_FORMAT}')"
                 out.append(f"({read} IS NULL AND {expr} IS NOT NULL)")
-    kind = value_type(node)
-    if kind == "number":
-        out.append(f"NOT isfinite({expr})")
-    for name in node.get("required", []):
-        out.append(f"{expr}.{identifier(name)} IS NULL")
     for name, child in node.get("properties", {}).items():
         out.extend(broken_rules(child, f"{expr}.{identifier(name)}", parsed, depth))
-    if kind == "array" and "items" in node:
+    if value_type(node) == "array" and "items" in node:
+        if not isinstance(node["items"].get("type"), list):  # items that may not be null
+            # Counted without a function per item: the screen cannot see a null item.
+            out.append(f"list_count({expr}) < len({expr})")
         item = f"item{depth}"
-        items = [f"{item} IS NULL", *broken_rules(node["items"], item, parsed, depth + 1)]
-        if isinstance(node["items"].get("type"), list):  # items that may be null
-            items = items[1:]
-        out.append(f"list_bool_or(list_transform({expr}, lambda {item}: {' OR '.join(items)}))")
+        item_rules = broken_rules(node["items"], item, parsed, depth + 1)
+        if item_rules:
+            each = " OR ".join(item_rules)
+            out.append(f"list_bool_or(list_transform({expr}, lambda {item}: {each}))")
     return out
 
 
 def ruled_properties(document: dict[str, Any]) -> list[str]:
     """The top-level properties of the schema `document` that a rule applies to: those it
-    requires, and those with a rule of their own or on a field within."""
+    requires (the parse fails on a record missing one it reads), and those with a value
+    rule of their own or on a field within."""
     required = set(document.get("required", []))
     return [
         name
@@ -105,7 +106,7 @@ def refusal_filter(
     schema's `ruled_properties`) that holds on a record breaking no rule of the schema
     `document`, and fails the statement on the first that breaks one. `parsed` as for
     `broken_rules`."""
-    rules = [f"{record}.{identifier(name)} IS NULL" for name in document.get("required", [])]
+    rules = []
     for name, child in document["properties"].items():
         rules.extend(broken_rules(child, f"{record}.{identifier(name)}", parsed))
     if not rules:
