@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from streamlane.engine import BATCH_ENGINE
-from streamlane.schemas import ESCAPED_KEY, EventSchema, parse_rfc3339
+from streamlane.schemas import ESCAPED_KEY, EventSchema, parse_rfc3339, value_type
 
 MAX_DEPTH = 256
 """Records nested deeper (objects and arrays, counted in any field) are dead letters: the
@@ -88,7 +88,7 @@ def _conform(node: dict[str, Any], value: Any) -> Any:
     integer, and integers beyond 64 bits into floats where it says number (Arrow builds a
     float column from 64-bit integers only; one too large for a float is left for
     `_too_large` to refuse)."""
-    kind = node.get("type")
+    kind = value_type(node)
     if kind == "object" and isinstance(value, dict):
         props = node.get("properties", {})
         return {k: _conform(props[k], v) for k, v in value.items() if k in props}
@@ -109,7 +109,7 @@ def _too_large(node: dict[str, Any], value: Any, path: str) -> str | None:
     a schema without a `maximum` would let a larger one through validation, and building
     the frame would then fail for the batch.
     """
-    kind = node.get("type")
+    kind = value_type(node)
     if kind in ("integer", "number") and isinstance(value, int) and value not in _INT64:
         digits = str(value)
         shown = digits if len(digits) <= 40 else f"{digits[:37]}..."

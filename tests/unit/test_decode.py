@@ -241,6 +241,24 @@ def test_a_null_where_the_schema_allows_it_decodes_as_null() -> None:
     assert short.rejects["reason"].to_list() == ["data.product_id is shorter than 1"]
 
 
+def test_a_field_allowing_null_decodes_its_numbers_as_one_that_does_not() -> None:
+    """The per-record decode reads a nullable field's type as the plain one's: an integer
+    beyond 64 bits in a nullable number field is a float, one beyond a float a reject, and
+    the batch around them decodes (the frame could not hold the integer)."""
+    document = copy.deepcopy(CLICKS.document)
+    document["properties"]["data"]["properties"]["amount"]["type"] = ["number", "null"]
+    schema = compile_schema(document)
+    records = []
+    for amount in (2**70, 10**400):
+        event = copy.deepcopy(CLICK)
+        event["data"].update(shop_id=3.0, amount=amount)  # the integral float: exact path
+        records.append(json.dumps(event).encode())
+    out = decode_batch(records, schema)
+    assert [d["amount"] for d in out.valid["data"]] == [float(2**70)]
+    [reason] = out.rejects["reason"].to_list()
+    assert reason.startswith("data.amount: 1000") and reason.endswith("does not fit a 64-bit float")
+
+
 @pytest.mark.parametrize(
     ("change", "error"),
     [
