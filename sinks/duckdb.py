@@ -262,7 +262,8 @@ def parsed_select(output: Output) -> str:
     read += [name for name in ruled_properties(schema.document) if name not in read]
     structure = {name: _json_structure(envelope_kinds[name]) for name in read}
     columns = []
-    times = {'j."time"'} if "event_time" in output.table.envelope else set()
+    time = f"j.{identifier('time')}"
+    times = {time} if "event_time" in output.table.envelope else set()
     for name, node in fields.items():
         value = f"j.{identifier('data')}.{identifier(name)}"
         if node.get("format") == "date-time":
@@ -270,7 +271,7 @@ def parsed_select(output: Output) -> str:
             value = own_time(value)
         columns.append(f"{value} AS {identifier(name)}")
     for name in output.table.envelope:
-        value = own_time('j."time"') if name == "event_time" else f"j.{identifier(name)}"
+        value = own_time(time) if name == "event_time" else f"j.{identifier(name)}"
         columns.append(f"{value} AS {identifier(name)}")
     columns.append("make_timestamptz(produced_ms * 1000) AS produced_at")
     text = literal(json.dumps(structure, separators=(",", ":")))

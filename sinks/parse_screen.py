@@ -51,16 +51,16 @@ records holding one, which costs less than one more alternative in the screen's 
 _RARE_PATTERN = f"{ESCAPED_KEY}|{_TRAILING_COMMA}"
 
 
-_OR_NULL = " or null"
+_LIST_OF_VALUES = ("list of values", False)
 
 
-def _kind(field: pa.Field) -> str:
+def _kind(field: pa.Field) -> tuple[str, bool]:
     """The field's `json_kind`, telling lists of plain values (whose items have no name)
-    from lists of objects, and saying whether its schema allows null."""
+    from lists of objects, and whether its schema allows null."""
     kind = field.type
     if pa.types.is_list(kind) and not pa.types.is_struct(kind.value_type):
-        return "list of values"
-    return json_kind(kind) + (_OR_NULL if allows_null(field) else "")
+        return _LIST_OF_VALUES
+    return json_kind(kind), allows_null(field)
 
 
 def _names(names: list[str]) -> str:
@@ -71,21 +71,20 @@ def screen_pattern(arrow_schema: pa.Schema) -> str:
     """The regex matching a record whose values DuckDB's parse might read differently from
     the exact decode, given its keys are written without escapes (see the module's doc)."""
     declared = declared_fields(arrow_schema, _kind)
-    by_kind: dict[str, list[str]] = {}
+    by_kind: dict[tuple[str, bool], list[str]] = {}
     anywhere = []
     for name, kinds in declared.items():
-        if len(kinds) > 1 or kinds == {"list of values"}:
+        if len(kinds) > 1 or kinds == {_LIST_OF_VALUES}:
             anywhere.append(name)
         else:
             by_kind.setdefault(next(iter(kinds)), []).append(name)
     after = f'"{_SPACE}:{_SPACE}'
     parts = []
-    for kind_or_null, names in sorted(by_kind.items()):
-        kind = kind_or_null.removesuffix(_OR_NULL)
-        if kind == kind_or_null:
-            wrong = [f"[^{LEADING_CHARS[kind]} \\t\\n\\r]"]
-        else:
+    for (kind, nullable), names in sorted(by_kind.items()):
+        if nullable:
             wrong = [f"[^{LEADING_CHARS[kind]}n \\t\\n\\r]", _NOT_NULL]
+        else:
+            wrong = [f"[^{LEADING_CHARS[kind]} \\t\\n\\r]"]
         if kind in ("integer", "number"):
             wrong.append("-[^0-9]")
         if kind == "integer":

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from streamlane.schemas import value_type
+from streamlane.schemas import null_allowed, value_type
 from streamlane.sqlquote import identifier, literal
 
 OWN_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -76,7 +76,7 @@ def broken_rules(
     for name, child in node.get("properties", {}).items():
         out.extend(broken_rules(child, f"{expr}.{identifier(name)}", parsed, depth))
     if value_type(node) == "array" and "items" in node:
-        if not isinstance(node["items"].get("type"), list):  # items that may not be null
+        if not null_allowed(node["items"]):
             # Counted without a function per item: the screen cannot see a null item.
             out.append(f"list_count({expr}) < len({expr})")
         item = f"item{depth}"

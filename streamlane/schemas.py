@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema
 import polars as pl
@@ -103,13 +103,19 @@ def allows_null(field: pa.Field) -> bool:
     return (field.metadata or {}).get(b"null") == b"allowed"
 
 
+def null_allowed(node: dict[str, Any]) -> bool:
+    """Whether a schema node lists `null` among its types (`["string", "null"]`)."""
+    kind = node.get("type")
+    return isinstance(kind, list) and "null" in kind
+
+
 def _nullable(node: dict[str, Any], where: str) -> bool:
-    """Whether a node allows null besides one plain type (`["string", "null"]`)."""
+    """Whether a node allows null besides one plain type (`["string", "null"]`); ValueError
+    for any other list of types."""
     kind = node.get("type")
     if not isinstance(kind, list):
         return False
-    rest = [k for k in kind if k != "null"]
-    if len(rest) != 1 or len(kind) != 2 or rest[0] not in _PLAIN_TYPES:
+    if not null_allowed(node) or len(kind) != 2 or value_type(node) not in _PLAIN_TYPES:
         raise ValueError(
             f"{where}: a list of types must be one of {', '.join(_PLAIN_TYPES)} and null"
         )
@@ -279,12 +285,16 @@ ESCAPED_KEY = r'\\.(?:[^"\\]|\\.)*"[ \t\n\r]*:'
 on: a pattern matching keys as written misses it, and the parsers read it unescaped."""
 
 
+Kind = TypeVar("Kind", bound=Hashable)
+"""How `declared_fields` classifies a field."""
+
+
 def declared_fields(
-    arrow_schema: pa.Schema, classify: Callable[[pa.Field], str]
-) -> dict[str, set[str]]:
+    arrow_schema: pa.Schema, classify: Callable[[pa.Field], Kind]
+) -> dict[str, set[Kind]]:
     """Every field name declared at any level of an event's Arrow schema (in objects, and
     in objects in lists), with `classify` of each field it is declared as."""
-    out: dict[str, set[str]] = {}
+    out: dict[str, set[Kind]] = {}
 
     def walk(kind: pa.DataType) -> None:
         if pa.types.is_struct(kind):
