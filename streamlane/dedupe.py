@@ -47,6 +47,15 @@ def hash_ids(ids: pl.Series) -> np.ndarray:
     return ids.hash(seed=ID_HASH_SEED).to_numpy()
 
 
+def _sync_directory(directory: Path) -> None:
+    """Make the entries of `directory` (files created, renamed or removed in it) durable."""
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def _sealed(ids: np.ndarray) -> np.ndarray:
     ids.flags.writeable = False
     return ids
@@ -83,7 +92,10 @@ class RunFiles:
         aside = self.directory / f".{name}"
         header = np.array([len(runs), *(len(ids) for ids in runs)], dtype="<u8")
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            if not self.directory.is_dir():
+                self.directory.mkdir(parents=True, exist_ok=True)
+                # The folder's own entry, so a crash cannot lose the folder the file is in.
+                _sync_directory(self.directory.parent)
             with open(aside, "wb") as out:
                 out.write(header.tobytes())
                 for ids in runs:
@@ -91,6 +103,9 @@ class RunFiles:
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(aside, self.directory / name)
+            # A rename is durable only once its folder is synced: without it, a crash after the
+            # snapshot naming the file was committed could leave the file missing.
+            _sync_directory(self.directory)
         except OSError:
             with contextlib.suppress(OSError):
                 aside.unlink(missing_ok=True)

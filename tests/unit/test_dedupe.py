@@ -1,6 +1,7 @@
 """Dedupe state: first occurrence wins, within a batch and across batches, within the horizon."""
 
 import copy
+import os
 import pickle
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -219,6 +220,31 @@ def test_a_snapshot_writes_its_new_runs_of_every_bucket_to_one_file(run_root: Pa
     for batch, ids in enumerate(kept):
         at = np.full(len(ids), batch * 10 * MINUTE)
         assert not restored.first_seen(ids, at).any(), f"batch {batch} remembered"
+
+
+def test_a_run_file_and_its_folder_are_synced_before_its_name_is_returned(
+    run_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A snapshot names the file once `write` returns; the file's contents and its entry in
+    # the folder (the rename, and the folder's own entry when it was just created) must
+    # both be on disk by then, or a crash could leave the snapshot naming a missing file.
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        synced.append(os.fstat(descriptor).st_ino)
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    files = run_files("5")
+    assert files is not None
+    name = files.write([np.arange(10, dtype=np.uint64)])
+    folder, file = files.directory, files.directory / name
+    order = [os.stat(path).st_ino for path in (run_root, file, folder)]
+    assert synced == order, "the new folder's parent, then the file, then its folder"
+    synced.clear()
+    files.write([np.arange(5, dtype=np.uint64)])
+    assert synced[-1] == os.stat(folder).st_ino and len(synced) == 2, "an existing folder"
 
 
 def test_a_snapshot_naming_whole_run_files_is_restored(run_root: Path) -> None:
