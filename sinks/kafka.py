@@ -13,6 +13,10 @@ Its queue is bounded: when full, a write waits for deliveries (back pressure), d
 a Kafka outage up to the outage limit. A delivery failure stops the flow rather than
 losing records.
 
+Each worker lists only its own share of the partitions, and the flow keys what a worker
+makes to one of them (`key_for`, see `streamlane.localparts`): records are produced by
+the worker that made them, never first sent to another worker or process.
+
 Records are handed to the producer one call each, with the arguments in place and the
 delivery callback set once in its configuration: in a backlog the flow's worker spends
 a good part of its time here, and a batch call needs a dictionary built per record,
@@ -36,6 +40,7 @@ from confluent_kafka import KafkaException, Producer
 from streamlane import metrics
 from streamlane.brokerwatch import DEFAULT_OUTAGE_LIMIT_S, BrokerWatch, watch
 from streamlane.kafka import WAIT_STEP_S, flush_within, producer_config
+from streamlane.localparts import LocalParts, WorkerLayout
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,9 @@ _SERVE_AFTER = 20_000
 which a write polls it."""
 SINK_PARTITIONS = 16
 """Fixed in the recovery store with the flow; as many as the flow's state shards."""
+BUILT_ELSEWHERE = "is built on a worker that did not list it"
+"""Logged when the runtime gives a sink partition to another worker than the one that
+listed it, whose records then cross to it (see `streamlane.localparts`)."""
 
 
 class _SharedProducer:
@@ -224,16 +232,39 @@ class KafkaFrameSink(FixedPartitionedSink[pl.DataFrame, None]):
         *,
         headers: bool = False,
         broker_timeout_s: float = DEFAULT_OUTAGE_LIMIT_S,
+        layout: WorkerLayout | None = None,
     ) -> None:
         self.brokers = brokers
         self.topic = topic
         self.headers = headers
         self.broker_timeout_s = broker_timeout_s
+        self.parts = LocalParts(SINK_PARTITIONS, layout or WorkerLayout())
+
+    def key_for(self, spread: str) -> str:
+        """The item key that has the calling worker write the item itself, to the same sink
+        partition for the same `spread` (see `streamlane.localparts`)."""
+        return self.parts.key_for(spread)
 
     def list_parts(self) -> list[str]:
-        return [str(i) for i in range(SINK_PARTITIONS)]
+        return self.parts.claim()
+
+    def part_fn(self, item_key: str) -> int:
+        return self.parts.index(item_key)
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _FramePartition:
+        if not self.parts.owns(for_part) and (step_id, for_part) not in _told_elsewhere:
+            # Still correct, but the items of this partition now cross between workers.
+            _told_elsewhere.add((step_id, for_part))
+            log.warning(
+                "sink partition %s of %s %s; its records are sent there from the workers "
+                "that made them",
+                for_part,
+                step_id,
+                BUILT_ELSEWHERE,
+            )
         return _FramePartition(
             _shared(self.brokers, self.broker_timeout_s), self.topic, self.headers
         )
+
+
+_told_elsewhere: set[tuple[str, str]] = set()

@@ -35,6 +35,7 @@ from streamlane.decode import Decoded
 from streamlane.engine import BATCH_ENGINE
 from streamlane.enrich import LookupEnricher
 from streamlane.flow import Flow, Output, Windows
+from streamlane.localparts import WorkerLayout
 from streamlane.reference import TopicReference, TopicTable
 from streamlane.settings import FlowSettings
 from streamlane.shards import ShardOutput, ShardRows, WindowSpec, route, shard_step, split
@@ -49,7 +50,8 @@ from streamlane.source import (
 from streamlane.versions import decode_versions, upcast_chain
 
 Keyed = tuple[str, pl.DataFrame]
-"""(sink partition key, frame): the key spreads a flow's output over the sink's partitions."""
+"""(sink partition key, frame): the key names one of the sink partitions of the worker that
+made the frame (`KafkaFrameSink.key_for`), which writes it."""
 
 
 def decoder(flow: Flow) -> Callable[[list[bytes]], Decoded]:
@@ -299,11 +301,14 @@ def _outputs(pick: Callable[[ShardOutput], pl.DataFrame | None]):  # type: ignor
     return flat
 
 
-def _keyed(encode: Callable[[pl.DataFrame], pl.DataFrame]) -> Callable[[Keyed], Keyed]:
-    """`encode` applied to the frame of a (key, frame) item; the key picks the sink partition."""
+def _keyed(
+    encode: Callable[[pl.DataFrame], pl.DataFrame], sink: KafkaFrameSink
+) -> Callable[[Keyed], Keyed]:
+    """`encode` applied to the frame of a (shard key, frame) item, keyed to the sink partition
+    of the worker running it that takes that shard's records."""
 
     def apply(item: Keyed) -> Keyed:
-        return item[0], encode(item[1])
+        return sink.key_for(item[0]), encode(item[1])
 
     return apply
 
@@ -319,8 +324,12 @@ def _enriched_records(flow: Flow) -> Callable[[pl.DataFrame], pl.DataFrame]:
     return select
 
 
-def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
-    """The bytewax dataflow of `flow` for the given settings (brokers, lateness, idle timeout...)."""
+def build_dataflow(
+    flow: Flow, settings: FlowSettings, layout: WorkerLayout | None = None
+) -> Dataflow:
+    """The bytewax dataflow of `flow` for the given settings (brokers, lateness, idle timeout...),
+    run by the workers of `layout` (one, by default). Each worker writes the outputs it makes
+    to sink partitions of its own (`streamlane.localparts`), which the layout shares out."""
     # One listing of the input's partitions for the watermark's and the source's.
     partitions = partition_indexes(settings.brokers, flow.input_topic)
     spec = window_spec(flow, settings, tuple(partition_names(flow.input_topic, partitions)))
@@ -338,8 +347,14 @@ def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
 
     def sink(topic: str, headers: bool = False) -> KafkaFrameSink:
         return KafkaFrameSink(
-            settings.brokers, topic, headers=headers, broker_timeout_s=settings.broker_timeout_s
+            settings.brokers,
+            topic,
+            headers=headers,
+            broker_timeout_s=settings.broker_timeout_s,
+            layout=layout,
         )
+
+    dead_letter_sink = sink(flow.dead_letter_topic, headers=True)
 
     def dead_letters(batch: PartitionBatch) -> list[Keyed]:
         if batch.dead_letters.is_empty():
@@ -348,25 +363,23 @@ def build_dataflow(flow: Flow, settings: FlowSettings) -> Dataflow:
         # Keyed by input partition, so each partition's dead letters keep their order.
         by_partition = records.partition_by("header_partition", as_dict=True, maintain_order=True)
         return [
-            (partition_name(batch.topic, index), part) for (index,), part in by_partition.items()
+            (dead_letter_sink.key_for(partition_name(batch.topic, index)), part)
+            for (index,), part in by_partition.items()
         ]
 
     dataflow = Dataflow(flow.name)
     # Decoded, enriched and split by shard off the worker, on the source's decode threads.
     enriched = op.input("read", dataflow, source)
-    op.output(
-        "to_dlq",
-        op.flat_map("dead_letters", enriched, dead_letters),
-        sink(flow.dead_letter_topic, headers=True),
-    )
+    op.output("to_dlq", op.flat_map("dead_letters", enriched, dead_letters), dead_letter_sink)
 
     shards = op.flat_map(
         f"key_by_{flow.key}", enriched, lambda b: route(spec, b.shards, b.progress)
     )
     results = op.stateful_map(SHARD_STEP, shards, shard_step(spec))
     unique = op.flat_map("unique_events", results, _outputs(lambda r: r.unique))
-    events = op.map("enriched_events", unique, _keyed(_enriched_records(flow)))
-    op.output("to_enriched", events, sink(flow.enriched.topic))
+    enriched_sink = sink(flow.enriched.topic)
+    events = op.map("enriched_events", unique, _keyed(_enriched_records(flow), enriched_sink))
+    op.output("to_enriched", events, enriched_sink)
     for windows in flow.windows:
         _window_outputs(flow, windows, results, sink)
     return dataflow
@@ -406,34 +419,37 @@ def _together(
 
 
 def _per_worker(
-    encode: Callable[[list[ShardOutput]], pl.DataFrame | None],
+    encode: Callable[[list[ShardOutput]], pl.DataFrame | None], sink: KafkaFrameSink
 ) -> Callable[[list[tuple[str, ShardOutput]]], list[Keyed]]:
     """A mapper of the batch of shard outputs a worker's step emitted at once: `encode`'s
-    records as one item, keyed by the worker (its process and thread). The key picks the
-    sink partition that writes them: one worker's records always take the same one, so the
-    records of a key keep their order, as they did keyed by their shard (a shard stays on
-    one worker for the run)."""
+    records as one item, keyed to a sink partition of the worker itself, the same one every
+    time, so the records of a key keep their order, as they did keyed by their shard (a
+    shard stays on one worker for the run)."""
 
     def flat(batch: list[tuple[str, ShardOutput]]) -> list[Keyed]:
         records = encode([output for _, output in batch])
         if records is None:
             return []
-        return [(f"{os.getpid()}/{threading.get_ident()}", records)]
+        return [(sink.key_for(f"{os.getpid()}/{threading.get_ident()}"), records)]
 
     return flat
 
 
-def _window_outputs(flow: Flow, windows: Windows, results: Any, sink: Any) -> None:
+def _window_outputs(
+    flow: Flow, windows: Windows, results: Any, sink: Callable[[str], KafkaFrameSink]
+) -> None:
     name = windows.name
     closed = partial(closed_window_records, flow, windows)
+    window_sink = sink(windows.output.topic)
     op.output(
         f"to_{name}",
-        op.flat_map_batch(f"{name}_events", results, _per_worker(closed)),
-        sink(windows.output.topic),
+        op.flat_map_batch(f"{name}_events", results, _per_worker(closed, window_sink)),
+        window_sink,
     )
     late = partial(late_event_records, flow, windows)
+    late_sink = sink(windows.late.topic)
     op.output(
         f"to_late_{name}",
-        op.flat_map_batch(f"late_{name}_events", results, _per_worker(late)),
-        sink(windows.late.topic),
+        op.flat_map_batch(f"late_{name}_events", results, _per_worker(late, late_sink)),
+        late_sink,
     )

@@ -23,6 +23,7 @@ from streamlane.dataflow import build_dataflow
 from streamlane.errors import UserError
 from streamlane.flow import load_flow
 from streamlane.kafka import check_reachable, partitions_of
+from streamlane.localparts import WorkerLayout
 from streamlane.progresslines import ProgressLog, RateMeter, flow_line, own_metrics
 from streamlane.settings import FlowSettings
 
@@ -111,7 +112,8 @@ def run_flow(
     storelock.hold(recovery_dir)
     # Snapshots then write only the ids seen since the last one, not the whole horizon.
     dedupe.keep_runs_in(recovery_dir / DEDUPE_RUNS)
-    flow = build_dataflow(declared, settings)
+    layout = WorkerLayout(process_id or 0, len(addresses or [None]), workers)
+    flow = build_dataflow(declared, settings, layout)
     # Held for the whole run, so the reason a cluster process gives when it exits without
     # its final snapshot comes from the watch its sources and sinks used.
     broker = watch(settings.brokers, settings.broker_timeout_s)
