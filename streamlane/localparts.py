@@ -2,9 +2,9 @@
 
 A partitioned sink's items go to the worker that owns the partition they are keyed to.
 When every worker lists every partition, the runtime spreads the partitions over the
-workers, and most items leave the worker that made them: between processes of a
-cluster, each is pickled and sent over the network, once more after the state shards'
-exchange. Here each worker lists only its own share of the partitions (the same fixed
+workers, and of N workers' items about (N - 1)/N leave the worker that made them:
+between processes of a cluster, each is pickled and sent over the network, once more
+after the state shards' exchange. Here each worker lists only its own share of the partitions (the same fixed
 set whatever the layout, so a recovery store written by one layout resumes under
 another), and keys its items to one of them: they are written where they were made.
 
