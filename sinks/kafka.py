@@ -239,6 +239,7 @@ class KafkaFrameSink(FixedPartitionedSink[pl.DataFrame, None]):
         self.headers = headers
         self.broker_timeout_s = broker_timeout_s
         self.parts = LocalParts(SINK_PARTITIONS, layout or WorkerLayout())
+        self._told_elsewhere: set[tuple[str, str]] = set()
 
     def key_for(self, spread: str) -> str:
         """The item key that has the calling worker write the item itself, to the same sink
@@ -252,9 +253,9 @@ class KafkaFrameSink(FixedPartitionedSink[pl.DataFrame, None]):
         return self.parts.index(item_key)
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _FramePartition:
-        if not self.parts.owns(for_part) and (step_id, for_part) not in _told_elsewhere:
+        if not self.parts.owns(for_part) and (step_id, for_part) not in self._told_elsewhere:
             # Still correct, but the items of this partition now cross between workers.
-            _told_elsewhere.add((step_id, for_part))
+            self._told_elsewhere.add((step_id, for_part))
             log.warning(
                 "sink partition %s of %s %s; its records are sent there from the workers "
                 "that made them",
@@ -265,6 +266,3 @@ class KafkaFrameSink(FixedPartitionedSink[pl.DataFrame, None]):
         return _FramePartition(
             _shared(self.brokers, self.broker_timeout_s), self.topic, self.headers
         )
-
-
-_told_elsewhere: set[tuple[str, str]] = set()

@@ -4,9 +4,10 @@ A partitioned sink's items go to the worker that owns the partition they are key
 When every worker lists every partition, the runtime spreads the partitions over the
 workers, and of N workers' items about (N - 1)/N leave the worker that made them:
 between processes of a cluster, each is pickled and sent over the network, once more
-after the state shards' exchange. Here each worker lists only its own share of the partitions (the same fixed
-set whatever the layout, so a recovery store written by one layout resumes under
-another), and keys its items to one of them: they are written where they were made.
+after the state shards' exchange. Here each worker lists only its own share of the
+partitions (the same fixed set whatever the layout, so a recovery store written by one
+layout resumes under another), and keys its items to one of them: they are written
+where they were made.
 
 Correctness never depends on this: a key that names no partition of the calling worker
 is still routed by its hash, as before, to whichever worker owns that partition.
@@ -55,8 +56,8 @@ class LocalParts:
         # The runtime orders partitions by name and indexes that order with `index`.
         self._order = {name: i for i, name in enumerate(sorted(self.names))}
         self._claimed = 0
-        self._by_thread: dict[int, tuple[str, ...]] = {}
-        self._beyond: set[int] = set()
+        # None for a worker beyond the layout, which lists every partition and owns none.
+        self._by_thread: dict[int, tuple[str, ...] | None] = {}
         self._lock = threading.Lock()
 
     def claim(self) -> list[str]:
@@ -73,8 +74,7 @@ class LocalParts:
                         local + 1,
                         self.layout.workers_per_process,
                     )
-                    self._by_thread[thread] = ()
-                    self._beyond.add(thread)
+                    self._by_thread[thread] = None
                 else:
                     worker = self.layout.process_id * self.layout.workers_per_process + local
                     self._by_thread[thread] = tuple(
@@ -82,13 +82,12 @@ class LocalParts:
                         for p, name in enumerate(self.names)
                         if p % self.layout.workers == worker
                     )
-            if thread in self._beyond:
-                return list(self.names)
-            return list(self._by_thread[thread])
+            owned = self._by_thread[thread]
+        return list(self.names if owned is None else owned)
 
     def owns(self, part: str) -> bool:
         """Whether the calling worker claimed `part`."""
-        return part in self._by_thread.get(threading.get_ident(), ())
+        return part in (self._by_thread.get(threading.get_ident()) or ())
 
     def key_for(self, spread: str) -> str:
         """The item key that sends an item to one of the calling worker's own partitions,
