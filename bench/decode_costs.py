@@ -188,7 +188,8 @@ def kafka_reads(
 def kafka_writes(sink: KafkaFrameSink, records: pl.DataFrame) -> Callable[[], None]:
     """Producing `records` (`key`, `value`) through one partition of the flow's sink, as the
     flow's worker writes a batch, until every one is delivered (as before a snapshot)."""
-    part = sink.build_part("bench", "0", None)
+    # Listed first, as a worker does, so the partition built is one this thread owns.
+    part = sink.build_part("bench", sink.list_parts()[0], None)
 
     def run() -> None:
         part.write_batch([records])
