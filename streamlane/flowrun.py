@@ -103,7 +103,8 @@ def run_flow(
     declared = load_flow(name)
     cluster = cluster_options(process_id, addresses)
     cluster_id = check_reachable(settings.brokers)
-    check_balanced(settings.brokers, declared.input_topic, workers * len(addresses or [None]))
+    layout = WorkerLayout(process_id or 0, len(addresses) if addresses else 1, workers)
+    check_balanced(settings.brokers, declared.input_topic, layout.workers)
     if process_id in (None, 0):
         prepare_recovery(recovery_dir, cluster_id)
     else:
@@ -112,7 +113,6 @@ def run_flow(
     storelock.hold(recovery_dir)
     # Snapshots then write only the ids seen since the last one, not the whole horizon.
     dedupe.keep_runs_in(recovery_dir / DEDUPE_RUNS)
-    layout = WorkerLayout(process_id or 0, len(addresses or [None]), workers)
     flow = build_dataflow(declared, settings, layout)
     # Held for the whole run, so the reason a cluster process gives when it exits without
     # its final snapshot comes from the watch its sources and sinks used.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
@@ -40,15 +41,8 @@ def test_two_workers_each_write_what_they_made_to_their_own_sink_partitions(
 
     monkeypatch.setattr(kafka_sink._FramePartition, "write_batch", spied_write_batch)
 
-    def made_here(n: int) -> tuple[str, pl.DataFrame]:
-        # The record says which thread made it; keyed by its store, as a shard's records are.
-        value = f"{n}:{threading.get_ident()}"
-        return sink.key_for(f"store-{n % 7}"), pl.DataFrame({"key": [str(n)], "value": [value]})
-
-    flow = Dataflow("sink_locality")
-    numbers = op.redistribute("spread", op.input("in", flow, TestingSource(range(400), 10)))
-    op.output("out", op.map("made_here", numbers, made_here), sink)
-    cli_main(flow, workers_per_process=2, epoch_interval=timedelta(seconds=0.05))
+    # Each record says which thread made it.
+    _numbers_to_sink(sink, "sink_locality", 400, 2, lambda n: f"{n}:{threading.get_ident()}")
 
     values = [v for _, batch in written for v in batch]
     assert sorted(int(v.split(":")[0]) for v in values) == list(range(400))
@@ -75,26 +69,40 @@ def test_a_recovery_store_resumes_under_another_layout_of_workers(
     for workers in (1, 2, 1):
         total += 200
         sink = KafkaFrameSink(broker.bootstrap, topic, layout=WorkerLayout(0, 1, workers))
-
-        def keyed(n: int, sink: KafkaFrameSink = sink) -> tuple[str, pl.DataFrame]:
-            return sink.key_for(f"store-{n % 7}"), pl.DataFrame(
-                {"key": [str(n)], "value": [str(n)]}
-            )
-
-        flow = Dataflow("sink_layouts")
         # The source resumes where the last run ended: each run reads 200 more numbers.
-        numbers = op.redistribute("spread", op.input("in", flow, TestingSource(range(total), 10)))
-        op.output("out", op.map("keyed", numbers, keyed), sink)
-        cli_main(
-            flow,
-            workers_per_process=workers,
-            epoch_interval=timedelta(seconds=0.05),
-            recovery_config=RecoveryConfig(recovery),
-        )
+        _numbers_to_sink(sink, "sink_layouts", total, workers, str, RecoveryConfig(recovery))
         held = _sink_partitions_held(recovery, "sink_layouts.out")
         assert len(held) > 2, f"too few sink partitions in the store to tell: {held}"
     landed = read_to_end(broker.bootstrap, topic)
     assert sorted(int(m.value()) for m in landed) == list(range(total))
+
+
+def _numbers_to_sink(
+    sink: KafkaFrameSink,
+    name: str,
+    total: int,
+    workers: int,
+    value_of: Callable[[int], str],
+    recovery: RecoveryConfig | None = None,
+) -> None:
+    """Runs a dataflow `name` of `workers` threads that spreads the numbers below `total`
+    over its workers, each of which writes one record per number (`value_of` it) to `sink`,
+    keyed by a store as a shard's records are."""
+
+    def made_here(n: int) -> tuple[str, pl.DataFrame]:
+        return sink.key_for(f"store-{n % 7}"), pl.DataFrame(
+            {"key": [str(n)], "value": [value_of(n)]}
+        )
+
+    flow = Dataflow(name)
+    numbers = op.redistribute("spread", op.input("in", flow, TestingSource(range(total), 10)))
+    op.output("out", op.map("made_here", numbers, made_here), sink)
+    cli_main(
+        flow,
+        workers_per_process=workers,
+        epoch_interval=timedelta(seconds=0.05),
+        recovery_config=recovery,
+    )
 
 
 def _sink_partitions_held(recovery: Path, step: str) -> set[str]:
