@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -68,7 +71,25 @@ def test_a_partition_name_indexes_itself_in_the_runtimes_order_of_partitions() -
     ordered = sorted(parts.names)
     for name in parts.names:
         assert ordered[parts.index(name) % len(ordered)] == name
-    assert parts.index("pizza.orders-3") == parts.index("pizza.orders-3")
+
+
+def test_any_other_key_indexes_alike_in_every_process_of_a_cluster() -> None:
+    """Every process must route a key to the same partition; string hashes that vary per
+    process (Python's own) would send a key's records to different workers."""
+    keys = ["pizza.orders-3", "store-7", "4242/140000000000"]
+    here = [LocalParts(16, WorkerLayout()).index(key) for key in keys]
+    program = (
+        "import sys; from streamlane.localparts import LocalParts, WorkerLayout; "
+        "print([LocalParts(16, WorkerLayout(1, 2, 1)).index(k) for k in sys.argv[1:]])"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", program, *keys],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )
+    assert other.stdout.strip() == str(here)
 
 
 def test_a_worker_owning_no_partition_keys_by_its_spread_as_before() -> None:
