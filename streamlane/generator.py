@@ -454,7 +454,7 @@ class OrderGenerator(EventGenerator):
         columns = pl.DataFrame(
             {
                 "id": _fixed_text(_uuid_chars(ids)),
-                "trace": _fixed_text(_traceparent_chars(trace)),
+                "trace": _fixed_text(_with_dashes(_hex_chars(trace), (32, 16))),
                 "store_at": store_at,
                 "v2": as_v2,
                 "local_ms": (times_us + _OFFSET_US[zone]) // 1000,
@@ -492,9 +492,9 @@ class OrderGenerator(EventGenerator):
                 pl.when(v2).then(pl.lit("v2")).otherwise(pl.lit("v1")),
                 pl.lit('","time":"'),
                 _rfc3339(pl.col("local_ms"), pl.col("zone")),
-                pl.lit('","datacontenttype":"application/json","traceparent":"'),
+                pl.lit('","datacontenttype":"application/json","traceparent":"00-'),
                 pl.col("trace"),
-                pl.lit(f'","data":{{"order_id":"o-{self.settings.seed}-'),
+                pl.lit(f'-01","data":{{"order_id":"o-{self.settings.seed}-'),
                 pl.int_range(first, first + n, dtype=pl.Int64).cast(pl.String),
                 pl.lit('","customer_id":"c-'),
                 pl.col("customer").cast(pl.String),
@@ -539,13 +539,6 @@ def _with_dashes(chars: np.ndarray, parts: tuple[int, ...]) -> np.ndarray:
 def _uuid_chars(octets: np.ndarray) -> np.ndarray:
     """UUIDs of 16 octets a row, as their 36 characters of text."""
     return _with_dashes(_hex_chars(octets), (8, 4, 4, 4, 12))
-
-
-def _traceparent_chars(octets: np.ndarray) -> np.ndarray:
-    """Trace contexts (`00-<trace id>-<parent id>-01`) of 24 octets a row, as text."""
-    version = np.full((len(octets), 2), ord("0"), dtype=np.uint8)
-    flags = np.tile(np.frombuffer(b"01", dtype=np.uint8), (len(octets), 1))
-    return _with_dashes(np.hstack([version, _hex_chars(octets), flags]), (2, 32, 16, 2))
 
 
 def _fixed_text(chars: np.ndarray) -> pl.Series:
