@@ -66,8 +66,8 @@ from streamlane.dataflow import (
 )
 from streamlane.generator import GeneratedRecord, GeneratorSettings, OrderGenerator
 from streamlane.kafka import (
+    LANDING_READER_CONFIG,
     PARTITION_READER_CONFIG,
-    QUICK_REFETCH_CONFIG,
     consumer_config,
     ensure_topics,
 )
@@ -292,7 +292,7 @@ def main() -> None:
             )
             for p in range(KAFKA_PARTITIONS)
         ]
-        landing_reader = Consumer(consumer_config(broker.bootstrap, QUICK_REFETCH_CONFIG))
+        landing_reader = Consumer(consumer_config(broker.bootstrap, LANDING_READER_CONFIG))
         everything = [TopicPartition(enriched_topic, p, 0) for p in range(KAFKA_PARTITIONS)]
         sink = KafkaFrameSink(broker.bootstrap, enriched_topic)
         # In this order: the landing's client reads everything the sink's runs produced.

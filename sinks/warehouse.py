@@ -49,7 +49,7 @@ from streamlane.collector import collect_rarely
 from streamlane.errors import UserError, make_folder
 from streamlane.flow import flow_names, load_flow
 from streamlane.kafka import (
-    QUICK_REFETCH_CONFIG,
+    LANDING_READER_CONFIG,
     check_reachable,
     consumer_config,
     partitions_by_topic,
@@ -270,7 +270,7 @@ class Landing:
         self.poll_timeout_s = poll_timeout_s
         self.cluster_id = check_reachable(brokers)
         self.broker = watch(brokers, broker_timeout_s)
-        self.consumer = Consumer(consumer_config(brokers, QUICK_REFETCH_CONFIG))
+        self.consumer = Consumer(consumer_config(brokers, LANDING_READER_CONFIG))
         self._stored = self._stored_positions()
         self._waiting = set(tables)
         self._look_again_at = 0.0
