@@ -73,9 +73,10 @@ events/s (`bench.freshness`), readers waiting 50 ms kept it about half again as 
 with 200 ms, and with the cores short of room the time to visible had the longer tail; a
 backlog reads as fast with either (a fetch that finds records returns them at once). A
 record that arrives while a fetch is held waits for the rest of it, so on the embedded
-broker the median time from produce to visible is a few hundredths of a second longer; a
-Kafka broker answers as soon as records arrive. Tools that read a topic once keep the
-shorter wait of `consumer_config`, so they stop soon after its end."""
+broker the median time from produce to visible is up to a tenth of a second longer, and a
+reader assigned partitions anew waits for its held fetch first; a Kafka broker answers as
+soon as records arrive. Tools that read a topic once keep the shorter wait of
+`consumer_config`, so they stop soon after its end."""
 
 
 LANDING_READER_CONFIG = {**QUICK_REFETCH_CONFIG, **CAUGHT_UP_FETCH_WAIT_CONFIG}
