@@ -553,10 +553,9 @@ def _fixed_text(chars: np.ndarray) -> pl.Series:
     return series
 
 
-_OFFSET_SUFFIXES = [
-    datetime(2000, 1, 1, tzinfo=zone).isoformat().replace("+00:00", "Z")[19:] for zone in OFFSETS
-]
-_OFFSET_SUFFIX_TEXT = pl.Series(_OFFSET_SUFFIXES)
+_OFFSET_SUFFIX_TEXT = pl.Series(
+    [datetime(2000, 1, 1, tzinfo=zone).isoformat().replace("+00:00", "Z")[19:] for zone in OFFSETS]
+)
 _OFFSET_US = np.array([int(zone.utcoffset(None).total_seconds()) * 1_000_000 for zone in OFFSETS])  # type: ignore[union-attr]
 
 
