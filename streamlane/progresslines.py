@@ -166,6 +166,14 @@ def landed_figure(metrics: dict[str, float], rates: RateMeter | None = None) -> 
     return with_rate(metrics.get("streamlane_landed_rows_total", 0.0), rates, "landed rows")
 
 
+def broker_memory_figure(mib: float) -> str:
+    """The embedded broker's memory as the progress title shows it (`embedded broker 312 MiB`,
+    `embedded broker 1.4 GiB`): it holds every record a run produced until it stops (it
+    applies no retention), so this figure grows with everything the run makes."""
+    size = f"{mib / 1024:,.1f} GiB" if round(mib) >= 1024 else f"{mib:,.0f} MiB"
+    return f"embedded broker {size}"
+
+
 def landing_line(metrics: dict[str, float], rates: RateMeter | None = None) -> str:
     """What the landing has done: rows landed (with `rates`, how many a second) and records
     it is behind, and a note while the warehouse cannot be written or Kafka does not answer."""

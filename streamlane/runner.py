@@ -36,11 +36,13 @@ from streamlane.kafka import check_reachable, ensure_topics
 from streamlane.lifeline import stop_with_parent
 from streamlane.plainprogress import PlainProgress
 from streamlane.ports import cluster_port, free_port
+from streamlane.procmem import memory_mib
 from streamlane.progresslines import (
     FLOW_COLUMNS,
     KAFKA_DOWN,
     LANDING_PAUSED,
     RateMeter,
+    broker_memory_figure,
     figures_text,
     flow_figures,
     kafka_down,
@@ -258,8 +260,9 @@ class Pipeline:
         return next((c for c in self.children if c.name == "warehouse"), None)
 
     def _status(self) -> tuple[str, list[tuple[str, list[str]]]]:
-        """The progress title (run time, Kafka and warehouse state, rows landed) and, per
-        flow, its figures in `FLOW_COLUMNS` order, from the children's metrics."""
+        """The progress title (run time, Kafka and warehouse state, rows landed, the embedded
+        broker's memory) and, per flow, its figures in `FLOW_COLUMNS` order, from the
+        children's metrics."""
         wh = self._warehouse()
         per_flow: dict[str, dict[str, float]] = {}
         down = False
@@ -279,6 +282,9 @@ class Pipeline:
         if landing_paused(w):
             title += f" · {LANDING_PAUSED}"
         title += f" · landed rows {landed_figure(w, self.rates)}"
+        broker_mib = memory_mib(self.broker.pid) if self.broker else None
+        if broker_mib is not None:
+            title += f" · {broker_memory_figure(broker_mib)}"
         rows = [
             (name, flow_figures(load_flow(name), m, self.rates)) for name, m in per_flow.items()
         ]

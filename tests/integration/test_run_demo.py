@@ -117,9 +117,14 @@ def test_run_demo_lands_rows_and_stops_cleanly(tmp_path: Path, processes: int) -
     # (the run's title, then a line per flow) and, after the last of them, it says it stopped.
     lines = out.read_text().splitlines()
     assert lines[-2:] == ["stopping…", "stopped"], lines[-10:]
-    assert re.fullmatch(r"streamlane · [\d,]+s · landed rows [\d,]+ \([\d,]+/s\)", lines[-4]), (
-        lines[-10:]
+    # On the embedded broker the title also says how much memory the broker holds.
+    title = re.fullmatch(
+        r"streamlane · [\d,]+s · landed rows [\d,]+ \([\d,]+/s\)"
+        r" · embedded broker ([\d,.]+) [MG]iB",
+        lines[-4],
     )
+    assert title, lines[-10:]
+    assert float(title.group(1).replace(",", "")) > 0, lines[-4]
     assert re.fullmatch(
         r"  orders: events in [\d,]+ \([\d,]+/s\) · enriched [\d,]+ · windows [\d,]+"
         r" · dead letters [\d,]+ · late [\d,]+ · duplicates [\d,]+ · lag [\d,]+( \(.*\))?",

@@ -11,6 +11,7 @@ from flows import orders
 from streamlane.progresslines import (
     ProgressLog,
     RateMeter,
+    broker_memory_figure,
     flow_line,
     lag_figure,
     landing_line,
@@ -75,6 +76,13 @@ def test_landing_line_says_when_the_landing_is_paused() -> None:
     assert landing_line(metrics) == "landed rows 2,500 · landing lag 30"
     paused = landing_line(metrics | {"streamlane_landing_paused": 1.0})
     assert paused.endswith(" · warehouse not writable: landing paused")
+
+
+def test_broker_memory_reads_in_mib_then_in_gib() -> None:
+    assert broker_memory_figure(45.3) == "embedded broker 45 MiB"
+    assert broker_memory_figure(1023.4) == "embedded broker 1,023 MiB"
+    assert broker_memory_figure(1023.6) == "embedded broker 1.0 GiB"
+    assert broker_memory_figure(12_902.0) == "embedded broker 12.6 GiB"
 
 
 def test_rate_covers_the_last_window_from_a_start_at_zero() -> None:
