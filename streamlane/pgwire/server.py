@@ -724,18 +724,25 @@ class PgServer:
 
     @property
     def port(self) -> int:
+        """The port clients connect to (the one the system chose when it was created with 0)."""
         return int(self.tcp.server_address[1])
 
     def next_pid(self) -> int:
+        """A process id for a new session, unique in this server: with its secret, the key
+        a client's cancel request names the session by."""
         with self._lock:
             return next(self._pids)
 
     def cancel(self, pid: int, secret: int) -> None:
+        """Interrupt the query running in the session with this id and secret, if any; a
+        request naming no session, or one that is idle, does nothing, as in PostgreSQL."""
         session = self.sessions.get((pid, secret))
         if session is not None and session.cursor is not None:
             session.cursor.interrupt()
 
     def serve_in_background(self) -> None:
+        """Accept clients on a daemon thread, each session on a thread of its own, until
+        `stop()`."""
         threading.Thread(target=self.tcp.serve_forever, name="pgwire", daemon=True).start()
 
     def stop(self) -> None:
