@@ -620,6 +620,9 @@ class Landing:
         return lags
 
     def close(self) -> None:
+        """Stop reading and preparing, and close the consumer. Prepared batches not yet
+        written are dropped, not lost: their offsets are stored only with their rows, so
+        the next start reads them again."""
         self._stopping.set()
         self._reader.join(timeout=10)
         self._decoder.shutdown(wait=True, cancel_futures=True)
@@ -903,4 +906,7 @@ class Warehouse:
         log.info("warehouse %s %s", self.path, how)
 
     def stop(self) -> None:
+        """Ask `serve` to stop after the write in hand (safe from another thread or a signal
+        handler); `serve` then closes the landing, the endpoints and the warehouse, and
+        returns."""
         self.stopping.set()

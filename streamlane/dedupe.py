@@ -137,6 +137,7 @@ class RunFiles:
         return [_sealed(ids.astype(np.uint64, copy=False)) for ids in runs]
 
     def delete(self, names: list[str]) -> None:
+        """Delete the named run files; one already gone is no error."""
         for name in names:
             (self.directory / name).unlink(missing_ok=True)
 

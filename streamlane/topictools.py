@@ -58,6 +58,7 @@ def get_path(value: Any, steps: list[str | int]) -> Any:
 
 
 def missing(value: Any) -> bool:
+    """Whether `value` is `get_path`'s sentinel for an absent path (unlike a JSON null)."""
     return value is _MISSING
 
 

@@ -36,6 +36,8 @@ class Credentials:
 
     @classmethod
     def from_password(cls, user: str, password: str) -> Credentials:
+        """`user`'s credentials for `password`, with a fresh random salt: what a server keeps
+        to check either authentication method without keeping the password."""
         salt = os.urandom(16)
         salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, SCRAM_ITERATIONS)
         client_key = _hmac(salted, b"Client Key")
