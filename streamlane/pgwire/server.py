@@ -734,8 +734,8 @@ class PgServer:
             return next(self._pids)
 
     def cancel(self, pid: int, secret: int) -> None:
-        """Interrupt the query running in the session with this id and secret, if any; a
-        request naming no session, or one that is idle, does nothing, as in PostgreSQL."""
+        """Interrupt the query running in the session with this id and secret; a request
+        naming no session does nothing, as in PostgreSQL (the client is not told)."""
         session = self.sessions.get((pid, secret))
         if session is not None and session.cursor is not None:
             session.cursor.interrupt()
