@@ -906,7 +906,6 @@ class Warehouse:
         log.info("warehouse %s %s", self.path, how)
 
     def stop(self) -> None:
-        """Ask `serve` to stop after the write in hand (safe from another thread or a signal
-        handler); `serve` then closes the landing, the endpoints and the warehouse, and
-        returns."""
+        """Ask `serve`, running on another thread, to stop after the write in hand; `serve`
+        then closes the landing, the endpoints and the warehouse, and returns."""
         self.stopping.set()
