@@ -906,6 +906,7 @@ class Warehouse:
         log.info("warehouse %s %s", self.path, how)
 
     def stop(self) -> None:
-        """Ask `serve`, running on another thread, to stop after the write in hand; `serve`
-        then closes the landing, the endpoints and the warehouse, and returns."""
+        """Ask `serve` to stop after the write in hand, from a thread other than its own (the
+        CLI's is the one that handles a stop signal); `serve` then closes the landing, the
+        endpoints and the warehouse, and returns."""
         self.stopping.set()
